@@ -1,0 +1,7 @@
+//! Integration tests of ikd-metrics: parity with the reference fixtures (scikit-learn, MVTec AD's
+//! evaluation code), brute-force reference implementations, properties, and typed errors.
+
+mod errors;
+mod fixtures;
+mod props;
+mod reference;
