@@ -1,0 +1,8 @@
+//! Integration tests of ikd-data.
+
+mod common;
+mod dataset;
+mod download;
+mod layout;
+mod synthetic;
+mod transform;
