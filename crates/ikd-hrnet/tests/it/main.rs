@@ -1,0 +1,10 @@
+//! Integration tests of ikd-hrnet.
+
+mod common;
+mod config;
+mod grad;
+mod hub;
+mod parity;
+mod resize;
+mod shapes;
+mod weights;

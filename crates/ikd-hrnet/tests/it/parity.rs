@@ -1,0 +1,99 @@
+//! Parity with timm's HighResolutionNet on the fixture directories.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use ikd_hrnet::{read_safetensors, HrNet, HrNetConfig};
+
+use crate::common::{fixtures, rel_l2};
+
+const TOL: f64 = 1e-4;
+
+fn config_of(dir: &Path) -> HrNetConfig {
+    let json = dir.join("config.json");
+    if json.exists() {
+        return HrNetConfig::from_json_file(&json).unwrap();
+    }
+    let txt = dir.join("config.txt");
+    let name = std::fs::read_to_string(&txt)
+        .unwrap_or_else(|e| panic!("{}: neither config.json nor config.txt ({e})", dir.display()));
+    HrNetConfig::by_name(name.trim()).unwrap()
+}
+
+fn check_dir(dir: &Path) {
+    let cfg = config_of(dir);
+    let (model, _varmap) =
+        HrNet::from_timm_file(&cfg, dir.join("weights.safetensors"), &Device::Cpu).unwrap();
+    let io = read_safetensors(dir.join("io.safetensors")).unwrap();
+    let x = &io["input"];
+    let n = model.out_channels().len();
+
+    let eval = model.ikd_features(x, false).unwrap();
+    for (i, f) in eval.iter().enumerate().take(n) {
+        let e = rel_l2(f, &io[&format!("eval_x{i}")]);
+        eprintln!("{}: eval_x{i} relative L2 error {e:.2e}", dir.display());
+        assert!(e < TOL, "{}: eval_x{i} relative L2 error {e:e}", dir.display());
+    }
+    // eval mode leaves the running statistics alone
+    let bn1 = model.stem_batch_norms()[0];
+    let before = bn1.running_mean();
+    let before = crate::common::to_vec(&before.copy().unwrap());
+
+    let train = model.ikd_features(x, true).unwrap();
+    for (i, f) in train.iter().enumerate().take(n) {
+        let e = rel_l2(f, &io[&format!("train_x{i}")]);
+        eprintln!("{}: train_x{i} relative L2 error {e:.2e}", dir.display());
+        assert!(e < TOL, "{}: train_x{i} relative L2 error {e:e}", dir.display());
+    }
+    let rm = bn1.running_mean();
+    let rv = bn1.running_var();
+    assert_ne!(crate::common::to_vec(&rm), before, "train mode must update the running mean");
+    let e = rel_l2(&rm, &io["bn1_running_mean_after_train"]);
+    assert!(e < TOL, "{}: bn1 running mean error {e:e}", dir.display());
+    let e = rel_l2(&rv, &io["bn1_running_var_after_train"]);
+    assert!(e < TOL, "{}: bn1 running var error {e:e}", dir.display());
+}
+
+/// Every directory of `../shared/fixtures/hrnet/` with the three files.
+fn fixture_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_dir()
+                && ["config.json", "weights.safetensors", "io.safetensors"]
+                    .iter()
+                    .all(|f| p.join(f).exists())
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn parity_with_timm_on_shared_fixtures() {
+    let dirs = fixture_dirs();
+    assert!(dirs.iter().any(|d| d.ends_with("tiny")), "tiny fixture not found: {dirs:?}");
+    for dir in dirs {
+        check_dir(&dir);
+    }
+}
+
+/// Extra fixture directories named in `IKD_HRNET_FIXTURES` (colon-separated).
+#[test]
+fn parity_with_timm_on_env_fixtures() {
+    let Ok(list) = std::env::var("IKD_HRNET_FIXTURES") else { return };
+    for dir in list.split(':').map(str::trim).filter(|s| !s.is_empty()) {
+        let dir = PathBuf::from(dir);
+        assert!(dir.is_dir(), "IKD_HRNET_FIXTURES: {} is not a directory", dir.display());
+        check_dir(&dir);
+    }
+}
+
+/// A built-in config named in `config.txt` is accepted.
+#[test]
+fn config_txt_names_a_builtin_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.txt"), "hrnet_w18_small\n").unwrap();
+    assert_eq!(config_of(dir.path()), HrNetConfig::w18_small());
+}
