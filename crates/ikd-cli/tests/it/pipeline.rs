@@ -1,0 +1,139 @@
+//! train → checkpoint → resume → test → predict → evaluate.
+
+use std::path::Path;
+
+use super::{dataset, ikd_ok, train_args};
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn train_resume_test_predict_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = dataset(tmp.path());
+    let root_s = root.to_str().unwrap();
+
+    // Uninterrupted: 2 epochs of 2 steps.
+    let full = tmp.path().join("full");
+    let mut args = train_args(root_s, full.to_str().unwrap());
+    args.push("--no-eval");
+    ikd_ok(&args);
+
+    // Interrupted after 3 steps, then resumed.
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let mut args = train_args(root_s, run_s);
+    args.extend(["--max-steps", "3"]);
+    let out = ikd_ok(&args);
+    assert!(out.contains("--resume"), "{out}");
+    assert!(run.join("checkpoint.safetensors").is_file());
+    assert!(!run.join("student.safetensors").exists(), "not finished yet");
+    let mut args = train_args(root_s, run_s);
+    args.push("--resume");
+    ikd_ok(&args);
+
+    for f in [
+        "config.json",
+        "train_log.jsonl",
+        "checkpoint.safetensors",
+        "student.safetensors",
+        "metrics.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let config = read_json(&run.join("config.json"));
+    assert_eq!(config["backbone"], "hrnet_w18_small");
+    assert_eq!(config["lr"], 5e-5);
+    let log = std::fs::read_to_string(run.join("train_log.jsonl")).unwrap();
+    let steps: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(steps.len(), 4);
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s["step"], i as u64 + 1);
+        assert!(s["loss"].as_f64().unwrap().is_finite());
+        assert_eq!(s["margins"].as_array().unwrap().len(), 2);
+    }
+    // Resuming gives the same student as the uninterrupted run.
+    let a = std::fs::read(full.join("student.safetensors")).unwrap();
+    let b = std::fs::read(run.join("student.safetensors")).unwrap();
+    assert!(a == b, "resumed run differs from the uninterrupted one");
+    let full_log = std::fs::read_to_string(full.join("train_log.jsonl")).unwrap();
+    let losses = |t: &str| -> Vec<f64> {
+        t.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(losses(&full_log), losses(&log));
+
+    // Test (done by train) wrote metrics and heat maps.
+    let m = read_json(&run.join("metrics.json"));
+    for k in
+        ["pixel_auroc", "au_pro", "pro_ikd200", "image_auroc", "pixel_ap", "f1_max", "threshold"]
+    {
+        let v = m[k].as_f64().unwrap_or_else(|| panic!("metrics.json lacks {k}"));
+        assert!(v.is_finite(), "{k} = {v}");
+    }
+    assert!(!m["per_defect"].as_object().unwrap().is_empty());
+    let heat = run.join("heatmaps");
+    let n_heat =
+        walk(&heat).into_iter().filter(|p| p.extension().is_some_and(|e| e == "png")).count();
+    assert_eq!(n_heat, 6);
+
+    // Test again with TIFF maps, then score them with `evaluate`: same numbers.
+    ikd_ok(&["test", "--run", run_s, "--save-maps"]);
+    let maps = run.join("anomaly_maps");
+    let tiffs = walk(&maps);
+    assert_eq!(tiffs.len(), 6);
+    let eval_json = tmp.path().join("eval.json");
+    ikd_ok(&[
+        "evaluate",
+        "--maps",
+        maps.to_str().unwrap(),
+        "--data-root",
+        root_s,
+        "--json",
+        eval_json.to_str().unwrap(),
+    ]);
+    let e = read_json(&eval_json);
+    assert_eq!(e[0]["category"], "tile");
+    // The synthetic images are 64×64 as the maps: both runs score the same pixels.
+    let d = (e[0]["pixel_auroc"].as_f64().unwrap() - m["pixel_auroc"].as_f64().unwrap()).abs();
+    assert!(d < 1e-6, "evaluate and test disagree by {d}");
+
+    // Predict on a folder of images of another size.
+    let imgs = tmp.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let src = root.join("tile/test");
+    let first_defect =
+        walk(&src).into_iter().find(|p| !p.to_string_lossy().contains("good")).unwrap();
+    let img = image::open(&first_defect).unwrap().resize_exact(
+        80,
+        48,
+        image::imageops::FilterType::Triangle,
+    );
+    img.save(imgs.join("odd.jpg")).unwrap();
+    let pred = tmp.path().join("pred");
+    ikd_ok(&["predict", "--run", run_s, imgs.to_str().unwrap(), "--out", pred.to_str().unwrap()]);
+    let s = read_json(&pred.join("summary.json"));
+    assert_eq!(s["images"].as_array().unwrap().len(), 1);
+    let mask = image::open(pred.join("odd_mask.png")).unwrap();
+    assert_eq!((mask.width(), mask.height()), (80, 48));
+    assert!(pred.join("odd_heatmap.png").is_file());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,455 @@
+//! Training a student: the run directory, checkpoints every epoch, resume, the training log.
+//!
+//! A run directory holds `config.json` (every setting, resolved), `train_log.jsonl` (one JSON
+//! object per optimiser step), `checkpoint.safetensors` (student, optimiser moments, AHSM margins
+//! and position, written atomically after every epoch and when training stops) and, once training
+//! is finished, `student.safetensors` (timm layout).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use ikd_data::{Category, Dataset, Order, Transform};
+use ikd_distill::IkdLossConfig;
+
+use crate::checkpoint::{Checkpoint, Position};
+use crate::optim::AdamWParams;
+use crate::{atomic_write, Backbone, Distiller, Error, Result, TeacherWeights};
+
+/// File names inside a run directory.
+pub mod files {
+    /// Every setting of the run, resolved.
+    pub const CONFIG: &str = "config.json";
+    /// One JSON object per optimiser step.
+    pub const TRAIN_LOG: &str = "train_log.jsonl";
+    /// The last checkpoint.
+    pub const CHECKPOINT: &str = "checkpoint.safetensors";
+    /// The trained student (timm layout), written when training is finished.
+    pub const STUDENT: &str = "student.safetensors";
+    /// What `ikd test` measured.
+    pub const METRICS: &str = "metrics.json";
+}
+
+/// Every setting of a training run. `Default` is the paper's recipe (hrnet_w32, ImageNet teacher
+/// from the hub, 256², 50 epochs, batch 2, AdamW lr 5e-5, levels 1 and 2 weighted 1 and 2,
+/// α 0.01, β 2, γ 1).
+///
+/// ```
+/// let c = ikd::TrainConfig { data_root: "data".into(), category: "bottle".into(), ..Default::default() };
+/// assert_eq!(c.epochs, 50);
+/// assert_eq!(c.backbone, "hrnet_w32");
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Folder holding the categories in MVTec AD layout.
+    pub data_root: PathBuf,
+    /// The category (a folder of `data_root`).
+    pub category: String,
+    /// timm's HRNet name, or a timm cfg as a JSON file.
+    pub backbone: String,
+    /// Where the teacher's weights come from.
+    pub teacher_weights: TeacherWeights,
+    /// Start the student from these weights (timm layout) instead of a seeded initialisation.
+    pub student_init: Option<PathBuf>,
+    /// Side of the square crop fed to the networks.
+    pub image_size: u32,
+    /// Side the images are resized to before the crop.
+    pub load_size: u32,
+    /// Passes over the training images.
+    pub epochs: u64,
+    /// Images per optimiser step.
+    pub batch_size: usize,
+    /// AdamW's learning rate (the other settings are PyTorch's defaults).
+    pub lr: f64,
+    /// Seed of the student's initialisation and the shuffling.
+    pub seed: u64,
+    /// The loss.
+    pub loss: IkdLossConfig,
+    /// Shuffle the training images every epoch (otherwise: sorted file order).
+    pub shuffle: bool,
+    /// Stop after this many optimiser steps in all.
+    pub max_steps: Option<u64>,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data_root: PathBuf::new(),
+            category: String::new(),
+            backbone: "hrnet_w32".into(),
+            teacher_weights: TeacherWeights::Hub,
+            student_init: None,
+            image_size: 256,
+            load_size: 256,
+            epochs: 50,
+            batch_size: 2,
+            lr: 5e-5,
+            seed: 0,
+            loss: IkdLossConfig::paper(),
+            shuffle: true,
+            max_steps: None,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings that do not need the disk.
+    ///
+    /// ```
+    /// let c = ikd::TrainConfig { batch_size: 0, ..Default::default() };
+    /// assert!(c.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::Config("--batch-size must be at least 1".into()));
+        }
+        if self.epochs == 0 {
+            return Err(Error::Config("--epochs must be at least 1".into()));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::Config(format!("--lr must be a positive number, not {}", self.lr)));
+        }
+        if self.image_size % 32 != 0 || self.image_size == 0 {
+            return Err(Error::Config(format!(
+                "--image-size must be a positive multiple of 32 (HRNet downsamples by 32), not {}",
+                self.image_size
+            )));
+        }
+        if self.load_size < self.image_size {
+            return Err(Error::Config(format!(
+                "--load-size ({}) must be at least --image-size ({})",
+                self.load_size, self.image_size
+            )));
+        }
+        self.loss.validate()?;
+        Ok(())
+    }
+
+    /// The backbone: a timm name or a JSON cfg file.
+    ///
+    /// ```
+    /// let c = ikd::TrainConfig::default();
+    /// assert_eq!(c.backbone().unwrap().name, "hrnet_w32");
+    /// ```
+    pub fn backbone(&self) -> Result<Backbone> {
+        resolve_backbone(&self.backbone)
+    }
+
+    /// The image transform.
+    ///
+    /// ```
+    /// assert_eq!(ikd::TrainConfig::default().transform().unwrap(), ikd_data::Transform::paper());
+    /// ```
+    pub fn transform(&self) -> Result<Transform> {
+        Ok(Transform::new(self.load_size, self.image_size)?)
+    }
+
+    /// Reads a run's `config.json`.
+    ///
+    /// ```no_run
+    /// let c = ikd::TrainConfig::load("runs/bottle/config.json".as_ref())?;
+    /// # Ok::<(), ikd::Error>(())
+    /// ```
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not an ikd run configuration: {e}")))
+    }
+
+    /// Writes `config.json` atomically.
+    ///
+    /// ```no_run
+    /// ikd::TrainConfig::default().save("runs/x/config.json".as_ref())?;
+    /// # Ok::<(), ikd::Error>(())
+    /// ```
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| Error::bad_file(path, e.to_string()))?;
+        atomic_write(path, json.as_bytes())
+    }
+
+    /// Builds the teacher/student pair for this configuration on `device`.
+    ///
+    /// ```no_run
+    /// let d = ikd::TrainConfig::default().distiller(&candle_core::Device::Cpu)?;
+    /// # Ok::<(), ikd::Error>(())
+    /// ```
+    pub fn distiller(&self, device: &Device) -> Result<Distiller> {
+        Distiller::new(
+            &self.backbone()?,
+            &self.teacher_weights,
+            self.student_init.as_deref(),
+            self.loss.clone(),
+            AdamWParams { lr: self.lr, ..Default::default() },
+            self.seed,
+            device,
+        )
+    }
+}
+
+/// A timm HRNet name, or a path to a timm cfg as JSON (its file stem becomes the name).
+///
+/// ```
+/// assert_eq!(ikd::resolve_backbone("hrnet_w18").unwrap().name, "hrnet_w18");
+/// assert!(ikd::resolve_backbone("vit_b16").is_err());
+/// ```
+pub fn resolve_backbone(spec: &str) -> Result<Backbone> {
+    if spec.ends_with(".json") {
+        let path = Path::new(spec);
+        let config = ikd_hrnet::HrNetConfig::from_json_file(path)?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Backbone { name, config })
+    } else {
+        Backbone::by_name(spec)
+    }
+}
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+///
+/// ```
+/// assert!(ikd::parse_device("cpu").unwrap().is_cpu());
+/// assert!(ikd::parse_device("tpu").is_err());
+/// ```
+pub fn parse_device(spec: &str) -> Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = match s.strip_prefix("cuda:") {
+                Some(n) => n.parse::<usize>().map_err(|_| {
+                    Error::Config(format!("`{s}` is not a device: expected cuda:N with N a number"))
+                })?,
+                None => 0,
+            };
+            Device::new_cuda(ordinal).map_err(|e| {
+                Error::Config(format!(
+                    "device `{s}` is not available ({e}); build with `--features cuda` on a machine with an NVIDIA GPU, or use --device cpu"
+                ))
+            })
+        }
+        other => Err(Error::Config(format!("unknown device `{other}`: use cpu or cuda:N"))),
+    }
+}
+
+/// One line of `train_log.jsonl`.
+///
+/// ```
+/// let e = ikd::LogEntry { step: 1, epoch: 0, loss: 0.5, margins: vec![0.1, 0.2], per_level: vec![0.4, 0.55], images_per_s: 3.0 };
+/// assert!(serde_json::to_string(&e).unwrap().contains("\"margins\""));
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    /// Optimiser step, counted from 1.
+    pub step: u64,
+    /// Epoch, counted from 0.
+    pub epoch: u64,
+    /// The step's total loss.
+    pub loss: f64,
+    /// The AHSM margin of each level after the step.
+    pub margins: Vec<f64>,
+    /// The loss of each level.
+    pub per_level: Vec<f64>,
+    /// Training throughput of this step.
+    pub images_per_s: f64,
+}
+
+/// What [`train`] did.
+///
+/// ```
+/// let s = ikd::TrainSummary { steps: 3, epochs_done: 1, finished: true, seconds: 1.0, images_per_s: 6.0, last_loss: Some(0.5) };
+/// assert!(s.finished);
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainSummary {
+    /// Optimiser steps taken in all (including before a resume).
+    pub steps: u64,
+    /// Whole epochs completed.
+    pub epochs_done: u64,
+    /// Whether every epoch ran (false when stopped by `max_steps`).
+    pub finished: bool,
+    /// Wall time of this invocation's training.
+    pub seconds: f64,
+    /// Training images per second in this invocation.
+    pub images_per_s: f64,
+    /// The last step's loss.
+    pub last_loss: Option<f64>,
+}
+
+/// Options of one invocation of [`train`] that are not settings of the run.
+///
+/// ```
+/// let o = ikd::TrainOptions { resume: true, progress: false };
+/// assert!(o.resume);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainOptions {
+    /// Continue from `checkpoint.safetensors` (the run's `config.json` must match `config`).
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+fn check_writable(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let probe = dir.join(format!(".ikd-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| Error::io(dir, e))?;
+    std::fs::remove_file(&probe).map_err(|e| Error::io(&probe, e))
+}
+
+/// Keeps the log lines of steps up to `step` (those after a checkpoint are run again on resume).
+fn truncate_log(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let mut kept = String::new();
+    for line in text.lines() {
+        match serde_json::from_str::<LogEntry>(line) {
+            Ok(e) if e.step <= step => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => {}
+        }
+    }
+    if kept == text {
+        return Ok(());
+    }
+    atomic_write(path, kept.as_bytes())
+}
+
+/// Trains a student in `run_dir` (created if needed) with `config`.
+///
+/// A new run refuses a `run_dir` that already holds a run, unless `opts.resume`, which continues
+/// from its checkpoint with the settings in its `config.json` (`config.max_steps` may differ) and
+/// gives the same student as an uninterrupted run. A non-finite loss stops training with an error;
+/// the last checkpoint is kept.
+///
+/// ```no_run
+/// let config = ikd::TrainConfig { data_root: "data".into(), category: "bottle".into(), ..Default::default() };
+/// let summary = ikd::train(&config, "runs/bottle".as_ref(), ikd::TrainOptions::default())?;
+/// # Ok::<(), ikd::Error>(())
+/// ```
+pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result<TrainSummary> {
+    config.validate()?;
+    let config_path = run_dir.join(files::CONFIG);
+    let ckpt_path = run_dir.join(files::CHECKPOINT);
+    let log_path = run_dir.join(files::TRAIN_LOG);
+    let mut config = config.clone();
+    if opts.resume {
+        let saved = TrainConfig::load(&config_path)?;
+        let max_steps = config.max_steps;
+        let device = config.device.clone();
+        config = TrainConfig { max_steps, device, ..saved };
+    } else if config_path.exists() || ckpt_path.exists() {
+        return Err(Error::Config(format!(
+            "{} already holds a run: pass --resume to continue it, or choose another --out",
+            run_dir.display()
+        )));
+    }
+    let device = parse_device(&config.device)?;
+    let category = Category::open(&config.data_root, &config.category)?;
+    let transform = config.transform()?;
+    let mut distiller = config.distiller(&device)?;
+    check_writable(run_dir)?;
+    let mut position = Position { step: 0, epoch: 0, batch: 0 };
+    if opts.resume && ckpt_path.exists() {
+        let ck = Checkpoint::load(&ckpt_path, &device)?;
+        distiller.restore_training_state(&ck.tensors, ck.position.step, ck.loss_state)?;
+        position = ck.position;
+        truncate_log(&log_path, position.step)?;
+        tracing::info!(
+            step = position.step,
+            epoch = position.epoch,
+            "resuming from {}",
+            ckpt_path.display()
+        );
+    } else {
+        if !opts.resume {
+            let _ = std::fs::remove_file(&log_path);
+        }
+        config.save(&config_path)?;
+    }
+    let data = Dataset::train(&category, &transform, opts.progress)?;
+    let batches_per_epoch = data.len().div_ceil(config.batch_size) as u64;
+    let total = batches_per_epoch * config.epochs;
+    let limit = config.max_steps.map_or(total, |m| m.min(total));
+
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::io(&log_path, e))?;
+    let pb = crate::progress::bar(limit, "train", opts.progress);
+    pb.set_position(position.step);
+    let start = Instant::now();
+    let mut images = 0usize;
+    let mut last_loss = None;
+    let save = |d: &Distiller, pos: Position| -> Result<()> {
+        let (tensors, step, loss_state) = d.training_state();
+        debug_assert_eq!(step, pos.step);
+        Checkpoint { tensors, position: pos, loss_state }.save(&ckpt_path)
+    };
+    'epochs: while position.epoch < config.epochs {
+        let order = if config.shuffle {
+            Order::Shuffled { seed: config.seed, epoch: position.epoch }
+        } else {
+            Order::Sequential
+        };
+        let mut batches = data.batches(config.batch_size, order, &device)?;
+        batches.seek(position.batch as usize);
+        for batch in batches {
+            if position.step >= limit {
+                break 'epochs;
+            }
+            let batch = batch?;
+            let t0 = Instant::now();
+            let stats = distiller.train_step(&batch.images)?;
+            let n = batch.indices.len();
+            images += n;
+            position.step += 1;
+            position.batch += 1;
+            let entry = LogEntry {
+                step: position.step,
+                epoch: position.epoch,
+                loss: stats.loss,
+                margins: stats.margins.clone(),
+                per_level: stats.per_level,
+                images_per_s: n as f64 / t0.elapsed().as_secs_f64(),
+            };
+            let line = serde_json::to_string(&entry)
+                .map_err(|e| Error::bad_file(&log_path, e.to_string()))?;
+            writeln!(log, "{line}").map_err(|e| Error::io(&log_path, e))?;
+            last_loss = Some(stats.loss);
+            pb.set_position(position.step);
+            pb.set_message(format!(
+                "epoch {}/{} loss {:.4} margins {:?} {:.1} img/s",
+                position.epoch + 1,
+                config.epochs,
+                stats.loss,
+                stats.margins.iter().map(|m| (m * 1e4).round() / 1e4).collect::<Vec<_>>(),
+                images as f64 / start.elapsed().as_secs_f64()
+            ));
+        }
+        position.epoch += 1;
+        position.batch = 0;
+        save(&distiller, position)?;
+    }
+    log.flush().map_err(|e| Error::io(&log_path, e))?;
+    let finished = position.epoch >= config.epochs;
+    if !finished {
+        save(&distiller, position)?;
+    } else {
+        ikd_hrnet::save_safetensors(distiller.student_vars(), run_dir.join(files::STUDENT))?;
+    }
+    pb.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(TrainSummary {
+        steps: position.step,
+        epochs_done: position.epoch,
+        finished,
+        seconds,
+        images_per_s: if seconds > 0.0 { images as f64 / seconds } else { 0.0 },
+        last_loss,
+    })
+}

@@ -1,0 +1,97 @@
+//! Pictures a person can read: jet heat maps, overlays, ground-truth contours, side-by-side panels.
+
+use image::{Rgb, RgbImage};
+
+/// The jet colour of `x` in [0, 1] (values outside are clamped), as matplotlib's and OpenCV's `jet`.
+///
+/// ```
+/// assert_eq!(ikd::viz::jet(0.0), [0, 0, 128]);
+/// assert_eq!(ikd::viz::jet(1.0), [128, 0, 0]);
+/// ```
+pub fn jet(x: f32) -> [u8; 3] {
+    let x = if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 };
+    let c = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    [c(1.5 - (4.0 * x - 3.0).abs()), c(1.5 - (4.0 * x - 2.0).abs()), c(1.5 - (4.0 * x - 1.0).abs())]
+}
+
+/// The map (row-major, `image`'s size) scaled from `[lo, hi]` to [0, 1], coloured with jet and blended
+/// over `image` with weight `alpha` for the heat map.
+///
+/// ```
+/// let img = image::RgbImage::new(2, 1);
+/// let out = ikd::viz::overlay(&img, &[0.0, 1.0], 0.0, 1.0, 1.0);
+/// assert_eq!(out.get_pixel(1, 0).0, ikd::viz::jet(1.0));
+/// ```
+pub fn overlay(image: &RgbImage, map: &[f32], lo: f32, hi: f32, alpha: f32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    assert_eq!(map.len(), (w * h) as usize, "map and image sizes differ");
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut out = image.clone();
+    for (i, px) in out.pixels_mut().enumerate() {
+        let c = jet((map[i] - lo) / span);
+        for (dst, src) in px.0.iter_mut().zip(c) {
+            *dst = (alpha * src as f32 + (1.0 - alpha) * *dst as f32).round() as u8;
+        }
+    }
+    out
+}
+
+/// `image` with the boundary pixels of `mask` (nonzero = defect) drawn in `color`.
+///
+/// ```
+/// let img = image::RgbImage::new(3, 3);
+/// let mask = [0, 0, 0, 0, 1, 0, 0, 0, 0];
+/// let out = ikd::viz::contour(&img, &mask, [255, 0, 0]);
+/// assert_eq!(out.get_pixel(1, 1).0, [255, 0, 0]);
+/// assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0]);
+/// ```
+pub fn contour(image: &RgbImage, mask: &[u8], color: [u8; 3]) -> RgbImage {
+    let (w, h) = image.dimensions();
+    assert_eq!(mask.len(), (w * h) as usize, "mask and image sizes differ");
+    let at = |x: i64, y: i64| -> bool {
+        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask[(y * w as i64 + x) as usize] != 0
+    };
+    let mut out = image.clone();
+    for y in 0..h as i64 {
+        for x in 0..w as i64 {
+            if at(x, y) && !(at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1)) {
+                out.put_pixel(x as u32, y as u32, Rgb(color));
+            }
+        }
+    }
+    out
+}
+
+/// Panels of equal height laid side by side with a `gap`-pixel white margin between them.
+///
+/// ```
+/// let a = image::RgbImage::new(4, 2);
+/// let out = ikd::viz::side_by_side(&[a.clone(), a], 2);
+/// assert_eq!(out.dimensions(), (10, 2));
+/// ```
+pub fn side_by_side(panels: &[RgbImage], gap: u32) -> RgbImage {
+    let h = panels.iter().map(|p| p.height()).max().unwrap_or(0);
+    let w =
+        panels.iter().map(|p| p.width()).sum::<u32>() + gap * panels.len().saturating_sub(1) as u32;
+    let mut out = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    let mut x0 = 0;
+    for p in panels {
+        image::imageops::replace(&mut out, p, x0 as i64, 0);
+        x0 += p.width() + gap;
+    }
+    out
+}
+
+/// The picture `ikd test` writes for each test image: the image, its heat map overlay (jet, scores
+/// scaled from `[lo, hi]`) and the image with the ground truth's contour (red), side by side.
+///
+/// ```
+/// let img = image::RgbImage::new(4, 4);
+/// let p = ikd::viz::panel(&img, &[0.0; 16], &[0; 16], 0.0, 1.0);
+/// assert_eq!(p.dimensions(), (4 * 3 + 2 * 4, 4));
+/// ```
+pub fn panel(image: &RgbImage, map: &[f32], mask: &[u8], lo: f32, hi: f32) -> RgbImage {
+    let heat = overlay(image, map, lo, hi, 0.5);
+    let truth = contour(image, mask, [255, 0, 0]);
+    side_by_side(&[image.clone(), heat, truth], 4)
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the ikd engine.
+
+mod trajectory;
