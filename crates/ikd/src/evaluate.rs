@@ -80,7 +80,7 @@ pub struct TestMetrics {
     pub images_per_s: f64,
     /// Every image's score.
     pub image_results: Vec<ImageResult>,
-    /// The PRO curve (FPR, PRO) up to FPR 0.3, for plots.
+    /// The PRO curve (FPR, PRO) from (0, 0) to (1, 1), sampled, for plots.
     pub pro_curve: Vec<(f64, f64)>,
 }
 

@@ -1,0 +1,70 @@
+//! Project tasks of the ikd workspace (the cargo-xtask pattern): `cargo xtask <task>`.
+//!
+//! - `demo`: the whole pipeline offline on the synthetic dataset, ending with a report.
+//! - `reproduce`: MVTec AD with the paper's settings (download, weights, train, test, report).
+//! - `download`, `weights`: the two fetches on their own.
+//! - `report`: the report from finished runs.
+//! - `speed`: training steps/s on a synthetic category (for `gpu-check.sh`).
+//!
+//! Each task is a module with one `run` function.
+
+mod demo;
+mod download;
+mod paper;
+mod pipeline;
+mod plot;
+mod report;
+mod reproduce;
+mod speed;
+mod util;
+mod weights;
+
+use clap::{Parser, Subcommand};
+
+/// ikd's project tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// The whole pipeline offline on the synthetic dataset (no network, no GPU), ending with a report.
+    Demo(demo::DemoArgs),
+    /// Reproduces the paper's MVTec AD table: dataset, weights, training, testing, report.
+    Reproduce(Box<reproduce::ReproduceArgs>),
+    /// Downloads, verifies and extracts MVTec AD (or checks an existing copy).
+    Download(download::DownloadArgs),
+    /// Fetches timm's ImageNet weights of the teacher into the Hugging Face cache.
+    Weights(weights::WeightsArgs),
+    /// Writes the report of the finished runs in a folder.
+    Report(report::ReportArgs),
+    /// Training throughput (steps/s) on a synthetic 256² category, after a warm-up.
+    Speed(speed::SpeedArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Demo(a) => demo::run(&a),
+        Task::Reproduce(a) => reproduce::run(&a),
+        Task::Download(a) => download::run(&a),
+        Task::Weights(a) => weights::run(&a),
+        Task::Report(a) => report::run(&a).map(|_| ()),
+        Task::Speed(a) => speed::run(&a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
