@@ -6,7 +6,7 @@
 //! tensors, so it never extends the gradient graph. Evaluation mode uses the running estimates,
 //! folded into one per-channel scale and shift.
 
-use candle_core::{DType, ModuleT, Result, Tensor, Var, D};
+use candle_core::{DType, ModuleT, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 /// PyTorch's default momentum of the running statistics.
@@ -135,13 +135,14 @@ impl BatchNorm2d {
             DType::F16 | DType::BF16 => DType::F32,
             d => d,
         };
-        let x = x.to_dtype(internal)?;
-        // Per-channel mean over N, H, W: sum the spatial dims first (contiguous), then the batch.
-        let sum = x.flatten_from(2)?.sum_keepdim(D::Minus1)?.sum_keepdim(0)?; // (1, C, 1)
-        let mean = (sum / count as f64)?.reshape((1, c, 1, 1))?;
-        let centred = x.broadcast_sub(&mean)?;
-        let sq = centred.sqr()?.flatten_from(2)?.sum_keepdim(D::Minus1)?.sum_keepdim(0)?;
-        let var = (sq / count as f64)?.reshape((1, c, 1, 1))?; // biased, used to normalise
+        // Channels first, `(C, N·H·W)` (one copy): every per-channel reduction, in this forward
+        // pass and in the backward pass of the per-channel broadcasts, then runs over the last,
+        // contiguous dimension, which candle sums with a vectorised loop (reductions over
+        // dimensions 0, 2 and 3 of `(N, C, H, W)` take its slow index-by-index path).
+        let xt = x.to_dtype(internal)?.transpose(0, 1)?.reshape((c, count))?;
+        let mean = (xt.sum_keepdim(1)? / count as f64)?; // (C, 1)
+        let centred = xt.broadcast_sub(&mean)?;
+        let var = (centred.sqr()?.sum_keepdim(1)? / count as f64)?; // biased, used to normalise
         {
             // Running statistics: detached, so no gradient graph is built or retained.
             let m = self.momentum;
@@ -154,10 +155,10 @@ impl BatchNorm2d {
             self.running_var.set(&rv)?;
         }
         let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-        let scale =
-            self.weight.to_dtype(internal)?.reshape((1, c, 1, 1))?.broadcast_mul(&inv_std)?;
-        let bias = self.bias.to_dtype(internal)?.reshape((1, c, 1, 1))?;
-        centred.broadcast_mul(&scale)?.broadcast_add(&bias)?.to_dtype(dtype)
+        let scale = self.weight.to_dtype(internal)?.reshape((c, 1))?.mul(&inv_std)?;
+        let bias = self.bias.to_dtype(internal)?.reshape((c, 1))?;
+        let yt = centred.broadcast_mul(&scale)?.broadcast_add(&bias)?;
+        yt.reshape((c, n, h, w))?.transpose(0, 1)?.contiguous()?.to_dtype(dtype)
     }
 }
 

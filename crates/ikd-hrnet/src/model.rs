@@ -19,6 +19,8 @@ use crate::BatchNorm2d;
 #[derive(Debug, Clone)]
 struct Conv {
     conv: Conv2d,
+    /// 1×1 with stride 1: run as a matrix product (see [`Conv::forward`]).
+    pointwise: bool,
 }
 
 impl Conv {
@@ -34,11 +36,24 @@ impl Conv {
         let init = Init::Randn { mean: 0., stdev: (2. / fan_out).sqrt() };
         let weight = vb.get_with_hints((c_out, c_in, k, k), "weight", init)?;
         let cfg = Conv2dConfig { padding, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-        Ok(Self { conv: Conv2d::new(weight, None, cfg) })
+        let pointwise = k == 1 && stride == 1 && padding == 0;
+        Ok(Self { conv: Conv2d::new(weight, None, cfg), pointwise })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv.forward(x)
+        if !self.pointwise {
+            return self.conv.forward(x);
+        }
+        // A 1×1 convolution is `W · X` per image, `(C_out, C_in) · (C_in, H·W)`. As a matmul its
+        // backward pass is two matrix products, where candle's conv2d backward would run its
+        // direct `conv_transpose2d` loop and a weight-gradient convolution with an H×W kernel.
+        let (n, c, h, w) = x.dims4()?;
+        let (c_out, c_in, _, _) = self.conv.weight().dims4()?;
+        if c != c_in {
+            candle_core::bail!("1x1 conv expects (N, {c_in}, H, W), got {:?}", x.shape())
+        }
+        let wm = self.conv.weight().reshape((c_out, c_in))?.broadcast_left(n)?;
+        wm.matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
     }
 }
 

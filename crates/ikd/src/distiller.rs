@@ -151,6 +151,17 @@ fn build(
     Ok((model, varmap))
 }
 
+/// Rebuilds `cfg`'s network on detached views of `varmap`'s tensors (sharing their storage): a
+/// frozen teacher whose forward passes record no gradient graph, so its activations are freed as
+/// soon as they are used instead of living until the features are detached.
+fn frozen(cfg: &HrNetConfig, varmap: &VarMap, device: &Device) -> Result<HrNet> {
+    let tensors: HashMap<String, Tensor> = ikd_hrnet::named_vars(varmap)
+        .into_iter()
+        .map(|(name, var)| (name, var.as_tensor().detach()))
+        .collect();
+    Ok(HrNet::new(cfg, VarBuilder::from_tensors(tensors, DType::F32, device))?)
+}
+
 impl Distiller {
     /// Builds the pair: the teacher from `teacher` (resolved with [`teacher_weights_file`]; a random
     /// teacher is seeded with `seed + 1`), the student from `student_init` or a seeded initialisation
@@ -172,8 +183,9 @@ impl Distiller {
         device: &Device,
     ) -> Result<Self> {
         let teacher_file = teacher_weights_file(&backbone.name, teacher)?;
-        let (teacher, _) =
+        let (_, teacher_vars) =
             build(&backbone.config, teacher_file.as_deref(), seed.wrapping_add(1), device)?;
+        let teacher = frozen(&backbone.config, &teacher_vars, device)?;
         let (student, student_vars) = build(&backbone.config, student_init, seed, device)?;
         let trainable = ikd_hrnet::named_vars(&student_vars)
             .into_iter()
