@@ -46,6 +46,7 @@ enum Task {
 }
 
 fn main() {
+    ikd::tune_cpu_threads();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -262,6 +262,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    ikd::tune_cpu_threads();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
