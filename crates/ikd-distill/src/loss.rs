@@ -379,16 +379,7 @@ impl IkdLoss {
         let mut total: Option<Tensor> = None;
         let mut out_dtype = DType::F32;
         for (i, (&level, &w)) in cfg.levels.iter().zip(&cfg.weights).enumerate() {
-            let (t, s) = match (teacher.get(level), student.get(level)) {
-                (Some(t), Some(s)) => (t, s),
-                _ => {
-                    return Err(DistillError::MissingLevel {
-                        level,
-                        teacher: teacher.len(),
-                        student: student.len(),
-                    })
-                }
-            };
+            let (t, s) = crate::ops::level_pair(teacher, student, level)?;
             if s.dtype() == DType::F64 {
                 out_dtype = DType::F64;
             }

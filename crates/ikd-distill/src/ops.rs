@@ -147,16 +147,7 @@ pub fn anomaly_map(teacher: &[Tensor], student: &[Tensor], levels: &[usize]) -> 
     }
     let mut map: Option<Tensor> = None;
     for &level in levels {
-        let (t, s) = match (teacher.get(level), student.get(level)) {
-            (Some(t), Some(s)) => (t, s),
-            _ => {
-                return Err(DistillError::MissingLevel {
-                    level,
-                    teacher: teacher.len(),
-                    student: student.len(),
-                })
-            }
-        };
+        let (t, s) = level_pair(teacher, student, level)?;
         let (_, _, d) = normalized_distance(level, t, s)?;
         map = Some(match map {
             None => d,
@@ -231,4 +222,20 @@ pub fn context_similarity(qt: &Tensor, qs: &Tensor) -> Result<Tensor> {
 pub(crate) fn pixel_rows(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     Ok(x.permute((0, 2, 3, 1))?.reshape((n * h * w, c))?)
+}
+
+/// The teacher and student maps of `level`, or [`DistillError::MissingLevel`].
+pub(crate) fn level_pair<'a>(
+    teacher: &'a [Tensor],
+    student: &'a [Tensor],
+    level: usize,
+) -> Result<(&'a Tensor, &'a Tensor)> {
+    match (teacher.get(level), student.get(level)) {
+        (Some(t), Some(s)) => Ok((t, s)),
+        _ => Err(DistillError::MissingLevel {
+            level,
+            teacher: teacher.len(),
+            student: student.len(),
+        }),
+    }
 }
