@@ -318,7 +318,11 @@ pub(crate) fn to_original_size(
     Ok(AnomalyMap { width: w, height: h, data: r.flatten_all()?.to_vec1::<f32>()? })
 }
 
-pub(crate) fn save_png(path: &Path, img: &image::RgbImage) -> Result<()> {
+pub(crate) fn save_png<P>(path: &Path, img: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<()>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
     atomic_write_with(path, |f| {
         let mut buf = std::io::BufWriter::new(f);
         img.write_to(&mut buf, image::ImageFormat::Png)

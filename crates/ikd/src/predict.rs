@@ -143,11 +143,7 @@ pub fn predict(
         let fraction = mask.iter().filter(|&&v| v != 0).count() as f64 / mask.len().max(1) as f64;
         let gray = image::GrayImage::from_raw(full.width, full.height, mask)
             .ok_or_else(|| Error::Config("mask size".into()))?;
-        crate::atomic_write_with(&mask_path, |f| {
-            let mut buf = std::io::BufWriter::new(f);
-            gray.write_to(&mut buf, image::ImageFormat::Png)
-                .map_err(|e| Error::bad_file(&mask_path, e.to_string()))
-        })?;
+        save_png(&mask_path, &gray)?;
         let score = full.max() as f64;
         images.push(Prediction {
             input: path.clone(),
