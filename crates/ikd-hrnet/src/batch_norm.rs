@@ -111,14 +111,78 @@ impl BatchNorm2d {
         Ok(())
     }
 
-    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let c = self.weight.dim(0)?;
+    /// The layer followed by a ReLU when `relu` (fused into one pass on the CPU, see
+    /// [`crate::kernels`]); `forward_relu_t(x, train, false)` is `forward_t(x, train)`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, ModuleT, Tensor};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let bn = ikd_hrnet::BatchNorm2d::new(2, vb)?;
+    /// let x = Tensor::arange(0f32, 8., &Device::Cpu)?.reshape((2, 2, 1, 2))?;
+    /// let y = bn.forward_relu_t(&x, true, true)?;
+    /// assert_eq!(y.min_all()?.to_scalar::<f32>()?, 0.);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        self.check(x)?;
+        let y = if train && crate::kernels::applies(&[x, &self.weight, &self.bias]) {
+            let (y, stats) =
+                crate::kernels::batch_norm_train(x, &self.weight, &self.bias, self.eps, relu)?;
+            self.update_running(&stats)?;
+            return Ok(y);
+        } else if train {
+            self.forward_train(x)?
+        } else {
+            let (scale, shift) = self.eval_scale_shift(x.dtype())?;
+            return crate::kernels::channel_affine(x, &scale, &shift, relu);
+        };
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// `running ← (1 − momentum)·running + momentum·batch` (unbiased variance), detached.
+    fn update_running(&self, stats: &crate::kernels::BatchStats) -> Result<()> {
+        let m = self.momentum;
+        let dev = self.running_mean.device();
+        let bmean = Tensor::new(stats.mean.as_slice(), dev)?.to_dtype(self.running_mean.dtype())?;
+        let bvar = Tensor::new(stats.unbiased_var().as_slice(), dev)?
+            .to_dtype(self.running_var.dtype())?;
+        let rm = ((self.running_mean.as_tensor().detach() * (1. - m))? + (bmean * m)?)?;
+        let rv = ((self.running_var.as_tensor().detach() * (1. - m))? + (bvar * m)?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)
+    }
+
+    /// Eval mode's per-channel `(scale, shift)`; differentiable in weight and bias.
+    fn eval_scale_shift(&self, dtype: DType) -> Result<(Tensor, Tensor)> {
         let var = self.running_var.as_tensor().detach().to_dtype(dtype)?;
         let mean = self.running_mean.as_tensor().detach().to_dtype(dtype)?;
         let scale = self.weight.to_dtype(dtype)?.mul(&(var + self.eps)?.sqrt()?.recip()?)?;
         let shift = self.bias.to_dtype(dtype)?.sub(&mean.mul(&scale)?)?;
-        x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)
+        Ok((scale, shift))
+    }
+
+    /// Training mode with candle's own ops (the reference the CPU kernel is tested against,
+    /// and the path on other devices).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// let varmap = VarMap::new();
+    /// let bn = ikd_hrnet::BatchNorm2d::new(2, VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu))?;
+    /// let x = Tensor::arange(0f64, 8., &Device::Cpu)?.reshape((2, 2, 1, 2))?;
+    /// let y = bn.forward_train_reference(&x)?;
+    /// assert!(y.mean_all()?.to_scalar::<f64>()?.abs() < 1e-12);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn forward_train_reference(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.forward_train(x)
     }
 
     fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
@@ -164,11 +228,6 @@ impl BatchNorm2d {
 
 impl ModuleT for BatchNorm2d {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.check(x)?;
-        if train {
-            self.forward_train(x)
-        } else {
-            self.forward_eval(x)
-        }
+        self.forward_relu_t(x, train, false)
     }
 }

@@ -45,6 +45,7 @@ use std::path::PathBuf;
 mod batch_norm;
 mod config;
 mod hub;
+pub mod kernels;
 mod model;
 mod resize;
 mod weights;

@@ -8,7 +8,7 @@
 //! resolutions, chains of strided 3×3 conv + BN from higher ones). Variable names follow timm's
 //! `state_dict` keys, so timm checkpoints load by name.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder};
 
 use crate::config::{BlockType, HrNetConfig};
@@ -41,6 +41,10 @@ impl Conv {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let cfg = self.conv.config();
+        if crate::kernels::applies(&[x, self.conv.weight()]) {
+            return crate::kernels::conv2d(x, self.conv.weight(), cfg.stride, cfg.padding);
+        }
         if !self.pointwise {
             return self.conv.forward(x);
         }
@@ -85,12 +89,7 @@ impl ConvBn {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn.forward_t(&self.conv.forward(x)?, train)?;
-        if self.relu {
-            y.relu()
-        } else {
-            Ok(y)
-        }
+        self.bn.forward_relu_t(&self.conv.forward(x)?, train, self.relu)
     }
 }
 
@@ -138,16 +137,13 @@ impl Block {
         let last = self.convs.len() - 1;
         let mut y = x.clone();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward_t(&conv.forward(&y)?, train)?;
-            if i != last {
-                y = y.relu()?;
-            }
+            y = bn.forward_relu_t(&conv.forward(&y)?, train, i != last)?;
         }
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        crate::kernels::add_relu(&y, &shortcut)
     }
 }
 
@@ -290,23 +286,28 @@ impl HrModule {
         }
         let mut out = Vec::with_capacity(self.fuse.len());
         for row in &self.fuse {
-            let mut acc: Option<Tensor> = None;
+            let mut zs = Vec::with_capacity(row.len());
             for (f, y) in row.iter().zip(&ys) {
-                let z = match f {
+                zs.push(match f {
                     Fuse::Identity => y.clone(),
                     Fuse::Up { proj, factor } => {
                         upsample_nearest(&proj.forward_t(y, train)?, *factor)?
                     }
                     Fuse::Down(chain) => forward_chain(chain, y, train)?,
-                };
+                });
+            }
+            // relu(z_0 + … + z_k), the last addition fused with the ReLU.
+            let Some(last) = zs.pop() else { candle_core::bail!("empty fuse layer") };
+            let mut acc: Option<Tensor> = None;
+            for z in zs {
                 acc = Some(match acc {
                     None => z,
                     Some(a) => (a + z)?,
                 });
             }
             match acc {
-                Some(a) => out.push(a.relu()?),
-                None => candle_core::bail!("empty fuse layer"),
+                Some(acc) => out.push(crate::kernels::add_relu(&acc, &last)?),
+                None => out.push(last.relu()?),
             }
         }
         Ok(out)

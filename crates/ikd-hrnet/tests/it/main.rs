@@ -4,6 +4,7 @@ mod common;
 mod config;
 mod grad;
 mod hub;
+mod kernels;
 mod parity;
 mod resize;
 mod shapes;

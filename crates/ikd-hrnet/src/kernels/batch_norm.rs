@@ -1,0 +1,497 @@
+//! Batch norm (training mode, with an optional fused ReLU) and the per-channel affine map of
+//! eval mode, forward and backward over `(N, C, H, W)` data.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{slice, sum_f64, tensor, with_cpu, Float};
+
+/// Per-channel batch statistics of a training-mode batch norm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchStats {
+    /// Mean over `N·H·W`.
+    pub mean: Vec<f64>,
+    /// Biased variance (divided by `N·H·W`): the one the batch is normalised with.
+    pub var: Vec<f64>,
+    /// `N·H·W`.
+    pub count: usize,
+}
+
+impl BatchStats {
+    /// The unbiased variance (divided by `N·H·W − 1`), the one PyTorch's running estimate
+    /// follows.
+    ///
+    /// ```
+    /// let s = ikd_hrnet::kernels::BatchStats { mean: vec![0.], var: vec![1.], count: 4 };
+    /// assert_eq!(s.unbiased_var(), vec![4. / 3.]);
+    /// ```
+    pub fn unbiased_var(&self) -> Vec<f64> {
+        let f = self.count as f64 / (self.count as f64 - 1.);
+        self.var.iter().map(|v| v * f).collect()
+    }
+}
+
+/// Rough number of elements below which splitting work over threads costs more than it saves.
+const MIN_PAR: usize = 16 * 1024;
+
+fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
+    match l.dims() {
+        &[n, c, h, w] => Ok((n, c, h * w)),
+        d => candle_core::bail!("batch-norm: expects (N, C, H, W), got {d:?}"),
+    }
+}
+
+/// `f(c, chunk)` over the `N` chunks of length `hw` of channel `c`, summed.
+fn channel_sum<T: Float>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    hw: usize,
+    ch: usize,
+    f: impl Fn(&[T], usize) -> f64,
+) -> f64 {
+    (0..n).map(|i| f(&x[(i * c + ch) * hw..(i * c + ch + 1) * hw], i)).sum()
+}
+
+/// Runs `f(channel) -> R` for every channel, in parallel when the data is large.
+fn per_channel<R: Send>(c: usize, total: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    if total >= MIN_PAR {
+        (0..c).into_par_iter().map(f).collect()
+    } else {
+        (0..c).map(f).collect()
+    }
+}
+
+/// `out[i] = f(channel, &chunks)` over the contiguous `hw` chunks of `(N, C, HW)` data.
+fn map_chunks<T: Float>(
+    out: &mut [T],
+    c: usize,
+    hw: usize,
+    f: impl Fn(usize, usize, &mut [T]) + Sync + Send,
+) {
+    if out.len() >= MIN_PAR {
+        let min = (MIN_PAR / 4 / hw.max(1)).max(1);
+        out.par_chunks_mut(hw).with_min_len(min).enumerate().for_each(|(i, o)| f(i % c, i, o));
+    } else {
+        out.chunks_mut(hw).enumerate().for_each(|(i, o)| f(i % c, i, o));
+    }
+}
+
+/// Sum of `a[i]·b[i]` in f64, eight accumulators.
+fn dot_f64<T: Float>(a: &[T], b: &[T]) -> f64 {
+    let mut acc = [0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f64 =
+        ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x.to_f64() * y.to_f64()).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k].to_f64() * y[k].to_f64();
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
+/// Sum of `(a[i] − m)²` in f64, eight accumulators.
+fn sq_dev_f64<T: Float>(a: &[T], m: f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let ca = a.chunks_exact(8);
+    let rest: f64 = ca.remainder().iter().map(|x| (x.to_f64() - m).powi(2)).sum();
+    for x in ca {
+        for k in 0..8 {
+            let d = x[k].to_f64() - m;
+            acc[k] += d * d;
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
+/// `y = x·scale[c] + shift[c]`, then ReLU if asked.
+fn affine<T: Float>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T], relu: bool) -> Vec<T> {
+    let mut y = vec![T::ZERO; x.len()];
+    map_chunks(&mut y, c, hw, |ch, i, o| {
+        let (a, b) = (scale[ch], shift[ch]);
+        let xi = &x[i * hw..(i + 1) * hw];
+        if relu {
+            for (o, &v) in o.iter_mut().zip(xi) {
+                let t = v * a + b;
+                *o = if t > T::ZERO { t } else { T::ZERO };
+            }
+        } else {
+            for (o, &v) in o.iter_mut().zip(xi) {
+                *o = v * a + b;
+            }
+        }
+    });
+    y
+}
+
+/// The output gradient with the ReLU's mask applied (`dy` where `y > 0`).
+fn masked<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
+    dy.iter().zip(y).map(|(&g, &v)| if v > T::ZERO { g } else { T::ZERO }).collect()
+}
+
+#[derive(Debug)]
+struct BnTrainOp {
+    eps: f64,
+    relu: bool,
+    stats: OnceLock<BatchStats>,
+}
+
+impl BnTrainOp {
+    fn fwd<T: Float>(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sg: &CpuStorage,
+        lg: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = dims(lx)?;
+        let x = slice::<T>(sx, lx, "batch-norm")?;
+        let (gamma, beta) = (slice::<T>(sg, lg, "batch-norm")?, slice::<T>(sb, lb, "batch-norm")?);
+        if gamma.len() != c || beta.len() != c {
+            candle_core::bail!("batch-norm: {c} channels but {} weights", gamma.len())
+        }
+        let m = (n * hw) as f64;
+        let stats: Vec<(f64, f64)> = per_channel(c, x.len(), |ch| {
+            let mean = channel_sum(x, n, c, hw, ch, |s, _| sum_f64(s)) / m;
+            let var = channel_sum(x, n, c, hw, ch, |s, _| sq_dev_f64(s, mean)) / m;
+            (mean, var)
+        });
+        let mut scale = Vec::with_capacity(c);
+        let mut shift = Vec::with_capacity(c);
+        for (ch, &(mean, var)) in stats.iter().enumerate() {
+            let a = gamma[ch].to_f64() / (var + self.eps).sqrt();
+            scale.push(T::from_f64(a));
+            shift.push(T::from_f64(beta[ch].to_f64() - mean * a));
+        }
+        let y = affine(x, c, hw, &scale, &shift, self.relu);
+        let _ = self.stats.set(BatchStats {
+            mean: stats.iter().map(|s| s.0).collect(),
+            var: stats.iter().map(|s| s.1).collect(),
+            count: n * hw,
+        });
+        Ok((T::to_cpu_storage_owned(y), lx.shape().clone()))
+    }
+
+    fn bwd_typed<T: Float>(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (n, c, h, w) = x.dims4()?;
+        let hw = h * w;
+        let stats = self
+            .stats
+            .get()
+            .ok_or_else(|| candle_core::Error::Msg("batch-norm: backward before forward".into()))?;
+        let m = (n * hw) as f64;
+        let (dx, dgamma, dbeta) = with_cpu::<T, _>(x, |xs| {
+            with_cpu::<T, _>(gamma, |gs| {
+                with_cpu::<T, _>(dy, |dys| {
+                    let g_owned;
+                    let g: &[T] = if self.relu {
+                        g_owned = with_cpu::<T, _>(y, |ys| Ok(masked(dys, ys)))?;
+                        &g_owned
+                    } else {
+                        dys
+                    };
+                    // Σ g and Σ g·x̂ per channel, x̂ = (x − mean)·invstd.
+                    let sums: Vec<(f64, f64)> = per_channel(c, xs.len(), |ch| {
+                        let sg = channel_sum(g, n, c, hw, ch, |s, _| sum_f64(s));
+                        let sgx = channel_sum(g, n, c, hw, ch, |s, i| {
+                            let off = (i * c + ch) * hw;
+                            dot_f64(s, &xs[off..off + hw])
+                        });
+                        (sg, sgx)
+                    });
+                    let mut ca = Vec::with_capacity(c);
+                    let mut cb = Vec::with_capacity(c);
+                    let mut cc = Vec::with_capacity(c);
+                    let mut dgamma = Vec::with_capacity(c);
+                    let mut dbeta = Vec::with_capacity(c);
+                    for (ch, &(sg, sgx)) in sums.iter().enumerate() {
+                        let (mean, invstd) =
+                            (stats.mean[ch], 1. / (stats.var[ch] + self.eps).sqrt());
+                        let sgxhat = invstd * (sgx - mean * sg);
+                        dgamma.push(T::from_f64(sgxhat));
+                        dbeta.push(T::from_f64(sg));
+                        // dx = a·(g − Σg/M − x̂·Σgx̂/M), a = γ·invstd
+                        let a = gs[ch].to_f64() * invstd;
+                        let (mg, mgx) = (sg / m, sgxhat / m);
+                        ca.push(T::from_f64(a));
+                        cb.push(T::from_f64(-a * invstd * mgx));
+                        cc.push(T::from_f64(a * (invstd * mgx * mean - mg)));
+                    }
+                    let mut dx = vec![T::ZERO; xs.len()];
+                    map_chunks(&mut dx, c, hw, |ch, i, o| {
+                        let (a, b, k) = (ca[ch], cb[ch], cc[ch]);
+                        let r = i * hw..(i + 1) * hw;
+                        for ((o, &gv), &xv) in o.iter_mut().zip(&g[r.clone()]).zip(&xs[r]) {
+                            *o = a * gv + b * xv + k;
+                        }
+                    });
+                    Ok((dx, dgamma, dbeta))
+                })
+            })
+        })?;
+        Ok((tensor(dx, x.shape().clone()), tensor(dgamma, c), tensor(dbeta, c)))
+    }
+}
+
+impl candle_core::CustomOp3 for BnTrainOp {
+    fn name(&self) -> &'static str {
+        "ikd-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match s1 {
+            CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2, s3, l3),
+            CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2, s3, l3),
+            _ => candle_core::bail!(
+                "ikd batch-norm: f32 or f64 only, got {:?}",
+                candle_core::backend::BackendStorage::dtype(s1)
+            ),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dg, db) = match x.dtype() {
+            DType::F32 => self.bwd_typed::<f32>(x, gamma, res, grad)?,
+            _ => self.bwd_typed::<f64>(x, gamma, res, grad)?,
+        };
+        Ok((Some(dx), Some(dg), Some(db)))
+    }
+}
+
+/// Training-mode batch norm of `x (N, C, H, W)` with the batch's statistics (biased
+/// variance), `gamma` and `beta` of length `C`, then a ReLU if `relu`; returns the output and
+/// the batch statistics (for the running estimates). Differentiable in `x`, `gamma` and
+/// `beta`. CPU, f32 or f64 only (see [`super::applies`]): elsewhere [`crate::BatchNorm2d`]
+/// uses candle's ops.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[[[[1f64, 3.]], [[2., 2.]]]], &Device::Cpu)?; // (1, 2, 1, 2)
+/// let (g, b) = (Tensor::new(&[1f64, 1.], &Device::Cpu)?, Tensor::new(&[0f64, 0.], &Device::Cpu)?);
+/// let (y, stats) = ikd_hrnet::kernels::batch_norm_train(&x, &g, &b, 1e-5, false)?;
+/// assert_eq!((stats.mean, stats.var), (vec![2., 2.], vec![1., 0.]));
+/// let y = y.flatten_all()?.to_vec1::<f64>()?;
+/// let expected = [-1., 1., 0., 0.];
+/// assert!(y.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-5));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, BatchStats)> {
+    if !super::applies(&[x, gamma, beta]) {
+        candle_core::bail!("ikd batch-norm kernel: CPU f32/f64 tensors of one dtype only")
+    }
+    let (n, _, h, w) = x.dims4()?;
+    if n * h * w < 2 {
+        candle_core::bail!(
+            "batch-norm in training mode needs more than one value per channel, got {:?}",
+            x.shape()
+        )
+    }
+    let op = Arc::new(BnTrainOp { eps, relu, stats: OnceLock::new() });
+    let boxed: Box<dyn candle_core::CustomOp3 + Send + Sync> = Box::new(ArcOp(op.clone()));
+    let y = x.contiguous()?.apply_op3_arc(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        Arc::new(boxed),
+    )?;
+    let stats = op
+        .stats
+        .get()
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg("batch-norm: no statistics".into()))?;
+    Ok((y, stats))
+}
+
+/// Lets the caller keep a handle on the op (for the statistics) while candle owns it.
+struct ArcOp(Arc<BnTrainOp>);
+
+impl candle_core::CustomOp3 for ArcOp {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.0.cpu_fwd(s1, l1, s2, l2, s3, l3)
+    }
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.0.bwd(a, b, c, res, grad)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AffineOp {
+    relu: bool,
+}
+
+impl AffineOp {
+    fn fwd<T: Float>(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sa: &CpuStorage,
+        la: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = dims(lx)?;
+        let x = slice::<T>(sx, lx, "channel-affine")?;
+        let (a, b) = (slice::<T>(sa, la, "channel-affine")?, slice::<T>(sb, lb, "channel-affine")?);
+        if a.len() != c || b.len() != c {
+            candle_core::bail!("channel-affine: {c} channels but {} scales", a.len())
+        }
+        Ok((T::to_cpu_storage_owned(affine(x, c, hw, a, b, self.relu)), lx.shape().clone()))
+    }
+
+    fn bwd_typed<T: Float>(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (n, c, h, w) = x.dims4()?;
+        let hw = h * w;
+        let (dx, da, db) = with_cpu::<T, _>(x, |xs| {
+            with_cpu::<T, _>(scale, |ss| {
+                with_cpu::<T, _>(dy, |dys| {
+                    let g_owned;
+                    let g: &[T] = if self.relu {
+                        g_owned = with_cpu::<T, _>(y, |ys| Ok(masked(dys, ys)))?;
+                        &g_owned
+                    } else {
+                        dys
+                    };
+                    let sums: Vec<(f64, f64)> = per_channel(c, xs.len(), |ch| {
+                        let sg = channel_sum(g, n, c, hw, ch, |s, _| sum_f64(s));
+                        let sgx = channel_sum(g, n, c, hw, ch, |s, i| {
+                            let off = (i * c + ch) * hw;
+                            dot_f64(s, &xs[off..off + hw])
+                        });
+                        (sg, sgx)
+                    });
+                    let mut dx = vec![T::ZERO; xs.len()];
+                    map_chunks(&mut dx, c, hw, |ch, i, o| {
+                        let a = ss[ch];
+                        for (o, &gv) in o.iter_mut().zip(&g[i * hw..(i + 1) * hw]) {
+                            *o = a * gv;
+                        }
+                    });
+                    let da = sums.iter().map(|s| T::from_f64(s.1)).collect();
+                    let db = sums.iter().map(|s| T::from_f64(s.0)).collect();
+                    Ok((dx, da, db))
+                })
+            })
+        })?;
+        Ok((tensor(dx, x.shape().clone()), tensor::<T>(da, c), tensor::<T>(db, c)))
+    }
+}
+
+impl candle_core::CustomOp3 for AffineOp {
+    fn name(&self) -> &'static str {
+        "ikd-channel-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match s1 {
+            CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2, s3, l3),
+            CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2, s3, l3),
+            _ => candle_core::bail!(
+                "ikd channel-affine: f32 or f64 only, got {:?}",
+                candle_core::backend::BackendStorage::dtype(s1)
+            ),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        _shift: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, da, db) = match x.dtype() {
+            DType::F32 => self.bwd_typed::<f32>(x, scale, res, grad)?,
+            _ => self.bwd_typed::<f64>(x, scale, res, grad)?,
+        };
+        Ok((Some(dx), Some(da), Some(db)))
+    }
+}
+
+/// `x·scale[c] + shift[c]` over the channels of `x (N, C, H, W)`, then a ReLU if `relu`
+/// (eval-mode batch norm with its running statistics folded into `scale` and `shift`).
+/// Differentiable in all three; the CPU kernel where [`super::applies`], candle's ops
+/// otherwise.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[[[[1f32, -3.]], [[2., 2.]]]], &Device::Cpu)?;
+/// let a = Tensor::new(&[2f32, 1.], &Device::Cpu)?;
+/// let b = Tensor::new(&[0f32, -5.], &Device::Cpu)?;
+/// let y = ikd_hrnet::kernels::channel_affine(&x, &a, &b, true)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![2., 0., 0., 0.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Tensor> {
+    if !super::applies(&[x, scale, shift]) {
+        let c = scale.dim(0)?;
+        let y = x
+            .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    x.contiguous()?.apply_op3(&scale.contiguous()?, &shift.contiguous()?, AffineOp { relu })
+}

@@ -1,0 +1,339 @@
+//! 2-d convolution (no bias, no groups, no dilation) as im2col + packed matrix products.
+
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::gemm::{matmul, Mat, Parallelism};
+use super::{slice, tensor, threads, with_cpu, Float};
+
+/// The sizes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        let (&[n, c, h, wd], &[o, ci, kh, kw]) = (x, w) else {
+            candle_core::bail!("conv2d: expects (N, C, H, W) and (O, C, kH, kW), got {x:?} {w:?}")
+        };
+        if c != ci {
+            candle_core::bail!("conv2d: input has {c} channels, the weight expects {ci}")
+        }
+        if stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
+            candle_core::bail!(
+                "conv2d: a {kh}x{kw} kernel (stride {stride}, padding {pad}) does not fit {h}x{wd}"
+            )
+        }
+        let ho = (h + 2 * pad - kh) / stride + 1;
+        let wo = (wd + 2 * pad - kw) / stride + 1;
+        Ok(Self { n, c, h, w: wd, o, kh, kw, stride, pad, ho, wo })
+    }
+    /// Rows of the im2col matrix (`C·kH·kW`).
+    fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    /// Output pixels per image.
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    fn out_len(&self) -> usize {
+        self.o * self.p()
+    }
+    /// 1×1, stride 1, no padding: the image itself is the im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// For kernel column `j`: the output columns `lo..hi` that read inside the image.
+    fn valid_cols(&self, j: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.pad);
+        // ix = ox·s + j − p ∈ [0, W)
+        let lo = if p > j { (p - j).div_ceil(s) } else { 0 };
+        let hi = if self.w + p > j { ((self.w + p - j - 1) / s + 1).min(self.wo) } else { 0 };
+        (lo.min(hi), hi)
+    }
+    /// Input row of output row `oy` and kernel row `i`, if inside the image.
+    fn in_row(&self, oy: usize, i: usize) -> Option<usize> {
+        let iy = (oy * self.stride + i).checked_sub(self.pad)?;
+        (iy < self.h).then_some(iy)
+    }
+}
+
+/// `col[(c·kH + i)·kW + j][oy·Wo + ox] = x[c][oy·s + i − p][ox·s + j − p]` (0 outside).
+fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
+    let p = g.p();
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let r = (c * g.kh + i) * g.kw + j;
+                let row = &mut col[r * p..(r + 1) * p];
+                let (lo, hi) = g.valid_cols(j);
+                for oy in 0..g.ho {
+                    let dst = &mut row[oy * g.wo..(oy + 1) * g.wo];
+                    let Some(iy) = g.in_row(oy, i) else {
+                        dst.fill(T::ZERO);
+                        continue;
+                    };
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    dst[..lo].fill(T::ZERO);
+                    dst[hi..].fill(T::ZERO);
+                    let start = lo * g.stride + j - g.pad;
+                    if g.stride == 1 {
+                        dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                    } else {
+                        for (d, s) in
+                            dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride))
+                        {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
+fn col2im<T: Float>(col: &[T], g: &Geom, dx: &mut [T]) {
+    let p = g.p();
+    for c in 0..g.c {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let r = (c * g.kh + i) * g.kw + j;
+                let row = &col[r * p..(r + 1) * p];
+                let (lo, hi) = g.valid_cols(j);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..g.ho {
+                    let Some(iy) = g.in_row(oy, i) else { continue };
+                    let src = &row[oy * g.wo + lo..oy * g.wo + hi];
+                    let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    let start = lo * g.stride + j - g.pad;
+                    if g.stride == 1 {
+                        for (d, s) in dst[start..start + hi - lo].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst[start..].iter_mut().step_by(g.stride).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a batch is split: `(images per task, parallelism inside the matrix products)`.
+fn plan(n: usize) -> (usize, Parallelism) {
+    let t = threads();
+    if t > 1 && n >= 2 {
+        (n.div_ceil(t.min(n)), Parallelism::None)
+    } else if t > 1 {
+        (n.max(1), Parallelism::Rayon(t))
+    } else {
+        (n.max(1), Parallelism::None)
+    }
+}
+
+fn forward<T: Float>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    let (k, p) = (g.k(), g.p());
+    let mut out = vec![T::ZERO; g.n * g.out_len()];
+    let (per, par) = plan(g.n);
+    let run = |xs: &[T], outs: &mut [T]| {
+        let col_len = if g.pointwise() { 0 } else { k * p };
+        T::with_scratch(col_len, 0, |col, _| {
+            for (xi, oi) in xs.chunks(g.in_len()).zip(outs.chunks_mut(g.out_len())) {
+                let rhs = if g.pointwise() {
+                    Mat::rows(xi, p)
+                } else {
+                    im2col(xi, g, col);
+                    Mat::rows(col, p)
+                };
+                matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), rhs, par);
+            }
+        })
+    };
+    if per < g.n {
+        x.par_chunks(per * g.in_len())
+            .zip(out.par_chunks_mut(per * g.out_len()))
+            .for_each(|(xs, outs)| run(xs, outs));
+    } else {
+        run(x, &mut out);
+    }
+    out
+}
+
+/// Input and weight gradients from the output gradient `dy`.
+fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) {
+    let (k, p) = (g.k(), g.p());
+    let mut dx = vec![T::ZERO; g.n * g.in_len()];
+    let (per, par) = plan(g.n);
+    let run = |xs: &[T], dys: &[T], dxs: &mut [T]| -> Vec<T> {
+        let mut dw = vec![T::ZERO; g.o * k];
+        let col_len = if g.pointwise() { 0 } else { k * p };
+        T::with_scratch(col_len, col_len, |col, dcol| {
+            let images =
+                xs.chunks(g.in_len()).zip(dys.chunks(g.out_len())).zip(dxs.chunks_mut(g.in_len()));
+            for (idx, ((xi, dyi), dxi)) in images.enumerate() {
+                let cols: &[T] = if g.pointwise() {
+                    xi
+                } else {
+                    im2col(xi, g, col);
+                    col
+                };
+                // dW (O×K) += dY (O×P) · colᵀ (P×K)
+                let (dy_m, cols_t) = (Mat::rows(dyi, p), Mat::transposed(cols, p));
+                matmul(g.o, k, p, &mut dw, k, idx > 0, dy_m, cols_t, par);
+                // dcol (K×P) = Wᵀ (K×O) · dY (O×P)
+                let w_t = Mat::transposed(w, k);
+                if g.pointwise() {
+                    matmul(k, p, g.o, dxi, p, false, w_t, dy_m, par);
+                } else {
+                    matmul(k, p, g.o, dcol, p, false, w_t, dy_m, par);
+                    col2im(dcol, g, dxi);
+                }
+            }
+        });
+        dw
+    };
+    let dw = if per < g.n {
+        x.par_chunks(per * g.in_len())
+            .zip(dy.par_chunks(per * g.out_len()))
+            .zip(dx.par_chunks_mut(per * g.in_len()))
+            .map(|((xs, dys), dxs)| run(xs, dys, dxs))
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+                a
+            })
+            .unwrap_or_else(|| vec![T::ZERO; g.o * k])
+    } else {
+        run(x, dy, &mut dx)
+    };
+    (dx, dw)
+}
+
+/// The convolution as a candle op: arguments `(x, weight)`.
+#[derive(Debug, Clone, Copy)]
+struct Conv2dOp {
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv2dOp {
+    fn fwd<T: Float>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let out = forward(slice::<T>(s1, l1, "conv2d")?, slice::<T>(s2, l2, "conv2d")?, &g);
+        Ok((T::to_cpu_storage_owned(out), Shape::from((g.n, g.o, g.ho, g.wo))))
+    }
+
+    fn bwd_typed<T: Float>(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
+        let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        let (dx, dw) = with_cpu::<T, _>(x, |xs| {
+            with_cpu::<T, _>(w, |ws| with_cpu::<T, _>(dy, |dys| Ok(backward(xs, ws, dys, &g))))
+        })?;
+        Ok((tensor(dx, x.shape().clone()), tensor(dw, w.shape().clone())))
+    }
+}
+
+impl candle_core::CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "ikd-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match s1 {
+            CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2),
+            CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2),
+            _ => candle_core::bail!(
+                "ikd-conv2d: f32 or f64 only, got {:?}",
+                candle_core::backend::BackendStorage::dtype(s1)
+            ),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = match x.dtype() {
+            candle_core::DType::F32 => self.bwd_typed::<f32>(x, w, dy)?,
+            _ => self.bwd_typed::<f64>(x, w, dy)?,
+        };
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// A 2-d convolution of `x (N, C, H, W)` with `weight (O, C, kH, kW)`, no bias, with `stride`
+/// and zero `padding` on every side. Uses the CPU kernel where [`super::applies`], candle's
+/// `conv2d` otherwise; differentiable either way.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::randn(0f32, 1., (2, 3, 9, 9), &Device::Cpu)?;
+/// let w = Tensor::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
+/// let y = ikd_hrnet::kernels::conv2d(&x, &w, 2, 1)?;
+/// let reference = x.conv2d(&w, 1, 2, 1, 1)?;
+/// assert_eq!(y.dims(), &[2, 4, 5, 5]);
+/// assert!((y - reference)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    if !super::applies(&[x, weight]) {
+        return x.conv2d(weight, padding, stride, 1, 1);
+    }
+    let x = x.contiguous()?;
+    let weight = weight.contiguous()?;
+    x.apply_op2(&weight, Conv2dOp { stride, pad: padding })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_columns_cover_exactly_the_image() {
+        for (w, k, s, p) in [(5, 3, 1, 1), (6, 3, 2, 1), (7, 3, 2, 1), (4, 1, 1, 0), (5, 1, 2, 0)] {
+            let g = Geom::new(&[1, 1, 1, w], &[1, 1, 1, k], s, p).unwrap();
+            for j in 0..k {
+                let (lo, hi) = g.valid_cols(j);
+                for ox in 0..g.wo {
+                    let ix = (ox * s + j) as isize - p as isize;
+                    let inside = ix >= 0 && (ix as usize) < w;
+                    assert_eq!(inside, (lo..hi).contains(&ox), "w {w} k {k} s {s} p {p} j {j}");
+                }
+            }
+        }
+    }
+}

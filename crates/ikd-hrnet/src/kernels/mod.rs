@@ -1,0 +1,169 @@
+//! Fast CPU kernels for the operations HRNet spends its time in, as candle custom ops with
+//! their own backward pass.
+//!
+//! candle 0.11's CPU backend runs a convolution as an NCHW→NHWC copy plus a scalar im2col loop
+//! and its input gradient as a direct `conv_transpose2d` loop; train-mode batch norm is a chain
+//! of a dozen elementwise ops and reductions. The kernels here replace them on the CPU device
+//! (f32 and f64; other devices and dtypes keep candle's ops):
+//!
+//! - [`conv2d`]: any kernel size, stride and padding (HRNet uses 3×3 stride 1 and 2, 1×1 stride
+//!   1): im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
+//!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im and the
+//!   weight gradient as `dY·colᵀ`, both matrix products. A 1×1 stride-1 convolution needs no
+//!   im2col at all.
+//! - [`batch_norm_train`]: training-mode batch norm with an optional fused ReLU, forward and
+//!   backward each two passes over the data, statistics accumulated in f64.
+//! - [`channel_affine`]: `x·scale + shift` per channel with an optional fused ReLU (eval-mode
+//!   batch norm).
+//! - [`add_relu`]: `relu(a + b)` in one pass (a residual block's output).
+//!
+//! Work is split over images (a batch of 2 keeps 2 cores busy without synchronisation) or,
+//! for a single image, inside the matrix products, on rayon's global pool. Each kernel has
+//! gradient tests against candle's reference ops and central finite differences
+//! (`tests/it/kernels.rs`). [`set_enabled`] switches them off to compare with candle's ops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
+
+mod batch_norm;
+mod conv;
+mod elementwise;
+mod gemm;
+
+pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
+pub use conv::conv2d;
+pub use elementwise::add_relu;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the CPU kernels on or off for the whole process (default on). Off, every operation
+/// takes candle's own ops: useful to compare speed or results.
+///
+/// ```
+/// ikd_hrnet::kernels::set_enabled(false);
+/// assert!(!ikd_hrnet::kernels::enabled());
+/// ikd_hrnet::kernels::set_enabled(true);
+/// ```
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the CPU kernels are on (see [`set_enabled`]; `IKD_CPU_KERNELS=0` in the environment
+/// also turns them off).
+///
+/// ```
+/// assert!(ikd_hrnet::kernels::enabled() || std::env::var("IKD_CPU_KERNELS").is_ok());
+/// ```
+pub fn enabled() -> bool {
+    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    ENABLED.load(Ordering::Relaxed)
+        && !*ENV_OFF.get_or_init(|| std::env::var("IKD_CPU_KERNELS").is_ok_and(|v| v == "0"))
+}
+
+/// Whether the kernels handle these tensors: CPU device, f32 or f64, and [`enabled`].
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// let x = Tensor::zeros((1, 2, 3, 3), DType::F32, &Device::Cpu)?;
+/// assert_eq!(ikd_hrnet::kernels::applies(&[&x]), ikd_hrnet::kernels::enabled());
+/// let h = Tensor::zeros((1, 2, 3, 3), DType::F16, &Device::Cpu)?;
+/// assert!(!ikd_hrnet::kernels::applies(&[&h]));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn applies(ts: &[&Tensor]) -> bool {
+    enabled()
+        && ts.iter().all(|t| t.device().is_cpu())
+        && ts.windows(2).all(|w| w[0].dtype() == w[1].dtype())
+        && ts.first().is_some_and(|t| matches!(t.dtype(), DType::F32 | DType::F64))
+}
+
+/// The float types the kernels run on.
+pub(crate) trait Float: WithDType + gemm::GemmScalar {
+    /// Runs `f` on this thread's two scratch buffers of at least `a` and `b` elements. Their
+    /// contents are whatever the last user left: callers overwrite before they read.
+    fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [Self], &mut [Self]) -> R) -> R;
+}
+
+macro_rules! float {
+    ($t:ty, $key:ident) => {
+        thread_local! {
+            static $key: std::cell::RefCell<(Vec<$t>, Vec<$t>)> = const {
+                std::cell::RefCell::new((Vec::new(), Vec::new()))
+            };
+        }
+        impl Float for $t {
+            fn with_scratch<R>(
+                a: usize,
+                b: usize,
+                f: impl FnOnce(&mut [Self], &mut [Self]) -> R,
+            ) -> R {
+                $key.with(|cell| {
+                    // A re-entrant call (none today) gets fresh buffers instead of a panic.
+                    let Ok(mut bufs) = cell.try_borrow_mut() else {
+                        return f(&mut vec![0.; a], &mut vec![0.; b]);
+                    };
+                    let (x, y) = &mut *bufs;
+                    if x.len() < a {
+                        x.resize(a, 0.);
+                    }
+                    if y.len() < b {
+                        y.resize(b, 0.);
+                    }
+                    f(&mut x[..a], &mut y[..b])
+                })
+            }
+        }
+    };
+}
+
+float!(f32, SCRATCH_F32);
+float!(f64, SCRATCH_F64);
+
+/// A contiguous CPU slice of a tensor's storage.
+pub(crate) fn slice<'a, T: Float>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{what}: expects a contiguous tensor"),
+    }
+}
+
+/// Reads a tensor's CPU data (made contiguous first) and hands it to `f`.
+pub(crate) fn with_cpu<T: Float, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => f(slice(s, layout, "ikd kernel")?),
+        _ => candle_core::bail!("ikd kernel: expects a CPU tensor"),
+    }
+}
+
+/// A new CPU tensor without gradient history.
+pub(crate) fn tensor<T: Float>(data: Vec<T>, shape: impl Into<Shape>) -> Tensor {
+    Tensor::from_storage(
+        Storage::Cpu(T::to_cpu_storage_owned(data)),
+        shape,
+        candle_core::op::BackpropOp::none(),
+        false,
+    )
+}
+
+/// Number of threads the kernels split work over.
+pub(crate) fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// Sum of a slice in f64 with eight independent accumulators (vectorises).
+#[inline]
+pub(crate) fn sum_f64<T: Float>(xs: &[T]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v.to_f64();
+        }
+    }
+    acc.iter().sum::<f64>() + rest.iter().map(|v| v.to_f64()).sum::<f64>()
+}

@@ -1,0 +1,259 @@
+//! The CPU kernels (`ikd_hrnet::kernels`) against candle's own ops and central finite
+//! differences: values and gradients, across kernel sizes, strides, paddings, odd and
+//! non-square sizes and batch sizes 1–3 (batch 1 splits the matrix products over threads,
+//! larger batches split the images).
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use ikd_hrnet::{kernels, BatchNorm2d};
+
+use crate::common::{rel_l2, to_vec};
+
+fn rand(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|k| {
+            let t = (k as f64 + 1.) * 0.618_033_988_75 + seed as f64 * 0.414_213_562;
+            ((t * 12.9898).sin() * 43_758.545_3).fract() * 2.
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+/// `Σ y·r` for a fixed random `r`: its gradient with respect to `y` is `r`.
+fn probe(y: &Tensor, seed: u64) -> Tensor {
+    let r = rand(y.dims(), seed, y.dtype());
+    y.mul(&r).unwrap().sum_all().unwrap()
+}
+
+/// Central differences of `f` at a spread of coordinates of `v`, against `grad`.
+fn check_fd(v: &Var, grad: &Tensor, f: impl Fn() -> f64, what: &str) {
+    let g = to_vec(grad);
+    let base = to_vec(v.as_tensor());
+    let n = base.len();
+    let h = 1e-5;
+    let picks: Vec<usize> =
+        if n <= 24 { (0..n).collect() } else { (0..24).map(|i| i * n / 24 + i % 3).collect() };
+    for &i in &picks {
+        let set = |d: f64| {
+            let mut b = base.clone();
+            b[i] += d;
+            v.set(&Tensor::from_vec(b, v.dims(), &Device::Cpu).unwrap()).unwrap();
+        };
+        set(h);
+        let up = f();
+        set(-h);
+        let down = f();
+        set(0.);
+        let fd = (up - down) / (2. * h);
+        let tol = 1e-6 * (1. + fd.abs());
+        assert!(
+            (fd - g[i]).abs() < tol,
+            "{what}[{i}]: analytic {} vs finite difference {fd}",
+            g[i]
+        );
+    }
+}
+
+/// (N, C, H, W, O, k, stride, padding)
+type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const CONVS: &[ConvCase] = &[
+    (1, 3, 7, 7, 4, 3, 1, 1),
+    (2, 5, 8, 8, 3, 3, 2, 1),
+    (3, 2, 9, 9, 4, 1, 1, 0),
+    (2, 4, 7, 7, 6, 1, 2, 0),
+    (1, 1, 4, 4, 2, 3, 2, 0),
+    (2, 3, 6, 6, 2, 5, 1, 2),
+    (2, 3, 11, 11, 5, 3, 2, 1),
+    (1, 18, 16, 16, 36, 3, 2, 1),
+    (2, 32, 16, 16, 32, 3, 1, 1),
+];
+
+#[test]
+fn conv2d_matches_candle_values_and_gradients() {
+    for &(n, c, h, w, o, k, s, p) in CONVS {
+        for dtype in [DType::F64, DType::F32] {
+            let x = Var::from_tensor(&rand(&[n, c, h, w], 1, dtype)).unwrap();
+            let wt = Var::from_tensor(&rand(&[o, c, k, k], 2, dtype)).unwrap();
+            let ours = kernels::conv2d(&x, &wt, s, p).unwrap();
+            let reference = x.conv2d(&wt, p, s, 1, 1).unwrap();
+            let case = format!("{:?} {dtype:?}", (n, c, h, w, o, k, s, p));
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            assert!(rel_l2(&ours, &reference) < tol, "{case}: forward");
+            let g1 = probe(&ours, 3).backward().unwrap();
+            let g2 = probe(&reference, 3).backward().unwrap();
+            for (v, name) in [(&x, "input"), (&wt, "weight")] {
+                let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(rel_l2(a, b) < tol, "{case}: {name} gradient {}", rel_l2(a, b));
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_gradients_match_finite_differences_on_non_square_inputs() {
+    // candle's conv2d backward mishandles non-square inputs, so these use finite differences.
+    for &(n, c, h, w, o, k, s, p) in
+        &[(2, 3, 5, 8, 2, 3, 1, 1), (1, 2, 9, 6, 3, 3, 2, 1), (3, 2, 4, 7, 2, 1, 2, 0)]
+    {
+        let x = Var::from_tensor(&rand(&[n, c, h, w], 4, DType::F64)).unwrap();
+        let wt = Var::from_tensor(&rand(&[o, c, k, k], 5, DType::F64)).unwrap();
+        let f = || probe(&kernels::conv2d(&x, &wt, s, p).unwrap(), 6).to_scalar::<f64>().unwrap();
+        let y = kernels::conv2d(&x, &wt, s, p).unwrap();
+        assert_eq!(y.dims(), x.conv2d(&wt, p, s, 1, 1).unwrap().dims());
+        assert!(rel_l2(&y, &x.conv2d(&wt, p, s, 1, 1).unwrap()) < 1e-12);
+        let g = probe(&y, 6).backward().unwrap();
+        check_fd(&x, g.get(&x).unwrap(), f, "input");
+        check_fd(&wt, g.get(&wt).unwrap(), f, "weight");
+    }
+}
+
+fn bn(c: usize, dtype: DType) -> (BatchNorm2d, VarMap) {
+    let varmap = VarMap::new();
+    let layer = BatchNorm2d::new(c, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
+    // non-trivial weight and bias
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        if name == "weight" || name == "bias" {
+            let seed = if name == "weight" { 7 } else { 8 };
+            var.set(&(rand(&[c], seed, dtype) + 0.5).unwrap()).unwrap();
+        }
+    }
+    (layer, varmap)
+}
+
+fn var(varmap: &VarMap, name: &str) -> Var {
+    varmap.data().lock().unwrap()[name].clone()
+}
+
+#[test]
+fn train_batch_norm_matches_candle_values_gradients_and_running_statistics() {
+    for &(n, c, h, w) in
+        &[(2, 3, 5, 5), (1, 4, 3, 7), (3, 2, 1, 2), (2, 18, 16, 16), (2, 64, 32, 32)]
+    {
+        for relu in [false, true] {
+            for dtype in [DType::F64, DType::F32] {
+                let case = format!("{:?} relu {relu} {dtype:?}", (n, c, h, w));
+                let (ours, ovars) = bn(c, dtype);
+                let (reference, rvars) = bn(c, dtype);
+                let x = Var::from_tensor(&rand(&[n, c, h, w], 9, dtype)).unwrap();
+                let y1 = ours.forward_relu_t(&x, true, relu).unwrap();
+                let mut y2 = reference.forward_train_reference(&x).unwrap();
+                if relu {
+                    y2 = y2.relu().unwrap();
+                }
+                let tol = if dtype == DType::F64 { 1e-10 } else { 2e-5 };
+                assert!(rel_l2(&y1, &y2) < tol, "{case}: forward {}", rel_l2(&y1, &y2));
+                for stat in ["running_mean", "running_var"] {
+                    let (a, b) = (var(&ovars, stat), var(&rvars, stat));
+                    assert!(rel_l2(&a, &b) < tol, "{case}: {stat}");
+                }
+                let g1 = probe(&y1, 10).backward().unwrap();
+                let g2 = probe(&y2, 10).backward().unwrap();
+                let (w1, b1) = (var(&ovars, "weight"), var(&ovars, "bias"));
+                let (w2, b2) = (var(&rvars, "weight"), var(&rvars, "bias"));
+                let gx = rel_l2(g1.get(&x).unwrap(), g2.get(&x).unwrap());
+                assert!(gx < tol * 10., "{case}: input gradient {gx}");
+                let gw = rel_l2(g1.get(&w1).unwrap(), g2.get(&w2).unwrap());
+                assert!(gw < tol, "{case}: weight gradient {gw}");
+                let gb = rel_l2(g1.get(&b1).unwrap(), g2.get(&b2).unwrap());
+                assert!(gb < tol, "{case}: bias gradient {gb}");
+            }
+        }
+    }
+}
+
+#[test]
+fn train_batch_norm_gradients_match_finite_differences() {
+    for relu in [false, true] {
+        let (layer, vars) = bn(3, DType::F64);
+        let x = Var::from_tensor(&rand(&[2, 3, 3, 4], 11, DType::F64)).unwrap();
+        // each evaluation updates the running statistics, which the output does not depend on
+        let f = || {
+            probe(&layer.forward_relu_t(&x, true, relu).unwrap(), 12).to_scalar::<f64>().unwrap()
+        };
+        let g = probe(&layer.forward_relu_t(&x, true, relu).unwrap(), 12).backward().unwrap();
+        check_fd(&x, g.get(&x).unwrap(), f, "input");
+        let w = var(&vars, "weight");
+        check_fd(&w, g.get(&w).unwrap(), f, "weight");
+        let b = var(&vars, "bias");
+        check_fd(&b, g.get(&b).unwrap(), f, "bias");
+    }
+}
+
+#[test]
+fn eval_batch_norm_and_channel_affine_match_candle() {
+    for relu in [false, true] {
+        for &(n, c, h, w) in &[(1, 3, 5, 5), (2, 18, 16, 16), (3, 2, 1, 3)] {
+            let x = Var::from_tensor(&rand(&[n, c, h, w], 13, DType::F64)).unwrap();
+            let a = Var::from_tensor(&rand(&[c], 14, DType::F64)).unwrap();
+            let b = Var::from_tensor(&rand(&[c], 15, DType::F64)).unwrap();
+            let ours = kernels::channel_affine(&x, &a, &b, relu).unwrap();
+            let mut reference = x
+                .broadcast_mul(&a.reshape((1, c, 1, 1)).unwrap())
+                .unwrap()
+                .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
+                .unwrap();
+            if relu {
+                reference = reference.relu().unwrap();
+            }
+            assert!(rel_l2(&ours, &reference) < 1e-14);
+            let g1 = probe(&ours, 16).backward().unwrap();
+            let g2 = probe(&reference, 16).backward().unwrap();
+            for v in [&x, &a, &b] {
+                assert!(rel_l2(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-12, "relu {relu}");
+            }
+            let f = || {
+                probe(&kernels::channel_affine(&x, &a, &b, relu).unwrap(), 16)
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            check_fd(&a, g1.get(&a).unwrap(), f, "scale");
+        }
+    }
+    // eval-mode BatchNorm2d is the affine map of its running statistics
+    let (layer, vars) = bn(4, DType::F64);
+    let x = rand(&[2, 4, 3, 3], 17, DType::F64);
+    let _ = layer.forward_relu_t(&x, true, false).unwrap(); // move the running statistics
+    let y = layer.forward_relu_t(&x, false, true).unwrap();
+    let c4 = |t: Tensor| t.reshape((1, 4, 1, 1)).unwrap();
+    let expected = x
+        .broadcast_sub(&c4(layer.running_mean()))
+        .unwrap()
+        .broadcast_div(&c4((layer.running_var() + 1e-5).unwrap().sqrt().unwrap()))
+        .unwrap()
+        .broadcast_mul(&c4(var(&vars, "weight").as_tensor().clone()))
+        .unwrap()
+        .broadcast_add(&c4(var(&vars, "bias").as_tensor().clone()))
+        .unwrap()
+        .relu()
+        .unwrap();
+    assert!(rel_l2(&y, &expected) < 1e-12);
+}
+
+#[test]
+fn add_relu_matches_candle() {
+    for shape in [&[7usize][..], &[2, 3, 64, 64], &[1, 1, 1, 1]] {
+        let a = Var::from_tensor(&rand(shape, 18, DType::F64)).unwrap();
+        let b = Var::from_tensor(&(rand(shape, 19, DType::F64) - 1.).unwrap()).unwrap();
+        let ours = kernels::add_relu(&a, &b).unwrap();
+        let reference = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+        assert!(rel_l2(&ours, &reference) < 1e-15);
+        let g1 = probe(&ours, 20).backward().unwrap();
+        let g2 = probe(&reference, 20).backward().unwrap();
+        for v in [&a, &b] {
+            assert!(rel_l2(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-15);
+        }
+    }
+    let a = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+    let b = Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap();
+    assert!(kernels::add_relu(&a, &b).is_err(), "shapes must agree");
+}
+
+#[test]
+fn conv2d_rejects_mismatched_channels() {
+    let x = Tensor::zeros((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::zeros((4, 2, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    let err = kernels::conv2d(&x, &w, 1, 1).unwrap_err().to_string();
+    assert!(err.contains("channels"), "{err}");
+}
