@@ -1,87 +1,140 @@
-//! Bench of the HRNet backbone (`ikd-hrnet`) on the CPU, random init:
+//! Bench of the HRNet backbone (`ikd-hrnet`) and the IKD training step on the CPU, random init,
+//! f32 — the four cases of issue 8, measured against PyTorch 2.15 + timm on the same machine:
 //!
-//! - `forward/<cfg>/<size>/b<batch>`: eval-mode `ikd_features` (the teacher's work per batch);
-//! - `student_step/...`: train-mode `ikd_features` + a scalar loss + backward (hrnet_w18_small
-//!   only, to keep the run short);
-//! - `train_step/...`: one IKD-like step as the issue's PyTorch reference measures it: teacher
-//!   eval forward, student train forward, loss on levels 1 and 2, backward, AdamW update.
+//! - `hrnet/<cfg>/<size>/b2/eval_forward`: eval-mode `ikd_features` (the teacher's work per batch);
+//! - `hrnet/<cfg>/<size>/b2/ikd_train_step`: one `ikd::Distiller::train_step` — teacher eval
+//!   forward without a graph, student train forward, IKD loss (AHSM, pixel + context, levels 1
+//!   and 2), backward, AdamW — exactly what `ikd train` runs per batch;
+//! - the same two for hrnet_w18_small with the CPU kernels switched off (`.../candle_ops/...`:
+//!   candle's own ops, what the crate ran before them);
+//! - `kernels/<op>/<shape>/{ikd,candle}/{forward,forward_backward}`: the kernels one by one
+//!   against candle's ops, on shapes HRNet-W32 runs at 256² (branch 0 is 64×64).
 //!
-//! Configurations: hrnet_w18_small at 128² batch 2 and hrnet_w32 at 256² batch 1 and 2.
-//! Sample counts are minimal (w32 steps take seconds). Set `IKD_BENCH_QUICK=1` to run only
-//! hrnet_w18_small.
+//! Configurations: hrnet_w18_small at 128² and hrnet_w32 at 256², batch 2. Set
+//! `IKD_BENCH_QUICK=1` to skip hrnet_w32.
 //!
 //! Run: `cargo bench -p ikd-benches --bench hrnet`
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use ikd_hrnet::{trainable_vars, HrNet, HrNetConfig};
+use ikd::{Backbone, Distiller, TeacherWeights};
+use ikd_hrnet::{kernels, BatchNorm2d, HrNet};
 
-fn build(cfg: &HrNetConfig) -> (HrNet, VarMap) {
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn distiller(name: &str) -> Distiller {
+    let backbone = Backbone::by_name(name).expect("backbone");
+    let adam = ikd::optim::AdamWParams { lr: 5e-5, ..Default::default() };
+    Distiller::new(
+        &backbone,
+        &TeacherWeights::Random,
+        None,
+        ikd_distill::IkdLossConfig::paper(),
+        adam,
+        0,
+        &Device::Cpu,
+    )
+    .expect("distiller")
+}
+
+fn teacher(name: &str) -> HrNet {
+    let cfg = ikd_hrnet::HrNetConfig::by_name(name).expect("config");
     let varmap = VarMap::new();
-    let model = HrNet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
-        .expect("build model");
-    (model, varmap)
+    HrNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).expect("model")
 }
 
-/// Mean squared difference of levels 1 and 2 (a stand-in for the IKD loss).
-fn loss(t: &[Tensor], s: &[Tensor]) -> Tensor {
-    let l1 = (&t[1] - &s[1]).and_then(|d| d.sqr()?.mean_all()).expect("loss");
-    let l2 = (&t[2] - &s[2]).and_then(|d| d.sqr()?.mean_all()).expect("loss");
-    (l1 + (l2 * 2.).expect("loss")).expect("loss")
-}
-
-fn bench_config(c: &mut Criterion, name: &str, size: usize, batches: &[usize], student_step: bool) {
-    let cfg = HrNetConfig::by_name(name).expect("config");
-    let (teacher, _) = build(&cfg);
-    let (student, student_vars) = build(&cfg);
-    let mut group = c.benchmark_group(format!("hrnet/{name}/{size}"));
-    group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(1));
-    for &b in batches {
-        let x = Tensor::randn(0f32, 1., (b, 3, size, size), &Device::Cpu).expect("input");
-        group.bench_function(format!("forward/b{b}"), |bench| {
-            bench.iter(|| black_box(teacher.ikd_features(&x, false).expect("forward")))
+fn bench_config(c: &mut Criterion, name: &str, size: usize, with_candle: bool) {
+    let x = Tensor::randn(0f32, 1., (2, 3, size, size), &Device::Cpu).expect("input");
+    let mut group = c.benchmark_group(format!("hrnet/{name}/{size}/b2"));
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500));
+    let modes: &[bool] = if with_candle { &[true, false] } else { &[true] };
+    for &on in modes {
+        kernels::set_enabled(on);
+        let suffix = if on { "" } else { "candle_ops/" };
+        let net = teacher(name);
+        group.bench_function(format!("{suffix}eval_forward"), |b| {
+            b.iter(|| black_box(net.ikd_features(&x, false).expect("forward")))
+        });
+        let mut d = distiller(name);
+        group.bench_function(format!("{suffix}ikd_train_step"), |b| {
+            b.iter(|| black_box(d.train_step(&x).expect("step")))
         });
     }
-    let b = *batches.last().expect("batch");
-    let x = Tensor::randn(0f32, 1., (b, 3, size, size), &Device::Cpu).expect("input");
-    if student_step {
-        group.bench_function(format!("student_step/b{b}"), |bench| {
-            bench.iter(|| {
-                let s = student.ikd_features(&x, true).expect("forward");
-                let l = s
-                    .iter()
-                    .map(|f| f.sqr().and_then(|q| q.mean_all()))
-                    .collect::<Result<Vec<_>, _>>();
-                let l =
-                    Tensor::stack(&l.expect("loss"), 0).and_then(|t| t.sum_all()).expect("loss");
-                black_box(l.backward().expect("backward"))
-            })
-        });
+    kernels::set_enabled(true);
+    group.finish();
+}
+
+fn input(dims: &[usize]) -> Var {
+    Var::from_tensor(&Tensor::randn(0f32, 1., dims, &Device::Cpu).expect("randn")).expect("var")
+}
+
+fn bench_kernels(c: &mut Criterion) {
+    let mut group = c.benchmark_group("kernels");
+    group.sample_size(20).warm_up_time(Duration::from_millis(300));
+    // (name, N, C, H, O, k, stride, padding): HRNet-W32 shapes at 256² input
+    let convs = [
+        ("conv3x3_s1", 2, 32, 64, 32, 3, 1, 1),
+        ("conv3x3_s2", 2, 32, 64, 64, 3, 2, 1),
+        ("conv1x1", 2, 128, 32, 32, 1, 1, 0),
+    ];
+    for (name, n, ch, h, o, k, s, p) in convs {
+        let x = input(&[n, ch, h, h]);
+        let w = input(&[o, ch, k, k]);
+        let shape = format!("{n}x{ch}x{h}x{h}->{o}");
+        for on in [true, false] {
+            kernels::set_enabled(on);
+            let who = if on { "ikd" } else { "candle" };
+            group.bench_function(format!("{name}/{shape}/{who}/forward"), |b| {
+                b.iter(|| black_box(kernels::conv2d(&x, &w, s, p).expect("conv")))
+            });
+            group.bench_function(format!("{name}/{shape}/{who}/forward_backward"), |b| {
+                b.iter(|| {
+                    let y = kernels::conv2d(&x, &w, s, p).expect("conv");
+                    black_box(y.sum_all().and_then(|l| l.backward()).expect("backward"))
+                })
+            });
+        }
     }
     {
-        let params = ParamsAdamW { lr: 5e-5, ..Default::default() };
-        let mut opt = AdamW::new(trainable_vars(&student_vars), params).expect("optimiser");
-        group.bench_function(format!("train_step/b{b}"), |bench| {
-            bench.iter(|| {
-                let t = teacher.ikd_features(&x, false).expect("teacher");
-                let t: Vec<Tensor> = t.iter().map(Tensor::detach).collect();
-                let s = student.ikd_features(&x, true).expect("student");
-                opt.backward_step(&loss(&t, &s)).expect("step");
-            })
-        });
+        let (n, ch, h) = (2, 32, 64);
+        let x = input(&[n, ch, h, h]);
+        let varmap = VarMap::new();
+        let bn = BatchNorm2d::new(ch, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+            .expect("bn");
+        let shape = format!("{n}x{ch}x{h}x{h}");
+        for on in [true, false] {
+            kernels::set_enabled(on);
+            let who = if on { "ikd" } else { "candle" };
+            group.bench_function(
+                format!("batch_norm_relu_train/{shape}/{who}/forward_backward"),
+                |b| {
+                    b.iter(|| {
+                        let y = bn.forward_relu_t(&x, true, true).expect("bn");
+                        black_box(y.sum_all().and_then(|l| l.backward()).expect("backward"))
+                    })
+                },
+            );
+        }
     }
+    kernels::set_enabled(true);
     group.finish();
 }
 
 fn hrnet(c: &mut Criterion) {
-    bench_config(c, "hrnet_w18_small", 128, &[2], true);
+    ikd::tune_cpu_threads(); // as the `ikd` binary does
+    bench_config(c, "hrnet_w18_small", 128, true);
     if std::env::var("IKD_BENCH_QUICK").is_err() {
-        bench_config(c, "hrnet_w32", 256, &[1, 2], false);
+        bench_config(c, "hrnet_w32", 256, false);
     }
+    bench_kernels(c);
 }
 
 criterion_group!(benches, hrnet);

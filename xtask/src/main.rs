@@ -21,6 +21,11 @@ mod weights;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
+/// (`ikd::tune_cpu_threads` turns its purging off).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// ikd's project tasks.
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", version, about)]

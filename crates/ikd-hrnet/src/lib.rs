@@ -56,7 +56,8 @@ pub use hub::{
     fetch_timm_weights, fetch_timm_weights_with, timm_repo_id, HubOptions, DEFAULT_TAG,
     WEIGHTS_FILE,
 };
-pub use model::{upsample_nearest, HrNet};
+pub use kernels::upsample_nearest;
+pub use model::HrNet;
 pub use resize::{
     interpolation_matrix_align_corners, interpolation_matrix_half_pixel,
     resize_bilinear_align_corners, resize_bilinear_half_pixel, resize_with_matrices,

@@ -181,30 +181,6 @@ fn forward_chain(chain: &[ConvBn], x: &Tensor, train: bool) -> Result<Tensor> {
     Ok(y)
 }
 
-/// Nearest-neighbour upsampling by an integer factor built from broadcast + reshape, whose
-/// backward pass (a sum over the broadcast dimensions) accumulates correctly, unlike candle's
-/// `upsample_nearest2d`.
-///
-/// ```
-/// use candle_core::{Device, Tensor};
-/// let x = Tensor::new(&[[[[1f32, 2.]]]], &Device::Cpu)?;
-/// let y = ikd_hrnet::upsample_nearest(&x, 2)?;
-/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![1., 1., 2., 2., 1., 1., 2., 2.]);
-/// # Ok::<(), candle_core::Error>(())
-/// ```
-pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
-    if factor == 1 {
-        return Ok(x.clone());
-    }
-    let (n, c, h, w) = x.dims4()?;
-    x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, factor, w, factor))?.reshape((
-        n,
-        c,
-        h * factor,
-        w * factor,
-    ))
-}
-
 /// One entry `fuse_layers.i.j` of a high-resolution module.
 #[derive(Debug, Clone)]
 enum Fuse {
@@ -291,7 +267,7 @@ impl HrModule {
                 zs.push(match f {
                     Fuse::Identity => y.clone(),
                     Fuse::Up { proj, factor } => {
-                        upsample_nearest(&proj.forward_t(y, train)?, *factor)?
+                        crate::kernels::upsample_nearest(&proj.forward_t(y, train)?, *factor)?
                     }
                     Fuse::Down(chain) => forward_chain(chain, y, train)?,
                 });
@@ -513,6 +489,14 @@ impl HrNet {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        if x.device().is_cpu() {
+            crate::kernels::in_pool(|| self.forward_inner(x, train))
+        } else {
+            self.forward_inner(x, train)
+        }
+    }
+
+    fn forward_inner(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         let mut y = x.clone();
         for s in &self.stem {
             y = s.forward_t(&y, train)?;

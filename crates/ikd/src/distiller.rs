@@ -257,6 +257,15 @@ impl Distiller {
     /// # Ok::<(), ikd::Error>(())
     /// ```
     pub fn train_step(&mut self, images: &Tensor) -> Result<StepStats> {
+        if self.device.is_cpu() {
+            // the whole step on one of the kernels' threads: see `ikd_hrnet::kernels::in_pool`
+            ikd_hrnet::kernels::in_pool(|| self.train_step_inner(images))
+        } else {
+            self.train_step_inner(images)
+        }
+    }
+
+    fn train_step_inner(&mut self, images: &Tensor) -> Result<StepStats> {
         let t = self.teacher_features(images)?;
         let s = self.student.ikd_features(images, true)?;
         let before = self.loss.state().clone();

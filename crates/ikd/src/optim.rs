@@ -226,22 +226,23 @@ mod tests {
     /// The fused CPU update and the tensor-op update agree bit for bit over a few steps.
     #[test]
     fn fused_update_equals_tensor_ops() {
-        for dtype in [DType::F32, DType::F64] {
+        // small tensors run in one pass, large ones split over rayon's pool
+        for (dtype, dims) in
+            [(DType::F32, (3, 17)), (DType::F64, (3, 17)), (DType::F32, (300, 250))]
+        {
             let init =
-                Tensor::randn(0f32, 1., (3, 17), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+                Tensor::randn(0f32, 1., dims, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
             let a = Var::from_tensor(&init).unwrap();
             let b = Var::from_tensor(&init.copy().unwrap()).unwrap();
             let p = AdamWParams { lr: 5e-3, ..Default::default() };
             let mut opt = AdamW::new(vec![("w".into(), a.clone())], p).unwrap();
             let (m, v) = (
-                Var::zeros((3, 17), dtype, &Device::Cpu).unwrap(),
-                Var::zeros((3, 17), dtype, &Device::Cpu).unwrap(),
+                Var::zeros(dims, dtype, &Device::Cpu).unwrap(),
+                Var::zeros(dims, dtype, &Device::Cpu).unwrap(),
             );
             for t in 1..=4 {
-                let g = Tensor::randn(0f32, 1., (3, 17), &Device::Cpu)
-                    .unwrap()
-                    .to_dtype(dtype)
-                    .unwrap();
+                let g =
+                    Tensor::randn(0f32, 1., dims, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
                 // the gradient of Σ a·g is g
                 opt.backward_step(&a.as_tensor().mul(&g).unwrap().sum_all().unwrap()).unwrap();
                 let (sm, sv) = (1. / (1. - p.beta1.powi(t)), 1. / (1. - p.beta2.powi(t)));
@@ -285,6 +286,7 @@ mod tests {
 /// ops above, so both give identical results.
 mod fused {
     use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
+    use rayon::prelude::*;
 
     use super::AdamWParams;
 
@@ -316,12 +318,24 @@ mod fused {
         pub square: bool,
     }
 
+    /// Elements per parallel task (large tensors are split over rayon's pool).
+    const CHUNK: usize = 1 << 14;
+
     macro_rules! moment {
         ($t:ty, $m:expr, $g:expr, $self:expr) => {{
             let (b, c) = ($self.beta as $t, (1.0 - $self.beta) as $t);
-            for (m, &g) in $m.iter_mut().zip($g) {
-                let g = if $self.square { g * g } else { g };
-                *m = *m * b + g * c;
+            let square = $self.square;
+            let body = |ms: &mut [$t], gs: &[$t]| {
+                for (m, &g) in ms.iter_mut().zip(gs) {
+                    let g = if square { g * g } else { g };
+                    *m = *m * b + g * c;
+                }
+            };
+            let (ms, gs) = ($m, $g);
+            if ms.len() >= 2 * CHUNK {
+                ms.par_chunks_mut(CHUNK).zip(gs.par_chunks(CHUNK)).for_each(|(m, g)| body(m, g));
+            } else {
+                body(ms, gs);
             }
         }};
     }
@@ -362,9 +376,19 @@ mod fused {
             let p = $self.params;
             let (sm, sv, eps) = ($self.scale_m as $t, $self.scale_v as $t, p.eps as $t);
             let (decay, lr) = ((1.0 - p.lr * p.weight_decay) as $t, p.lr as $t);
-            for ((t, &m), &v) in $theta.iter_mut().zip($m).zip($v) {
-                let update = (m * sm) / ((v * sv).sqrt() + eps);
-                *t = *t * decay - update * lr;
+            let body = |ts: &mut [$t], ms: &[$t], vs: &[$t]| {
+                for ((t, &m), &v) in ts.iter_mut().zip(ms).zip(vs) {
+                    let update = (m * sm) / ((v * sv).sqrt() + eps);
+                    *t = *t * decay - update * lr;
+                }
+            };
+            let (ts, ms, vs) = ($theta, $m, $v);
+            if ts.len() >= 2 * CHUNK {
+                ts.par_chunks_mut(CHUNK)
+                    .zip(ms.par_chunks(CHUNK).zip(vs.par_chunks(CHUNK)))
+                    .for_each(|(t, (m, v))| body(t, m, v));
+            } else {
+                body(ts, ms, vs);
             }
         }};
     }

@@ -72,8 +72,32 @@ impl Geom {
     }
 }
 
+/// Stride 1 with the output as wide as the input ("same" padding across): a kernel tap
+/// `(i, j)` reads the image shifted by one offset, so a whole im2col row is one block copy
+/// plus zeroed borders.
+fn shifted(g: &Geom) -> bool {
+    g.stride == 1 && g.wo == g.w
+}
+
+/// For tap `(i, j)` of a [`shifted`] convolution: the offset `d` (output index `q` reads input
+/// index `q + d`), the output rows `oy_lo..oy_hi` inside the image, and the block `q_lo..q_hi`
+/// whose sources lie inside the plane.
+fn shift_block(g: &Geom, i: usize, j: usize) -> (isize, usize, usize, usize, usize) {
+    let w = g.w as isize;
+    let d = (i as isize - g.pad as isize) * w + (j as isize - g.pad as isize);
+    let oy_lo = g.pad.saturating_sub(i).min(g.ho);
+    let oy_hi = (g.h + g.pad).saturating_sub(i).clamp(oy_lo, g.ho);
+    let len = (g.h * g.w) as isize;
+    let q_lo = ((oy_lo * g.w) as isize).max(-d).min((oy_hi * g.w) as isize) as usize;
+    let q_hi = ((oy_hi * g.w) as isize).min(len - d).max(q_lo as isize) as usize;
+    (d, oy_lo, oy_hi, q_lo, q_hi)
+}
+
 /// `col[(c·kH + i)·kW + j][oy·Wo + ox] = x[c][oy·s + i − p][ox·s + j − p]` (0 outside).
 fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
+    if shifted(g) {
+        return im2col_shifted(x, g, col);
+    }
     let p = g.p();
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -91,6 +115,9 @@ fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
                     let src = &plane[iy * g.w..(iy + 1) * g.w];
                     dst[..lo].fill(T::ZERO);
                     dst[hi..].fill(T::ZERO);
+                    if lo >= hi {
+                        continue;
+                    }
                     let start = lo * g.stride + j - g.pad;
                     if g.stride == 1 {
                         dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
@@ -107,8 +134,39 @@ fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
     }
 }
 
+fn im2col_shifted<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    for c in 0..g.c {
+        let plane = &x[c * hw..(c + 1) * hw];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let r = (c * g.kh + i) * g.kw + j;
+                let row = &mut col[r * p..(r + 1) * p];
+                let (d, oy_lo, oy_hi, q_lo, q_hi) = shift_block(g, i, j);
+                row[..q_lo].fill(T::ZERO);
+                row[q_hi..].fill(T::ZERO);
+                if q_hi > q_lo {
+                    let s_lo = (q_lo as isize + d) as usize;
+                    row[q_lo..q_hi].copy_from_slice(&plane[s_lo..s_lo + (q_hi - q_lo)]);
+                }
+                let (lo, hi) = g.valid_cols(j);
+                if lo > 0 || hi < g.wo {
+                    for oy in oy_lo..oy_hi {
+                        row[oy * g.wo..oy * g.wo + lo].fill(T::ZERO);
+                        row[oy * g.wo + hi..(oy + 1) * g.wo].fill(T::ZERO);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
-fn col2im<T: Float>(col: &[T], g: &Geom, dx: &mut [T]) {
+/// Clobbers the entries of `col` that read outside the image (they are zeroed).
+fn col2im<T: Float>(col: &mut [T], g: &Geom, dx: &mut [T]) {
+    if shifted(g) {
+        return col2im_shifted(col, g, dx);
+    }
     let p = g.p();
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -133,6 +191,35 @@ fn col2im<T: Float>(col: &[T], g: &Geom, dx: &mut [T]) {
                         for (d, s) in dst[start..].iter_mut().step_by(g.stride).zip(src) {
                             *d += *s;
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn col2im_shifted<T: Float>(col: &mut [T], g: &Geom, dx: &mut [T]) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    for c in 0..g.c {
+        let plane = &mut dx[c * hw..(c + 1) * hw];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let r = (c * g.kh + i) * g.kw + j;
+                let row = &mut col[r * p..(r + 1) * p];
+                let (d, oy_lo, oy_hi, q_lo, q_hi) = shift_block(g, i, j);
+                // entries that read outside the image would wrap onto the neighbouring row
+                let (lo, hi) = g.valid_cols(j);
+                if lo > 0 || hi < g.wo {
+                    for oy in oy_lo..oy_hi {
+                        row[oy * g.wo..oy * g.wo + lo].fill(T::ZERO);
+                        row[oy * g.wo + hi..(oy + 1) * g.wo].fill(T::ZERO);
+                    }
+                }
+                if q_hi > q_lo {
+                    let s_lo = (q_lo as isize + d) as usize;
+                    let dst = &mut plane[s_lo..s_lo + (q_hi - q_lo)];
+                    for (o, &v) in dst.iter_mut().zip(&row[q_lo..q_hi]) {
+                        *o += v;
                     }
                 }
             }
@@ -185,10 +272,41 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     let (k, p) = (g.k(), g.p());
     let mut dx = vec![T::ZERO; g.n * g.in_len()];
     let (per, par) = plan(g.n);
+    // A stride-1 convolution with "same" padding: its input gradient is the convolution of
+    // dY with the flipped, transposed kernel and the same padding — the forward path, whose
+    // matrix product has the long C_out·kH·kW inner dimension, instead of Wᵀ·dY (inner dim
+    // C_out only) plus a col2im scatter.
+    let same = !g.pointwise()
+        && g.stride == 1
+        && g.kh == 2 * g.pad + 1
+        && g.kw == 2 * g.pad + 1
+        && (g.ho, g.wo) == (g.h, g.w);
+    let (wf, gt) = if same {
+        let mut wf = vec![T::ZERO; w.len()];
+        let taps = g.kh * g.kw;
+        for o in 0..g.o {
+            for c in 0..g.c {
+                for t in 0..taps {
+                    wf[(c * g.o + o) * taps + (taps - 1 - t)] = w[(o * g.c + c) * taps + t];
+                }
+            }
+        }
+        let gt = Geom { c: g.o, o: g.c, ..*g };
+        (wf, gt)
+    } else {
+        (Vec::new(), *g)
+    };
     let run = |xs: &[T], dys: &[T], dxs: &mut [T]| -> Vec<T> {
         let mut dw = vec![T::ZERO; g.o * k];
         let col_len = if g.pointwise() { 0 } else { k * p };
-        T::with_scratch(col_len, col_len, |col, dcol| {
+        let dcol_len = if g.pointwise() {
+            0
+        } else if same {
+            gt.k() * p
+        } else {
+            k * p
+        };
+        T::with_scratch(col_len, dcol_len, |col, dcol| {
             let images =
                 xs.chunks(g.in_len()).zip(dys.chunks(g.out_len())).zip(dxs.chunks_mut(g.in_len()));
             for (idx, ((xi, dyi), dxi)) in images.enumerate() {
@@ -198,14 +316,31 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
                     im2col(xi, g, col);
                     col
                 };
-                // dW (O×K) += dY (O×P) · colᵀ (P×K)
-                let (dy_m, cols_t) = (Mat::rows(dyi, p), Mat::transposed(cols, p));
-                matmul(g.o, k, p, &mut dw, k, idx > 0, dy_m, cols_t, par);
-                // dcol (K×P) = Wᵀ (K×O) · dY (O×P)
+                // dWᵀ (K×O) += col (K×P) · dYᵀ (P×O); `gemm` runs this orientation 4× faster
+                // than dW = dY·colᵀ (measured at K 288, O 32, P 4096)
+                let dy_m = Mat::rows(dyi, p);
+                matmul(
+                    k,
+                    g.o,
+                    p,
+                    &mut dw,
+                    g.o,
+                    idx > 0,
+                    Mat::rows(cols, p),
+                    Mat::transposed(dyi, p),
+                    par,
+                );
                 let w_t = Mat::transposed(w, k);
                 if g.pointwise() {
+                    // dX (C×P) = Wᵀ (C×O) · dY (O×P)
                     matmul(k, p, g.o, dxi, p, false, w_t, dy_m, par);
+                } else if same {
+                    // dX (C×P) = W_flipped (C×O·kH·kW) · im2col(dY)
+                    im2col(dyi, &gt, dcol);
+                    let kt = gt.k();
+                    matmul(g.c, p, kt, dxi, p, false, Mat::rows(&wf, kt), Mat::rows(dcol, p), par);
                 } else {
+                    // dcol (K×P) = Wᵀ (K×O) · dY (O×P), scattered back
                     matmul(k, p, g.o, dcol, p, false, w_t, dy_m, par);
                     col2im(dcol, g, dxi);
                 }
@@ -226,7 +361,14 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     } else {
         run(x, dy, &mut dx)
     };
-    (dx, dw)
+    // dWᵀ (K×O) → dW (O×K)
+    let mut dw_rows = vec![T::ZERO; dw.len()];
+    for (kk, row) in dw.chunks(g.o).enumerate() {
+        for (o, &v) in row.iter().enumerate() {
+            dw_rows[o * k + kk] = v;
+        }
+    }
+    (dx, dw_rows)
 }
 
 /// The convolution as a candle op: arguments `(x, weight)`.

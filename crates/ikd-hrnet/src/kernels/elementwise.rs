@@ -105,3 +105,120 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
     a.contiguous()?.apply_op2(&b.contiguous()?, AddReluOp)
 }
+
+/// Nearest-neighbour upsampling of `(N, C, H, W)` by an integer factor; backward sums each
+/// `factor × factor` block.
+#[derive(Debug, Clone, Copy)]
+struct UpsampleOp {
+    factor: usize,
+}
+
+impl UpsampleOp {
+    fn fwd<T: Float>(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, c, h, w] = l.dims() else {
+            candle_core::bail!("upsample: expects (N, C, H, W), got {:?}", l.dims())
+        };
+        let x = slice::<T>(s, l, "upsample")?;
+        let f = self.factor;
+        let (ho, wo) = (h * f, w * f);
+        let mut y = vec![T::ZERO; x.len() * f * f];
+        let plane = |(yp, xp): (&mut [T], &[T])| {
+            for (r, xrow) in xp.chunks(w).enumerate() {
+                let first = &mut yp[r * f * wo..(r * f + 1) * wo];
+                for (o, &v) in first.chunks_mut(f).zip(xrow) {
+                    o.fill(v);
+                }
+                for k in 1..f {
+                    yp.copy_within(r * f * wo..(r * f + 1) * wo, (r * f + k) * wo);
+                }
+            }
+        };
+        if y.len() >= MIN_PAR {
+            y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(plane);
+        } else {
+            y.chunks_mut(ho * wo).zip(x.chunks(h * w)).for_each(plane);
+        }
+        Ok((T::to_cpu_storage_owned(y), Shape::from((n, c, ho, wo))))
+    }
+
+    fn bwd_typed<T: Float>(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let f = self.factor;
+        let wo = w * f;
+        let dx = with_cpu::<T, _>(dy, |g| {
+            let mut dx = vec![T::ZERO; g.len() / (f * f)];
+            let plane = |(dp, gp): (&mut [T], &[T])| {
+                for (r, drow) in dp.chunks_mut(w).enumerate() {
+                    for k in 0..f {
+                        let grow = &gp[(r * f + k) * wo..(r * f + k + 1) * wo];
+                        for (d, block) in drow.iter_mut().zip(grow.chunks(f)) {
+                            for &v in block {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            };
+            if g.len() >= MIN_PAR {
+                dx.par_chunks_mut(h * w).zip(g.par_chunks(h * w * f * f)).for_each(plane);
+            } else {
+                dx.chunks_mut(h * w).zip(g.chunks(h * w * f * f)).for_each(plane);
+            }
+            Ok(dx)
+        })?;
+        Ok(tensor::<T>(dx, x.shape().clone()))
+    }
+}
+
+impl candle_core::CustomOp1 for UpsampleOp {
+    fn name(&self) -> &'static str {
+        "ikd-upsample-nearest"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        match s {
+            CpuStorage::F32(_) => self.fwd::<f32>(s, l),
+            CpuStorage::F64(_) => self.fwd::<f64>(s, l),
+            _ => candle_core::bail!(
+                "ikd upsample: f32 or f64 only, got {:?}",
+                candle_core::backend::BackendStorage::dtype(s)
+            ),
+        }
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(match x.dtype() {
+            DType::F32 => self.bwd_typed::<f32>(x, grad)?,
+            _ => self.bwd_typed::<f64>(x, grad)?,
+        }))
+    }
+}
+
+/// Nearest-neighbour upsampling of `x (N, C, H, W)` by `factor` (each pixel becomes a
+/// `factor × factor` block), differentiable. The CPU kernel where [`super::applies`];
+/// elsewhere broadcast + reshape, whose backward pass (a sum over the broadcast dimensions)
+/// accumulates correctly, unlike candle's `upsample_nearest2d`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[[[[1f32, 2.]]]], &Device::Cpu)?;
+/// let y = ikd_hrnet::kernels::upsample_nearest(&x, 2)?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![1., 1., 2., 2., 1., 1., 2., 2.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
+    if factor == 1 {
+        return Ok(x.clone());
+    }
+    let (n, c, h, w) = x.dims4()?;
+    if factor == 0 {
+        candle_core::bail!("upsample: the factor must be at least 1")
+    }
+    if !super::applies(&[x]) {
+        return x
+            .reshape((n, c, h, 1, w, 1))?
+            .broadcast_as((n, c, h, factor, w, factor))?
+            .reshape((n, c, h * factor, w * factor));
+    }
+    x.contiguous()?.apply_op1(UpsampleOp { factor })
+}

@@ -15,7 +15,8 @@
 //!   backward each two passes over the data, statistics accumulated in f64.
 //! - [`channel_affine`]: `x·scale + shift` per channel with an optional fused ReLU (eval-mode
 //!   batch norm).
-//! - [`add_relu`]: `relu(a + b)` in one pass (a residual block's output).
+//! - [`add_relu`]: `relu(a + b)` in one pass (a residual block's output); [`upsample_nearest`]
+//!   by an integer factor (the fuse layers), its backward a sum over each block.
 //!
 //! Work is split over images (a batch of 2 keeps 2 cores busy without synchronisation) or,
 //! for a single image, inside the matrix products, on rayon's global pool. Each kernel has
@@ -33,7 +34,7 @@ mod gemm;
 
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
 pub use conv::conv2d;
-pub use elementwise::add_relu;
+pub use elementwise::{add_relu, upsample_nearest};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -147,6 +148,29 @@ pub(crate) fn tensor<T: Float>(data: Vec<T>, shape: impl Into<Shape>) -> Tensor 
         candle_core::op::BackpropOp::none(),
         false,
     )
+}
+
+/// Runs `f` on a thread of rayon's global pool (directly when already on one).
+///
+/// The kernels split each operation over the pool's threads. Called from outside the pool,
+/// every operation hands its work to the pool and puts the caller to sleep until it is done;
+/// a whole forward pass or training step run inside the pool pays that hand-over once.
+/// [`crate::HrNet::forward_t`] and the engine's training step use it.
+///
+/// ```
+/// let on_pool = ikd_hrnet::kernels::in_pool(|| rayon::current_thread_index().is_some());
+/// assert!(on_pool);
+/// ```
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    match out {
+        Some(r) => r,
+        None => unreachable!("rayon::scope runs its closure before returning"),
+    }
 }
 
 /// Number of threads the kernels split work over.

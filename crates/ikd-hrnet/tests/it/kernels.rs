@@ -32,8 +32,11 @@ fn check_fd(v: &Var, grad: &Tensor, f: impl Fn() -> f64, what: &str) {
     let base = to_vec(v.as_tensor());
     let n = base.len();
     let h = 1e-5;
-    let picks: Vec<usize> =
-        if n <= 24 { (0..n).collect() } else { (0..24).map(|i| i * n / 24 + i % 3).collect() };
+    let picks: Vec<usize> = if n <= 24 {
+        (0..n).collect()
+    } else {
+        (0..24).map(|i| (i * n / 24 + i % 3).min(n - 1)).collect()
+    };
     for &i in &picks {
         let set = |d: f64| {
             let mut b = base.clone();
@@ -68,6 +71,11 @@ const CONVS: &[ConvCase] = &[
     (2, 3, 11, 11, 5, 3, 2, 1),
     (1, 18, 16, 16, 36, 3, 2, 1),
     (2, 32, 16, 16, 32, 3, 1, 1),
+    (2, 2, 2, 2, 3, 3, 1, 1),
+    (1, 2, 1, 1, 2, 3, 1, 1),
+    (2, 3, 6, 6, 2, 3, 1, 0),
+    (1, 2, 5, 5, 2, 1, 1, 1),
+    (2, 2, 3, 3, 2, 5, 1, 2),
 ];
 
 #[test]
@@ -94,9 +102,13 @@ fn conv2d_matches_candle_values_and_gradients() {
 #[test]
 fn conv2d_gradients_match_finite_differences_on_non_square_inputs() {
     // candle's conv2d backward mishandles non-square inputs, so these use finite differences.
-    for &(n, c, h, w, o, k, s, p) in
-        &[(2, 3, 5, 8, 2, 3, 1, 1), (1, 2, 9, 6, 3, 3, 2, 1), (3, 2, 4, 7, 2, 1, 2, 0)]
-    {
+    for &(n, c, h, w, o, k, s, p) in &[
+        (2, 3, 5, 8, 2, 3, 1, 1),
+        (1, 2, 9, 6, 3, 3, 2, 1),
+        (3, 2, 4, 7, 2, 1, 2, 0),
+        (2, 2, 3, 6, 2, 5, 1, 2),
+        (1, 2, 6, 1, 2, 3, 1, 1),
+    ] {
         let x = Var::from_tensor(&rand(&[n, c, h, w], 4, DType::F64)).unwrap();
         let wt = Var::from_tensor(&rand(&[o, c, k, k], 5, DType::F64)).unwrap();
         let f = || probe(&kernels::conv2d(&x, &wt, s, p).unwrap(), 6).to_scalar::<f64>().unwrap();
@@ -256,4 +268,65 @@ fn conv2d_rejects_mismatched_channels() {
     let w = Tensor::zeros((4, 2, 3, 3), DType::F32, &Device::Cpu).unwrap();
     let err = kernels::conv2d(&x, &w, 1, 1).unwrap_err().to_string();
     assert!(err.contains("channels"), "{err}");
+}
+
+#[test]
+fn conv2d_sweep_of_small_geometries_matches_candle_and_finite_differences() {
+    let mut cases = 0;
+    for k in [1, 2, 3, 5] {
+        for s in [1, 2, 3] {
+            for p in 0..=2 {
+                for h in 1..=7 {
+                    if h + 2 * p < k {
+                        continue;
+                    }
+                    let n = 1 + (h + k + s + p) % 3;
+                    let x = Var::from_tensor(&rand(&[n, 2, h, h], 21, DType::F64)).unwrap();
+                    let w = Var::from_tensor(&rand(&[3, 2, k, k], 22, DType::F64)).unwrap();
+                    let ours = kernels::conv2d(&x, &w, s, p).unwrap();
+                    let reference = x.conv2d(&w, p, s, 1, 1).unwrap();
+                    let case = format!("n {n} h {h} k {k} s {s} p {p}");
+                    assert!(rel_l2(&ours, &reference) < 1e-12, "{case}: forward");
+                    // candle's conv2d backward fails on some of these geometries (it guesses
+                    // the transposed convolution's output padding): finite differences instead
+                    let g = probe(&ours, 23).backward().unwrap();
+                    let f = || {
+                        probe(&kernels::conv2d(&x, &w, s, p).unwrap(), 23)
+                            .to_scalar::<f64>()
+                            .unwrap()
+                    };
+                    check_fd(&x, g.get(&x).unwrap(), f, &format!("{case}: input"));
+                    check_fd(&w, g.get(&w).unwrap(), f, &format!("{case}: weight"));
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert!(cases > 200, "{cases} cases");
+}
+
+#[test]
+fn upsample_nearest_matches_broadcast_reference() {
+    for (dims, f) in [
+        ([1, 1, 2, 3], 2),
+        ([2, 3, 4, 4], 2),
+        ([2, 2, 3, 5], 4),
+        ([1, 64, 16, 16], 8),
+        ([1, 2, 3, 3], 1),
+    ] {
+        let x = Var::from_tensor(&rand(&dims, 24, DType::F64)).unwrap();
+        let ours = kernels::upsample_nearest(&x, f).unwrap();
+        let [n, c, h, w] = dims;
+        let reference = x
+            .reshape((n, c, h, 1, w, 1))
+            .unwrap()
+            .broadcast_as((n, c, h, f, w, f))
+            .unwrap()
+            .reshape((n, c, h * f, w * f))
+            .unwrap();
+        assert_eq!(to_vec(&ours), to_vec(&reference), "{dims:?} x{f}");
+        let g1 = probe(&ours, 25).backward().unwrap();
+        let g2 = probe(&reference, 25).backward().unwrap();
+        assert!(rel_l2(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-14, "{dims:?} x{f}");
+    }
 }
