@@ -67,7 +67,7 @@ pub struct DemoSize {
 impl DemoSize {
     /// The full demo (four categories in under ten minutes on a 2-core CPU).
     pub const FULL: DemoSize =
-        DemoSize { image_size: 128, n_train: 16, n_test_good: 6, n_test_defect: 10, epochs: 2 };
+        DemoSize { image_size: 128, n_train: 16, n_test_good: 6, n_test_defect: 10, epochs: 40 };
     /// The reduced demo of `--quick`.
     pub const QUICK: DemoSize =
         DemoSize { image_size: 64, n_train: 8, n_test_good: 4, n_test_defect: 6, epochs: 1 };

@@ -31,10 +31,43 @@ pub fn is_finished(run_dir: &Path) -> bool {
     run_dir.join(files::STUDENT).is_file() && run_dir.join(files::METRICS).is_file()
 }
 
-/// Trains (resuming from a checkpoint when there is one) and tests one job on `device`.
+/// The settings (besides the device and `max_steps`, which a resumed run may change) in which a run's `config.json` differs from `wanted`, as
+/// `name: stored → wanted`; empty when they agree or there is no readable config.
+pub fn changed_settings(run_dir: &Path, wanted: &TrainConfig) -> Result<Vec<String>> {
+    let path = run_dir.join(files::CONFIG);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
+    let stored: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a JSON run configuration", path.display()))?;
+    let wanted = serde_json::to_value(wanted).context("serialising the run configuration")?;
+    let (Some(stored), Some(wanted)) = (stored.as_object(), wanted.as_object()) else {
+        anyhow::bail!("{}: not a JSON object", path.display())
+    };
+    Ok(wanted
+        .iter()
+        .filter(|(k, v)| {
+            !matches!(k.as_str(), "device" | "max_steps") && stored.get(k.as_str()) != Some(v)
+        })
+        .map(|(k, v)| {
+            let old = stored.get(k.as_str()).map_or("(absent)".to_string(), |o| o.to_string());
+            format!("{k}: {old} → {v}")
+        })
+        .collect())
+}
+
+/// Trains (resuming from a checkpoint when there is one) and tests one job on `device`. A run
+/// folder that holds a run with other settings is an error (never overwritten or reused).
 pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
     let dir = &job.run_dir;
     let name = &job.config.category;
+    let changed = changed_settings(dir, &job.config)?;
+    if !changed.is_empty() {
+        anyhow::bail!(
+            "{} holds a {name} run with other settings ({}): choose another runs folder or \
+             remove that one",
+            dir.display(),
+            changed.join(", ")
+        );
+    }
     if is_finished(dir) {
         tracing::info!("{name}: finished run found in {}, skipped", dir.display());
         return Ok(Outcome::Skipped);
@@ -159,6 +192,22 @@ mod tests {
         assert!(parse_devices("gpu0").is_err());
         assert!(parse_devices(",").is_err());
         assert_eq!(resolve_device("cpu"), "cpu");
+    }
+
+    #[test]
+    fn a_run_with_other_settings_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrainConfig { category: "tile".into(), epochs: 2, ..TrainConfig::default() };
+        assert!(changed_settings(dir.path(), &config).unwrap().is_empty(), "no run yet");
+        let stored = TrainConfig { device: "cuda:0".into(), ..config.clone() };
+        std::fs::write(dir.path().join(files::CONFIG), serde_json::to_string(&stored).unwrap())
+            .unwrap();
+        assert!(changed_settings(dir.path(), &config).unwrap().is_empty(), "device may differ");
+        let more = TrainConfig { epochs: 12, ..config.clone() };
+        assert_eq!(changed_settings(dir.path(), &more).unwrap(), vec!["epochs: 2 → 12"]);
+        let job = Job { config: more, run_dir: dir.path().to_path_buf() };
+        let err = run_job(&job, "cpu", false).unwrap_err().to_string();
+        assert!(err.contains("other settings (epochs: 2 → 12)"), "{err}");
     }
 
     #[test]
