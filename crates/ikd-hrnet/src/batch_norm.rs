@@ -127,17 +127,17 @@ impl BatchNorm2d {
     /// ```
     pub fn forward_relu_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         self.check(x)?;
-        let y = if train && crate::kernels::applies(&[x, &self.weight, &self.bias]) {
+        if !train {
+            let (scale, shift) = self.eval_scale_shift(x.dtype())?;
+            return crate::kernels::channel_affine(x, &scale, &shift, relu);
+        }
+        if crate::kernels::applies(&[x, &self.weight, &self.bias]) {
             let (y, stats) =
                 crate::kernels::batch_norm_train(x, &self.weight, &self.bias, self.eps, relu)?;
             self.update_running(&stats)?;
             return Ok(y);
-        } else if train {
-            self.forward_train(x)?
-        } else {
-            let (scale, shift) = self.eval_scale_shift(x.dtype())?;
-            return crate::kernels::channel_affine(x, &scale, &shift, relu);
-        };
+        }
+        let y = self.forward_train(x)?;
         if relu {
             y.relu()
         } else {

@@ -17,6 +17,8 @@
 //!   the running ones with momentum 0.1 and the unbiased variance).
 //! - [`resize_bilinear_align_corners`], [`resize_bilinear_half_pixel`]: differentiable
 //!   bilinear resizing as matmuls with interpolation matrices.
+//! - [`kernels`]: the CPU kernels HRNet runs on (convolution, batch norm, ReLU fusions,
+//!   upsampling) as candle custom ops with their own backward pass; candle's ops elsewhere.
 //! - Weights: [`load_timm`], [`save_safetensors`], [`trainable_vars`],
 //!   [`HrNet::from_timm_file`], and [`fetch_timm_weights`] from the Hugging Face hub.
 //!

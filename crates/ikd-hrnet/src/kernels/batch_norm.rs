@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{slice, sum_f64, tensor, with_cpu, Float};
+use super::{masked, slice, sum_f64, tensor, with_cpu, Float};
 
 /// Per-channel batch statistics of a training-mode batch norm.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,11 +125,6 @@ fn affine<T: Float>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T], relu
         }
     });
     y
-}
-
-/// The output gradient with the ReLU's mask applied (`dy` where `y > 0`).
-fn masked<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
-    dy.iter().zip(y).map(|(&g, &v)| if v > T::ZERO { g } else { T::ZERO }).collect()
 }
 
 #[derive(Debug)]

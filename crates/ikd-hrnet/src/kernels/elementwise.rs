@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{slice, tensor, with_cpu, Float};
+use super::{masked, slice, tensor, with_cpu, Float};
 
 const CHUNK: usize = 8 * 1024;
 const MIN_PAR: usize = 32 * 1024;
@@ -38,15 +38,7 @@ impl AddReluOp {
     }
 
     fn bwd_typed<T: Float>(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
-        let g = with_cpu::<T, _>(y, |ys| {
-            with_cpu::<T, _>(dy, |dys| {
-                Ok(dys
-                    .iter()
-                    .zip(ys)
-                    .map(|(&g, &v)| if v > T::ZERO { g } else { T::ZERO })
-                    .collect())
-            })
-        })?;
+        let g = with_cpu::<T, _>(y, |ys| with_cpu::<T, _>(dy, |dys| Ok(masked(dys, ys))))?;
         Ok(tensor::<T>(g, y.shape().clone()))
     }
 }

@@ -178,6 +178,11 @@ pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
+/// The gradient through a ReLU from its output: `dy` where `y > 0`, else 0 (PyTorch's rule).
+pub(crate) fn masked<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
+    dy.iter().zip(y).map(|(&g, &v)| if v > T::ZERO { g } else { T::ZERO }).collect()
+}
+
 /// Sum of a slice in f64 with eight independent accumulators (vectorises).
 #[inline]
 pub(crate) fn sum_f64<T: Float>(xs: &[T]) -> f64 {
