@@ -89,7 +89,8 @@ fn inputs(c: usize) -> (Tensor, Tensor) {
     let dev = Device::Cpu;
     let t = Tensor::randn(0f32, 1.0, (N, c, H, W), &dev).unwrap();
     let noise = Tensor::randn(0f32, 0.01, (N, c, H, W), &dev).unwrap();
-    let sign: Vec<f32> = (0..N * H * W).map(|p| if p % 20 == 0 { -1.0 } else { 1.0 }).collect();
+    let sign: Vec<f32> =
+        (0..N * H * W).map(|p| if p.is_multiple_of(20) { -1.0 } else { 1.0 }).collect();
     let sign = Tensor::from_vec(sign, (N, 1, H, W), &dev).unwrap();
     let s = (t.broadcast_mul(&sign).unwrap() + noise).unwrap();
     (t, s)

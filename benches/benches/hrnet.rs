@@ -125,6 +125,19 @@ fn bench_kernels(c: &mut Criterion) {
         }
     }
     kernels::set_enabled(true);
+    // the 3×3 stride-1 convolution of each HRNet-W32 branch (256² input): Winograd against im2col
+    for (ch, h) in [(32, 64), (64, 32), (128, 16), (256, 8)] {
+        let x = input(&[2, ch, h, h]);
+        let w = input(&[ch, ch, 3, 3]);
+        for on in [true, false] {
+            kernels::set_winograd(on);
+            let how = if on { "winograd" } else { "im2col" };
+            group.bench_function(format!("conv3x3_s1_branch/2x{ch}x{h}x{h}/{how}/forward"), |b| {
+                b.iter(|| black_box(kernels::conv2d(&x, &w, 1, 1).expect("conv")))
+            });
+        }
+    }
+    kernels::set_winograd(true);
     group.finish();
 }
 

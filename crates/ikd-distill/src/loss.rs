@@ -105,7 +105,7 @@ impl IkdLossState {
     /// ```
     pub fn from_tensor(t: &Tensor) -> Result<Self> {
         let bad = |msg: String| DistillError::Input { what: "IKD loss state tensor".into(), msg };
-        if t.rank() != 1 || t.dims()[0] % 2 == 0 {
+        if t.rank() != 1 || t.dims()[0].is_multiple_of(2) {
             return Err(bad(format!(
                 "expected a 1-D tensor of odd length 2·levels + 1, got shape {:?}",
                 t.dims()

@@ -113,7 +113,7 @@ impl TrainConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::Config(format!("--lr must be a positive number, not {}", self.lr)));
         }
-        if self.image_size % 32 != 0 || self.image_size == 0 {
+        if !self.image_size.is_multiple_of(32) || self.image_size == 0 {
             return Err(Error::Config(format!(
                 "--image-size must be a positive multiple of 32 (HRNet downsamples by 32), not {}",
                 self.image_size

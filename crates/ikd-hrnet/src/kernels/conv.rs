@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, Parallelism};
-use super::{slice, tensor, threads, with_cpu, Float};
+use super::{slice, tensor, threads, winograd, with_cpu, Float};
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,11 @@ impl Geom {
     /// 1×1, stride 1, no padding: the image itself is the im2col matrix.
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// 3×3, stride 1, padding 1: the shape the Winograd path takes.
+    fn winograd_dims(&self) -> Option<winograd::Dims> {
+        (self.kh == 3 && self.kw == 3 && self.stride == 1 && self.pad == 1)
+            .then_some(winograd::Dims { n: self.n, c: self.c, h: self.h, w: self.w, o: self.o })
     }
     /// For kernel column `j`: the output columns `lo..hi` that read inside the image.
     fn valid_cols(&self, j: usize) -> (usize, usize) {
@@ -240,6 +245,9 @@ fn plan(n: usize) -> (usize, Parallelism) {
 }
 
 fn forward<T: Float>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    if let Some(out) = g.winograd_dims().and_then(|d| T::winograd3x3(x, w, &d)) {
+        return out;
+    }
     let (k, p) = (g.k(), g.p());
     let mut out = vec![T::ZERO; g.n * g.out_len()];
     let (per, par) = plan(g.n);
@@ -296,10 +304,13 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     } else {
         (Vec::new(), *g)
     };
+    // the same convolution on the Winograd path, for the whole batch at once
+    let dx_done = same
+        && gt.winograd_dims().and_then(|d| T::winograd3x3(dy, &wf, &d)).map(|v| dx = v).is_some();
     let run = |xs: &[T], dys: &[T], dxs: &mut [T]| -> Vec<T> {
         let mut dw = vec![T::ZERO; g.o * k];
         let col_len = if g.pointwise() { 0 } else { k * p };
-        let dcol_len = if g.pointwise() {
+        let dcol_len = if g.pointwise() || dx_done {
             0
         } else if same {
             gt.k() * p
@@ -331,7 +342,9 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
                     par,
                 );
                 let w_t = Mat::transposed(w, k);
-                if g.pointwise() {
+                if dx_done {
+                    // computed above
+                } else if g.pointwise() {
                     // dX (C×P) = Wᵀ (C×O) · dY (O×P)
                     matmul(k, p, g.o, dxi, p, false, w_t, dy_m, par);
                 } else if same {

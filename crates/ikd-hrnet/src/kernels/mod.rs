@@ -31,10 +31,12 @@ mod batch_norm;
 mod conv;
 mod elementwise;
 mod gemm;
+mod winograd;
 
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
 pub use conv::conv2d;
 pub use elementwise::{add_relu, upsample_nearest};
+pub use winograd::{set_winograd, winograd_enabled};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -84,10 +86,13 @@ pub(crate) trait Float: WithDType + gemm::GemmScalar {
     /// Runs `f` on this thread's two scratch buffers of at least `a` and `b` elements. Their
     /// contents are whatever the last user left: callers overwrite before they read.
     fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [Self], &mut [Self]) -> R) -> R;
+    /// A 3×3, stride 1, padding 1 convolution by Winograd's F(2×2, 3×3), where this type and
+    /// CPU have that path (f32 with AVX-512F); `None` otherwise.
+    fn winograd3x3(x: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
 }
 
 macro_rules! float {
-    ($t:ty, $key:ident) => {
+    ($t:ty, $key:ident, $wino:expr) => {
         thread_local! {
             static $key: std::cell::RefCell<(Vec<$t>, Vec<$t>)> = const {
                 std::cell::RefCell::new((Vec::new(), Vec::new()))
@@ -114,12 +119,15 @@ macro_rules! float {
                     f(&mut x[..a], &mut y[..b])
                 })
             }
+            fn winograd3x3(x: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>> {
+                ($wino)(x, w, d)
+            }
         }
     };
 }
 
-float!(f32, SCRATCH_F32);
-float!(f64, SCRATCH_F64);
+float!(f32, SCRATCH_F32, winograd::conv3x3);
+float!(f64, SCRATCH_F64, |_: &[f64], _: &[f64], _: &winograd::Dims| None);
 
 /// A contiguous CPU slice of a tensor's storage.
 pub(crate) fn slice<'a, T: Float>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {

@@ -305,6 +305,60 @@ fn conv2d_sweep_of_small_geometries_matches_candle_and_finite_differences() {
     assert!(cases > 200, "{cases} cases");
 }
 
+/// The Winograd path of 3×3 stride-1 f32 convolutions (where the CPU has it) against candle's
+/// f64 convolution: both lane layouts (tile rows for images at least 31 pixels wide, tiles in
+/// order otherwise), odd and non-square sizes, channel counts off the 8-channel groups, and few
+/// tiles with many channels (the products split over channel groups).
+#[test]
+fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
+    let cases: &[(usize, usize, usize, usize, usize)] = &[
+        (1, 3, 31, 33, 5),
+        (2, 4, 32, 32, 8),
+        (3, 2, 35, 64, 9),
+        (1, 5, 2, 67, 16),
+        (2, 17, 7, 9, 3),
+        (1, 1, 1, 1, 1),
+        (2, 64, 8, 8, 72),
+        (2, 256, 4, 4, 24),
+        (1, 40, 16, 16, 40),
+    ];
+    for &(n, c, h, w, o) in cases {
+        let case = format!("{:?}", (n, c, h, w, o));
+        let x64 = Var::from_tensor(&rand(&[n, c, h, w], 31, DType::F64)).unwrap();
+        let w64 = Var::from_tensor(&rand(&[o, c, 3, 3], 32, DType::F64)).unwrap();
+        let reference = x64.conv2d(&w64, 1, 1, 1, 1).unwrap();
+        let g64 = probe(&reference, 33).backward().unwrap();
+        let x = Var::from_tensor(&x64.to_dtype(DType::F32).unwrap()).unwrap();
+        let wt = Var::from_tensor(&w64.to_dtype(DType::F32).unwrap()).unwrap();
+        let ours = kernels::conv2d(&x, &wt, 1, 1).unwrap();
+        let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        assert!(rel_l2(&f64_of(&ours), &reference) < 2e-6, "{case}: forward");
+        let g = probe(&ours, 33).backward().unwrap();
+        for (v, v64, name) in [(&x, &x64, "input"), (&wt, &w64, "weight")] {
+            let err = rel_l2(&f64_of(g.get(v).unwrap()), g64.get(v64).unwrap());
+            assert!(err < 2e-6, "{case}: {name} gradient {err}");
+        }
+    }
+}
+
+#[test]
+fn winograd_switch_changes_only_the_path() {
+    let x = rand(&[2, 8, 33, 34], 41, DType::F32);
+    let w = rand(&[6, 8, 3, 3], 42, DType::F32);
+    let on = kernels::winograd_enabled();
+    let a = kernels::conv2d(&x, &w, 1, 1).unwrap();
+    kernels::set_winograd(false);
+    assert!(!kernels::winograd_enabled());
+    let b = kernels::conv2d(&x, &w, 1, 1).unwrap();
+    kernels::set_winograd(true);
+    assert_eq!(kernels::winograd_enabled(), on);
+    assert!(rel_l2(&a, &b) < 1e-6);
+    if on {
+        // the two paths round differently: the Winograd one did run
+        assert!(rel_l2(&a, &b) > 0.);
+    }
+}
+
 #[test]
 fn upsample_nearest_matches_broadcast_reference() {
     for (dims, f) in [

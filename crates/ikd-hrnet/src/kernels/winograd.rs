@@ -1,0 +1,616 @@
+//! 3×3 stride-1 convolutions with padding 1 by Winograd's minimal filtering F(2×2, 3×3)
+//! ([Lavin & Gray 2016](https://arxiv.org/abs/1509.09308)).
+//!
+//! Each 2×2 output tile comes from a 4×4 input tile: `Y = Aᵀ[(G·g·Gᵀ) ⊙ (Bᵀ·d·B)]A`, 16
+//! multiplications per pair of channels instead of 36, so the matrix products shrink 2.25×.
+//! With `U = G·g·Gᵀ` (the filters, 16 values each) and `V = Bᵀ·d·B` (the input tiles), the
+//! convolution is 16 independent products `M[ξ] (O×T) = U[ξ] (O×C) · V[ξ] (C×T)` over the
+//! tiles `T`, followed by the output transform. F(2×2, 3×3)'s transforms use only the
+//! coefficients 0, ±1 and ±½, so f32 results stay within a few ulp of the direct sum (HRNet's
+//! timm parity and the PyTorch training trajectory hold with it on).
+//!
+//! The work is split into blocks of tiles (and, for small images, of output channels) on
+//! rayon's pool; each block transforms its tiles into a buffer that stays in cache, runs the 16
+//! products with an 8×32 AVX-512 micro-kernel and writes its outputs. f32 only, on x86-64 CPUs
+//! with AVX-512F (checked at run time); everything else takes the im2col path.
+
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the Winograd path of 3×3 stride-1 convolutions on or off for the whole process
+/// (default on; `IKD_WINOGRAD=0` in the environment also turns it off). Off, those
+/// convolutions take the im2col path like every other: useful to compare speed or results.
+///
+/// ```
+/// ikd_hrnet::kernels::set_winograd(false);
+/// assert!(!ikd_hrnet::kernels::winograd_enabled());
+/// ikd_hrnet::kernels::set_winograd(true);
+/// ```
+pub fn set_winograd(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether 3×3 stride-1 f32 convolutions take the Winograd path: switched on (see
+/// [`set_winograd`]) and the CPU has AVX-512F.
+///
+/// ```
+/// ikd_hrnet::kernels::set_winograd(false);
+/// assert!(!ikd_hrnet::kernels::winograd_enabled());
+/// ```
+pub fn winograd_enabled() -> bool {
+    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    ENABLED.load(Ordering::Relaxed)
+        && !*ENV_OFF.get_or_init(|| std::env::var("IKD_WINOGRAD").is_ok_and(|v| v == "0"))
+        && cpu_has_avx512()
+}
+
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Sizes of a 3×3, stride 1, padding 1 convolution: `x (n, c, h, w)`, weight `(o, c, 3, 3)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dims {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+}
+
+/// The convolution's output `(n, o, h, w)`, or `None` where this path does not run (no
+/// AVX-512F, switched off, or an input too large for 32-bit gather offsets).
+pub(crate) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
+    if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512::conv3x3(x, w, d)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, w);
+        None
+    }
+}
+
+/// `G` of F(2×2, 3×3): `U = G·g·Gᵀ`.
+const G: [[f32; 3]; 4] = [[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]];
+
+/// The filter transform as a 16×9 matrix: `U[ξ = 4i + j] = Σ_ab G[i][a]·G[j][b]·g[3a + b]`.
+fn filter_matrix() -> [f32; 144] {
+    let mut t = [0f32; 144];
+    for i in 0..4 {
+        for j in 0..4 {
+            for a in 0..3 {
+                for b in 0..3 {
+                    t[(i * 4 + j) * 9 + a * 3 + b] = G[i][a] * G[j][b];
+                }
+            }
+        }
+    }
+    t
+}
+
+/// `U[ξ][o][c]` for every filter, `o` padded with zero rows to `o_pad` (a multiple of the
+/// micro-kernel's 8 rows): one matrix product `Uᵀ (16 × O·C) = T (16×9) · Wᵀ (9 × O·C)`.
+fn filters(w: &[f32], o: usize, c: usize, o_pad: usize) -> Vec<f32> {
+    use super::gemm::{matmul, Mat, Parallelism};
+    let t = filter_matrix();
+    let mut u = vec![0f32; 16 * o_pad * c];
+    let par = match super::threads() {
+        1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    };
+    matmul(16, o * c, 9, &mut u, o_pad * c, false, Mat::rows(&t, 9), Mat::transposed(w, 9), par);
+    u
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use rayon::prelude::*;
+
+    use super::Dims;
+
+    /// Output channels per micro-kernel call.
+    const MR: usize = 8;
+    /// f32 lanes of a vector: one lane per tile.
+    const L: usize = 16;
+
+    /// A pointer the blocks write their disjoint outputs through.
+    #[derive(Clone, Copy)]
+    struct Out(*mut f32);
+    // SAFETY: every block writes a disjoint set of output elements (its tiles × its channels)
+    unsafe impl Send for Out {}
+    unsafe impl Sync for Out {}
+
+    /// How a vector's 16 lanes map to tiles.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Lanes {
+        /// 16 neighbouring tiles of one tile row (images at least 32 pixels wide): contiguous
+        /// loads and stores, `per_row` vectors per tile row.
+        Rows { per_row: usize },
+        /// the tiles in order across rows and images: gathered loads, scalar stores.
+        Flat,
+    }
+
+    struct Plan {
+        d: Dims,
+        /// tiles per image column and row
+        th: usize,
+        tw: usize,
+        /// padded plane: `hp × wp`, the image at (1, 1)
+        hp: usize,
+        wp: usize,
+        tiles: usize,
+        lanes: Lanes,
+        vectors: usize,
+        /// vectors per block, and blocks
+        nb: usize,
+        blocks: usize,
+        /// groups of MR output channels, and how many slices they are split into
+        obn: usize,
+        slices: usize,
+    }
+
+    impl Plan {
+        fn new(d: &Dims) -> Self {
+            let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
+            let tiles = d.n * th * tw;
+            let (lanes, vectors) = if tw >= L {
+                let per_row = tw.div_ceil(L);
+                (Lanes::Rows { per_row }, d.n * th * per_row)
+            } else {
+                (Lanes::Flat, tiles.div_ceil(L))
+            };
+            // a block's transformed tiles (16·C·16·nb floats) stay near 256 KiB
+            let nb = (256 / d.c.max(1)).clamp(2, 8).min(vectors);
+            let blocks = vectors.div_ceil(nb);
+            let obn = d.o.div_ceil(MR);
+            let want = 4 * rayon::current_num_threads().max(1);
+            let slices = want.div_ceil(blocks).clamp(1, obn);
+            let (hp, wp) = (2 * th + 2, 2 * tw + 2);
+            Self { d: *d, th, tw, hp, wp, tiles, lanes, vectors, nb, blocks, obn, slices }
+        }
+
+        /// The tile of lane 0 of row-mode vector `v`: `(image, tile row, tile column)`.
+        fn row_vector(&self, v: usize, per_row: usize) -> (usize, usize, usize) {
+            let r = v / per_row;
+            (r / self.th, r % self.th, (v % per_row) * L)
+        }
+    }
+
+    /// Slack after the padded input: row-mode loads of a row's last vector run up to 48 floats
+    /// past its start.
+    const SLACK: usize = 3 * L;
+
+    pub(super) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
+        let p = Plan::new(d);
+        let plane = p.hp * p.wp;
+        if d.n * d.c * plane + SLACK >= i32::MAX as usize {
+            return None;
+        }
+        assert_eq!(x.len(), d.n * d.c * d.h * d.w, "winograd: input length");
+        assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
+        // the input with a zero border, so that every tile's 4×4 window lies inside
+        let mut pad = vec![0f32; d.n * d.c * plane + SLACK];
+        pad.par_chunks_mut(plane).zip(x.par_chunks(d.h * d.w)).for_each(|(pl, xs)| {
+            for (y, row) in xs.chunks(d.w).enumerate() {
+                let at = (y + 1) * p.wp + 1;
+                pl[at..at + d.w].copy_from_slice(row);
+            }
+        });
+        let u = super::filters(w, d.o, d.c, p.obn * MR);
+        let len = d.n * d.o * d.h * d.w;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let ptr = Out(out.as_mut_ptr());
+        let vlen = 16 * d.c * p.nb * L;
+        let slice = |s: usize| (s * p.obn / p.slices, (s + 1) * p.obn / p.slices);
+        if p.slices == 1 {
+            // each block transforms its tiles into a buffer that stays in cache
+            (0..p.blocks).into_par_iter().for_each(|b| {
+                <f32 as super::super::Float>::with_scratch(vlen + L, 0, |vb, _| {
+                    let vb = aligned(vb, vlen);
+                    // SAFETY: AVX-512F was detected; the block writes only its own tiles
+                    unsafe {
+                        transform_block(&p, &pad, b, 0, vb);
+                        products(&p, vb, &u, b, 0, p.obn, ptr);
+                    }
+                })
+            });
+        } else {
+            // few tiles, many channels: every block's tiles transformed once (split over
+            // channels), then the products split over channel groups as well
+            let mut vall = vec![0f32; p.blocks * vlen];
+            let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
+            vall.par_chunks_mut(vlen).enumerate().for_each(|(b, vb)| {
+                vb.par_chunks_mut(16 * p.nb * L * per).enumerate().for_each(|(k, chunk)| {
+                    // SAFETY: AVX-512F was detected
+                    unsafe { transform_block(&p, &pad, b, k * per, chunk) }
+                })
+            });
+            (0..p.blocks * p.slices).into_par_iter().for_each(|item| {
+                let (b, s) = (item / p.slices, item % p.slices);
+                let (ob_lo, ob_hi) = slice(s);
+                let vb = &vall[b * vlen..(b + 1) * vlen];
+                // SAFETY: AVX-512F was detected; the item writes only its tiles × channels
+                unsafe { products(&p, vb, &u, b, ob_lo, ob_hi, ptr) };
+            });
+        }
+        // SAFETY: the blocks cover every (image, channel, pixel) exactly once (tiles partition
+        // each image, slices partition the channels), so all `len` elements are written
+        unsafe { out.set_len(len) };
+        Some(out)
+    }
+
+    /// Flat mode, per lane of a block's vectors: where its tile's window starts in the padded
+    /// input, and its output origin `(image, row, column)` (`None` past the last tile).
+    #[allow(clippy::type_complexity)]
+    fn flat_lanes(
+        p: &Plan,
+        b: usize,
+        nbv: usize,
+    ) -> (Vec<i32>, Vec<Option<(usize, usize, usize)>>) {
+        let plane = p.hp * p.wp;
+        let per = p.th * p.tw;
+        let mut idx = vec![0i32; nbv * L];
+        let mut org = vec![None; nbv * L];
+        for (k, (ix, og)) in idx.iter_mut().zip(&mut org).enumerate() {
+            let t = b * p.nb * L + k;
+            if t < p.tiles {
+                let (n, r) = (t / per, t % per);
+                let (ty, tx) = (r / p.tw, r % p.tw);
+                // < i32::MAX: checked in conv3x3
+                *ix = (n * p.d.c * plane + 2 * ty * p.wp + 2 * tx) as i32;
+                *og = Some((n, 2 * ty, 2 * tx));
+            }
+        }
+        (idx, org)
+    }
+
+    /// An aligned window of `len` floats inside `buf` (which has `len + 16`).
+    fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
+        let skip = buf.as_ptr().align_offset(64).min(L);
+        &mut buf[skip..skip + len]
+    }
+
+    /// The transformed input tiles of block `b`, channels `c_lo..` (as many as `vb` holds):
+    /// `vb[((c − c_lo)·16 + ξ)·nbt + tile]` with `nbt = 16·nb`.
+    #[target_feature(enable = "avx512f")]
+    fn transform_block(p: &Plan, pad: &[f32], b: usize, c_lo: usize, vb: &mut [f32]) {
+        let nbv = p.nb.min(p.vectors - b * p.nb);
+        let nbt = p.nb * L;
+        match p.lanes {
+            Lanes::Flat => {
+                let (idx, _) = flat_lanes(p, b, nbv);
+                input_flat(p, pad, &idx, c_lo, vb, nbt);
+            }
+            Lanes::Rows { per_row } => input_rows(p, pad, b * p.nb, nbv, per_row, c_lo, vb, nbt),
+        }
+    }
+
+    /// Block `b`'s products and outputs for the channel groups `ob_lo..ob_hi`, from its
+    /// transformed tiles `vb` (all channels; see [`transform_block`]).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn products(
+        p: &Plan,
+        vb: &[f32],
+        u: &[f32],
+        b: usize,
+        ob_lo: usize,
+        ob_hi: usize,
+        out: Out,
+    ) {
+        let d = p.d;
+        let nbv = p.nb.min(p.vectors - b * p.nb);
+        let nbt = p.nb * L;
+        let rows = (ob_hi - ob_lo) * MR;
+        let o_pad = p.obn * MR;
+        let org = match p.lanes {
+            Lanes::Flat => flat_lanes(p, b, nbv).1,
+            Lanes::Rows { .. } => Vec::new(),
+        };
+        <f32 as super::super::Float>::with_scratch(16 * rows * nbt + L, 0, |mb, _| {
+            let mb = aligned(mb, 16 * rows * nbt);
+            for xi in 0..16 {
+                let vx = &vb[xi * nbt..];
+                for ob in ob_lo..ob_hi {
+                    let u0 = (xi * o_pad + ob * MR) * d.c;
+                    let ug = &u[u0..u0 + MR * d.c];
+                    let m0 = (xi * rows + (ob - ob_lo) * MR) * nbt;
+                    let mx = &mut mb[m0..m0 + MR * nbt];
+                    let mut v = 0;
+                    while v + 2 <= nbv {
+                        kernel::<2>(ug, d.c, &vx[v * L..], 16 * nbt, &mut mx[v * L..], nbt);
+                        v += 2;
+                    }
+                    if v < nbv {
+                        kernel::<1>(ug, d.c, &vx[v * L..], 16 * nbt, &mut mx[v * L..], nbt);
+                    }
+                }
+            }
+            let o_lo = ob_lo * MR;
+            let o_hi = (ob_hi * MR).min(d.o);
+            for o in o_lo..o_hi {
+                for v in 0..nbv {
+                    let y = output_transform(mb, (o - o_lo) * nbt + v * L, rows * nbt);
+                    match p.lanes {
+                        Lanes::Flat => store_flat(p, &y, &org[v * L..(v + 1) * L], o, out),
+                        Lanes::Rows { per_row } => {
+                            store_rows(p, &y, p.row_vector(b * p.nb + v, per_row), o, out)
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// `V = Bᵀ·d·B` of one vector of tiles from their 4×4 windows `dd[r][q]`, stored at
+    /// `vb[(ξ·C + c)·nbt + at ..]`.
+    #[target_feature(enable = "avx512f")]
+    fn transform_store(dd: &[[__m512; 4]; 4], vb: &mut [f32], stride: usize, at: usize) {
+        assert!(at + 15 * stride + L <= vb.len());
+        // Bᵀ·d (down the rows), then ·B (along them)
+        let mut t = [[_mm512_setzero_ps(); 4]; 4];
+        for q in 0..4 {
+            t[0][q] = _mm512_sub_ps(dd[0][q], dd[2][q]);
+            t[1][q] = _mm512_add_ps(dd[1][q], dd[2][q]);
+            t[2][q] = _mm512_sub_ps(dd[2][q], dd[1][q]);
+            t[3][q] = _mm512_sub_ps(dd[1][q], dd[3][q]);
+        }
+        for (r, tr) in t.iter().enumerate() {
+            let e = [
+                _mm512_sub_ps(tr[0], tr[2]),
+                _mm512_add_ps(tr[1], tr[2]),
+                _mm512_sub_ps(tr[2], tr[1]),
+                _mm512_sub_ps(tr[1], tr[3]),
+            ];
+            for (q, &ev) in e.iter().enumerate() {
+                // SAFETY: in bounds (asserted above)
+                unsafe { _mm512_storeu_ps(vb.as_mut_ptr().add((r * 4 + q) * stride + at), ev) };
+            }
+        }
+    }
+
+    /// Flat mode: the 4×4 windows gathered lane by lane.
+    #[target_feature(enable = "avx512f")]
+    fn input_flat(p: &Plan, pad: &[f32], idx: &[i32], c_lo: usize, vb: &mut [f32], nbt: usize) {
+        let (plane, wp) = (p.hp * p.wp, p.wp);
+        let c_n = vb.len() / (16 * nbt);
+        let offs: Vec<__m512i> = idx
+            .chunks_exact(L)
+            // SAFETY: 16 i32 each
+            .map(|ch| unsafe { _mm512_loadu_si512(ch.as_ptr().cast()) })
+            .collect();
+        assert!(offs.len() * L <= nbt && c_lo + c_n <= p.d.c);
+        for c in 0..c_n {
+            // every gathered offset + c·plane + 3·wp + 3 lies inside `pad` (see `flat_lanes`)
+            let base = pad[(c_lo + c) * plane..].as_ptr();
+            for (v, &ix) in offs.iter().enumerate() {
+                let mut dd = [[_mm512_setzero_ps(); 4]; 4];
+                for (r, row) in dd.iter_mut().enumerate() {
+                    for (q, e) in row.iter_mut().enumerate() {
+                        // SAFETY: see above
+                        *e = unsafe { _mm512_i32gather_ps::<4>(ix, base.add(r * wp + q)) };
+                    }
+                }
+                transform_store(&dd, vb, nbt, c * 16 * nbt + v * L);
+            }
+        }
+    }
+
+    /// Row mode: the windows of 16 neighbouring tiles from 4 contiguous loads per window row,
+    /// split into even and odd columns.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    fn input_rows(
+        p: &Plan,
+        pad: &[f32],
+        v0: usize,
+        nbv: usize,
+        per_row: usize,
+        c_lo: usize,
+        vb: &mut [f32],
+        nbt: usize,
+    ) {
+        let (plane, wp) = (p.hp * p.wp, p.wp);
+        let c_n = vb.len() / (16 * nbt);
+        assert!(c_lo + c_n <= p.d.c);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for v in 0..nbv {
+            let (n, ty, tx0) = p.row_vector(v0 + v, per_row);
+            for c in 0..c_n {
+                let at = (n * p.d.c + c_lo + c) * plane + 2 * ty * wp + 2 * tx0;
+                // the last read ends at at + 3·wp + 34 ≤ the padded input + SLACK
+                assert!(at + 3 * wp + 2 * L + 2 <= pad.len());
+                let mut dd = [[_mm512_setzero_ps(); 4]; 4];
+                for (r, row) in dd.iter_mut().enumerate() {
+                    // SAFETY: in bounds (asserted above)
+                    let (a, b, a2, b2) = unsafe {
+                        let s = pad.as_ptr().add(at + r * wp);
+                        (
+                            _mm512_loadu_ps(s),
+                            _mm512_loadu_ps(s.add(L)),
+                            _mm512_loadu_ps(s.add(2)),
+                            _mm512_loadu_ps(s.add(L + 2)),
+                        )
+                    };
+                    row[0] = _mm512_permutex2var_ps(a, even, b);
+                    row[1] = _mm512_permutex2var_ps(a, odd, b);
+                    row[2] = _mm512_permutex2var_ps(a2, even, b2);
+                    row[3] = _mm512_permutex2var_ps(a2, odd, b2);
+                }
+                transform_store(&dd, vb, nbt, c * 16 * nbt + v * L);
+            }
+        }
+    }
+
+    /// `m[i·ldm + j·16 + lane] = Σ_k u[i·ldu + k] · v[k·ldv + j·16 + lane]` for 8 channels × NR
+    /// vectors of tiles, `k < ldu`.
+    #[target_feature(enable = "avx512f")]
+    fn kernel<const NR: usize>(
+        u: &[f32],
+        ldu: usize,
+        v: &[f32],
+        ldv: usize,
+        m: &mut [f32],
+        ldm: usize,
+    ) {
+        let k = ldu;
+        assert!(k > 0 && u.len() >= MR * ldu && v.len() >= (k - 1) * ldv + NR * L);
+        assert!(m.len() >= (MR - 1) * ldm + NR * L);
+        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+        let (up, vp) = (u.as_ptr(), v.as_ptr());
+        for kk in 0..k {
+            let mut bv = [_mm512_setzero_ps(); NR];
+            for (j, b) in bv.iter_mut().enumerate() {
+                // SAFETY: in bounds (asserted above)
+                *b = unsafe { _mm512_loadu_ps(vp.add(kk * ldv + j * L)) };
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: in bounds (asserted above)
+                let a = _mm512_set1_ps(unsafe { *up.add(i * ldu + kk) });
+                for (j, s) in row.iter_mut().enumerate() {
+                    *s = _mm512_fmadd_ps(a, bv[j], *s);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &s) in row.iter().enumerate() {
+                // SAFETY: in bounds (asserted above)
+                unsafe { _mm512_storeu_ps(m.as_mut_ptr().add(i * ldm + j * L), s) };
+            }
+        }
+    }
+
+    /// `Aᵀ·m·A` of 16 tiles from `mb[ξ·stride + at ..]`: the 2×2 outputs `[y00, y01, y10, y11]`.
+    #[target_feature(enable = "avx512f")]
+    fn output_transform(mb: &[f32], at: usize, stride: usize) -> [__m512; 4] {
+        assert!(at + 15 * stride + L <= mb.len());
+        let mut m = [_mm512_setzero_ps(); 16];
+        for (xi, v) in m.iter_mut().enumerate() {
+            // SAFETY: in bounds (asserted above)
+            *v = unsafe { _mm512_loadu_ps(mb.as_ptr().add(xi * stride + at)) };
+        }
+        let mut s = [[_mm512_setzero_ps(); 4]; 2];
+        for q in 0..4 {
+            s[0][q] = _mm512_add_ps(_mm512_add_ps(m[q], m[4 + q]), m[8 + q]);
+            s[1][q] = _mm512_sub_ps(_mm512_sub_ps(m[4 + q], m[8 + q]), m[12 + q]);
+        }
+        let mut y = [_mm512_setzero_ps(); 4];
+        for (i, si) in s.iter().enumerate() {
+            y[2 * i] = _mm512_add_ps(_mm512_add_ps(si[0], si[1]), si[2]);
+            y[2 * i + 1] = _mm512_sub_ps(_mm512_sub_ps(si[1], si[2]), si[3]);
+        }
+        y
+    }
+
+    /// Flat mode: writes 16 tiles' 2×2 outputs of channel `o` lane by lane (pixels past the
+    /// image's edge dropped).
+    #[target_feature(enable = "avx512f")]
+    fn store_flat(
+        p: &Plan,
+        y: &[__m512; 4],
+        org: &[Option<(usize, usize, usize)>],
+        o: usize,
+        out: Out,
+    ) {
+        let d = p.d;
+        let mut ys = [[0f32; L]; 4];
+        for (dst, &v) in ys.iter_mut().zip(y) {
+            // SAFETY: 16 floats
+            unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), v) };
+        }
+        for (lane, og) in org.iter().enumerate() {
+            let Some((n, oy, ox)) = *og else { break };
+            let base = ((n * d.o + o) * d.h + oy) * d.w + ox;
+            let (down, right) = (oy + 1 < d.h, ox + 1 < d.w);
+            // SAFETY: (n, o, oy, ox) and its in-image neighbours index the n·o·h·w output;
+            // this block alone writes them
+            unsafe {
+                *out.0.add(base) = ys[0][lane];
+                if right {
+                    *out.0.add(base + 1) = ys[1][lane];
+                }
+                if down {
+                    *out.0.add(base + d.w) = ys[2][lane];
+                    if right {
+                        *out.0.add(base + d.w + 1) = ys[3][lane];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row mode: interleaves the outputs of 16 neighbouring tiles into two output rows of up
+    /// to 32 pixels each (masked at the image's right edge).
+    #[target_feature(enable = "avx512f")]
+    fn store_rows(
+        p: &Plan,
+        y: &[__m512; 4],
+        (n, ty, tx0): (usize, usize, usize),
+        o: usize,
+        out: Out,
+    ) {
+        let d = p.d;
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let x0 = 2 * tx0;
+        let valid = (d.w - x0).min(2 * L);
+        let k_lo: __mmask16 = if valid >= L { 0xffff } else { (1u32 << valid) as u16 - 1 };
+        let k_hi: __mmask16 = if valid >= 2 * L {
+            0xffff
+        } else if valid > L {
+            (1u32 << (valid - L)) as u16 - 1
+        } else {
+            0
+        };
+        for i in 0..2 {
+            let oy = 2 * ty + i;
+            if oy >= d.h {
+                break;
+            }
+            let a = _mm512_permutex2var_ps(y[2 * i], lo, y[2 * i + 1]);
+            let b = _mm512_permutex2var_ps(y[2 * i], hi, y[2 * i + 1]);
+            let base = ((n * d.o + o) * d.h + oy) * d.w + x0;
+            // SAFETY: the masks keep the stores inside row oy of channel o of image n; this
+            // block alone writes them
+            unsafe {
+                _mm512_mask_storeu_ps(out.0.add(base), k_lo, a);
+                _mm512_mask_storeu_ps(out.0.add(base + L), k_hi, b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_transform_of_a_delta_filter() {
+        // the centre tap alone: U's middle 2×2 is ±¼, its border 0
+        let mut g = [0f32; 9];
+        g[4] = 1.;
+        let u = filters(&g, 1, 1, 8);
+        let expect = [0., 0., 0., 0., 0., 0.25, -0.25, 0., 0., -0.25, 0.25, 0., 0., 0., 0., 0.];
+        for (xi, e) in expect.iter().enumerate() {
+            assert_eq!(u[xi * 8], *e, "ξ {xi}");
+        }
+    }
+}
