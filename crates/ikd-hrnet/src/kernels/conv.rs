@@ -307,6 +307,11 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     // the same convolution on the Winograd path, for the whole batch at once
     let dx_done = same
         && gt.winograd_dims().and_then(|d| T::winograd3x3(dy, &wf, &d)).map(|v| dx = v).is_some();
+    if dx_done {
+        if let Some(dw) = g.winograd_dims().and_then(|d| T::winograd3x3_weight_grad(x, dy, &d)) {
+            return (dx, dw);
+        }
+    }
     let run = |xs: &[T], dys: &[T], dxs: &mut [T]| -> Vec<T> {
         let mut dw = vec![T::ZERO; g.o * k];
         let col_len = if g.pointwise() { 0 } else { k * p };

@@ -85,6 +85,25 @@ pub(crate) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
     }
 }
 
+/// The weight gradient `(o, c, 3, 3)` of the same convolution from its input `x` and output
+/// gradient `dy`: `dU[ξ] = Σ_tiles (A·dY·Aᵀ)[ξ] · V[ξ]ᵀ`, then `dW = Gᵀ·dU·G`, the adjoint of
+/// the forward transforms (so 2.25× fewer multiplications than `dY·colᵀ` as well). `None`
+/// where [`conv3x3`] would be `None`.
+pub(crate) fn weight_grad3x3(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
+    if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512::weight_grad(x, dy, d)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, dy);
+        None
+    }
+}
+
 /// `G` of F(2×2, 3×3): `U = G·g·Gᵀ`.
 const G: [[f32; 3]; 4] = [[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]];
 
@@ -103,18 +122,40 @@ fn filter_matrix() -> [f32; 144] {
     t
 }
 
-/// `U[ξ][o][c]` for every filter, `o` padded with zero rows to `o_pad` (a multiple of the
-/// micro-kernel's 8 rows): one matrix product `Uᵀ (16 × O·C) = T (16×9) · Wᵀ (9 × O·C)`.
-fn filters(w: &[f32], o: usize, c: usize, o_pad: usize) -> Vec<f32> {
+/// Writes `U[ξ][o][c]` of every filter into `u` (`16 × o_pad × c`), `o` padded with zero rows
+/// to `o_pad` (a multiple of the micro-kernel's 8 rows): one matrix product
+/// `Uᵀ (16 × O·C) = T (16×9) · Wᵀ (9 × O·C)`.
+fn filters_into(w: &[f32], o: usize, c: usize, o_pad: usize, u: &mut [f32]) {
     use super::gemm::{matmul, Mat, Parallelism};
     let t = filter_matrix();
-    let mut u = vec![0f32; 16 * o_pad * c];
+    for plane in u.chunks_mut(o_pad * c) {
+        plane[o * c..].fill(0.);
+    }
     let par = match super::threads() {
         1 => Parallelism::None,
         n => Parallelism::Rayon(n),
     };
-    matmul(16, o * c, 9, &mut u, o_pad * c, false, Mat::rows(&t, 9), Mat::transposed(w, 9), par);
-    u
+    matmul(16, o * c, 9, u, o_pad * c, false, Mat::rows(&t, 9), Mat::transposed(w, 9), par);
+}
+
+thread_local! {
+    static BIG: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's reusable buffer of `len` floats, kept between calls so that the
+/// large transform buffers are neither zeroed nor faulted in anew each time. Its contents are
+/// whatever the last user left: callers write every element they read.
+fn with_big<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    BIG.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.);
+            }
+            f(&mut buf[..len])
+        }
+        // a re-entrant call (none today) gets a fresh buffer
+        Err(_) => f(&mut vec![0.; len]),
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -123,7 +164,7 @@ mod avx512 {
 
     use rayon::prelude::*;
 
-    use super::Dims;
+    use super::{with_big, Dims};
 
     /// Output channels per micro-kernel call.
     const MR: usize = 8;
@@ -147,6 +188,7 @@ mod avx512 {
         Flat,
     }
 
+    #[derive(Clone, Copy)]
     struct Plan {
         d: Dims,
         /// tiles per image column and row
@@ -197,63 +239,284 @@ mod avx512 {
     /// past its start.
     const SLACK: usize = 3 * L;
 
-    pub(super) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
-        let p = Plan::new(d);
+    /// Length of the input with a zero border (see [`fill_padded`]), `None` when too large for
+    /// 32-bit gather offsets.
+    fn padded_len(p: &Plan) -> Option<usize> {
+        let len = p.d.n * p.d.c * p.hp * p.wp + SLACK;
+        (len < i32::MAX as usize).then_some(len)
+    }
+
+    /// Writes the input with a zero border into `pad` (every element), so that every tile's
+    /// 4×4 window lies inside.
+    fn fill_padded(x: &[f32], p: &Plan, pad: &mut [f32]) {
+        let d = p.d;
         let plane = p.hp * p.wp;
-        if d.n * d.c * plane + SLACK >= i32::MAX as usize {
+        assert_eq!(x.len(), d.n * d.c * d.h * d.w, "winograd: input length");
+        let (planes, slack) = pad.split_at_mut(d.n * d.c * plane);
+        slack.fill(0.);
+        planes.par_chunks_mut(plane).zip(x.par_chunks(d.h * d.w)).for_each(|(pl, xs)| {
+            pl[..p.wp].fill(0.);
+            for (y, row) in xs.chunks(d.w).enumerate() {
+                let r = &mut pl[(y + 1) * p.wp..(y + 2) * p.wp];
+                r[0] = 0.;
+                r[1..=d.w].copy_from_slice(row);
+                r[d.w + 1..].fill(0.);
+            }
+            pl[(d.h + 1) * p.wp..].fill(0.);
+        });
+    }
+
+    pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
+        use super::super::gemm::{matmul, Mat, Parallelism};
+        let p = Plan::new(d);
+        if p.vectors < 16 {
+            // under 256 tiles the dot products are too short to pay for their reductions
             return None;
         }
-        assert_eq!(x.len(), d.n * d.c * d.h * d.w, "winograd: input length");
-        assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
-        // the input with a zero border, so that every tile's 4×4 window lies inside
-        let mut pad = vec![0f32; d.n * d.c * plane + SLACK];
-        pad.par_chunks_mut(plane).zip(x.par_chunks(d.h * d.w)).for_each(|(pl, xs)| {
-            for (y, row) in xs.chunks(d.w).enumerate() {
-                let at = (y + 1) * p.wp + 1;
-                pl[at..at + d.w].copy_from_slice(row);
-            }
-        });
-        let u = super::filters(w, d.o, d.c, p.obn * MR);
-        let len = d.n * d.o * d.h * d.w;
-        let mut out: Vec<f32> = Vec::with_capacity(len);
-        let ptr = Out(out.as_mut_ptr());
-        let vlen = 16 * d.c * p.nb * L;
-        let slice = |s: usize| (s * p.obn / p.slices, (s + 1) * p.obn / p.slices);
-        if p.slices == 1 {
-            // each block transforms its tiles into a buffer that stays in cache
-            (0..p.blocks).into_par_iter().for_each(|b| {
-                <f32 as super::super::Float>::with_scratch(vlen + L, 0, |vb, _| {
-                    let vb = aligned(vb, vlen);
-                    // SAFETY: AVX-512F was detected; the block writes only its own tiles
-                    unsafe {
-                        transform_block(&p, &pad, b, 0, vb);
-                        products(&p, vb, &u, b, 0, p.obn, ptr);
+        let pad_len = padded_len(&p)?;
+        assert_eq!(dy.len(), d.n * d.o * d.h * d.w, "winograd: output gradient length");
+        // every tile at once: one block of all vectors
+        let all = Plan { nb: p.vectors, blocks: 1, ..p };
+        let tp = p.vectors * L;
+        // channels padded to the 4×4 blocks of the dot-product kernel with zero rows
+        let (o4, c4) = (d.o.div_ceil(4) * 4, d.c.div_ceil(4) * 4);
+        let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
+        let (v_len, m_len) = (c4 * 16 * tp, o4 * 16 * tp);
+        let du = with_big(pad_len + v_len + m_len, |big| {
+            let (pad, rest) = big.split_at_mut(pad_len);
+            let (v, m) = rest.split_at_mut(v_len);
+            fill_padded(x, &p, pad);
+            let pad = &*pad;
+            v[d.c * 16 * tp..].fill(0.);
+            m[d.o * 16 * tp..].fill(0.);
+            v[..d.c * 16 * tp].par_chunks_mut(16 * tp * per).enumerate().for_each(|(k, chunk)| {
+                // SAFETY: AVX-512F was detected (winograd_enabled)
+                unsafe { transform_block(&all, pad, 0, k * per, chunk) }
+            });
+            let org = match p.lanes {
+                Lanes::Flat => flat_lanes(&all, 0, p.vectors).1,
+                Lanes::Rows { .. } => Vec::new(),
+            };
+            m[..d.o * 16 * tp].par_chunks_mut(16 * tp).enumerate().for_each(|(o, mo)| {
+                // SAFETY: AVX-512F was detected (winograd_enabled)
+                unsafe { grad_transform(&p, dy, &org, o, mo) }
+            });
+            // dU[ξ][o][c] = Σ_t dM[o][ξ][t] · V[c][ξ][t], in 4×4 blocks of dot products
+            let mut du = vec![0f32; 16 * d.o * d.c];
+            let rows: Vec<(usize, usize)> =
+                (0..16).flat_map(|xi| (0..o4 / 4).map(move |ob| (xi, ob))).collect();
+            let blocks: Vec<Vec<[[f32; 4]; 4]>> = rows
+                .par_iter()
+                .map(|&(xi, ob)| {
+                    (0..c4 / 4)
+                        .map(|cb| {
+                            let a = &m[(ob * 4 * 16 + xi) * tp..];
+                            let b = &v[(cb * 4 * 16 + xi) * tp..];
+                            // SAFETY: AVX-512F was detected (winograd_enabled)
+                            unsafe { dots(a, b, 16 * tp, tp) }
+                        })
+                        .collect()
+                })
+                .collect();
+            for (&(xi, ob), row) in rows.iter().zip(&blocks) {
+                for (cb, blk) in row.iter().enumerate() {
+                    for (i, r) in blk.iter().enumerate() {
+                        let o = ob * 4 + i;
+                        for (j, &val) in r.iter().enumerate() {
+                            let c = cb * 4 + j;
+                            if o < d.o && c < d.c {
+                                du[(xi * d.o + o) * d.c + c] = val;
+                            }
+                        }
                     }
-                })
-            });
-        } else {
-            // few tiles, many channels: every block's tiles transformed once (split over
-            // channels), then the products split over channel groups as well
-            let mut vall = vec![0f32; p.blocks * vlen];
-            let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
-            vall.par_chunks_mut(vlen).enumerate().for_each(|(b, vb)| {
-                vb.par_chunks_mut(16 * p.nb * L * per).enumerate().for_each(|(k, chunk)| {
-                    // SAFETY: AVX-512F was detected
-                    unsafe { transform_block(&p, &pad, b, k * per, chunk) }
-                })
-            });
-            (0..p.blocks * p.slices).into_par_iter().for_each(|item| {
-                let (b, s) = (item / p.slices, item % p.slices);
-                let (ob_lo, ob_hi) = slice(s);
-                let vb = &vall[b * vlen..(b + 1) * vlen];
-                // SAFETY: AVX-512F was detected; the item writes only its tiles × channels
-                unsafe { products(&p, vb, &u, b, ob_lo, ob_hi, ptr) };
-            });
+                }
+            }
+            du
+        });
+        // dW (O·C × 9) = dUᵀ (O·C × 16) · T (16 × 9)
+        let t = super::filter_matrix();
+        let mut dw = vec![0f32; d.o * d.c * 9];
+        let par = match super::super::threads() {
+            1 => Parallelism::None,
+            n => Parallelism::Rayon(n),
+        };
+        let du_t = Mat { data: &du, rs: 1, cs: d.o * d.c };
+        matmul(d.o * d.c, 9, 16, &mut dw, 9, false, du_t, Mat::rows(&t, 9), par);
+        Some(dw)
+    }
+
+    /// The 4×4 dot products `Σ_t a[i·ld + t] · b[j·ld + t]` over `t < n` (a multiple of 16).
+    #[target_feature(enable = "avx512f")]
+    fn dots(a: &[f32], b: &[f32], ld: usize, n: usize) -> [[f32; 4]; 4] {
+        assert!(n % L == 0 && a.len() >= 3 * ld + n && b.len() >= 3 * ld + n);
+        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+        let (ap, bp) = (a.as_ptr(), b.as_ptr());
+        for t in (0..n).step_by(L) {
+            // SAFETY: in bounds (asserted above)
+            let (av, bv) = unsafe {
+                (
+                    [0, 1, 2, 3].map(|i| _mm512_loadu_ps(ap.add(i * ld + t))),
+                    [0, 1, 2, 3].map(|j| _mm512_loadu_ps(bp.add(j * ld + t))),
+                )
+            };
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, s) in row.iter_mut().enumerate() {
+                    *s = _mm512_fmadd_ps(av[i], bv[j], *s);
+                }
+            }
         }
-        // SAFETY: the blocks cover every (image, channel, pixel) exactly once (tiles partition
-        // each image, slices partition the channels), so all `len` elements are written
-        unsafe { out.set_len(len) };
-        Some(out)
+        acc.map(|row| row.map(|s| _mm512_reduce_add_ps(s)))
+    }
+
+    /// `dM = A·dY·Aᵀ` (the adjoint of the output transform) of every tile for output channel
+    /// `o`: `mo[ξ·T + tile]`; lanes past the image or the last tile get 0.
+    #[target_feature(enable = "avx512f")]
+    fn grad_transform(
+        p: &Plan,
+        dy: &[f32],
+        org: &[Option<(usize, usize, usize)>],
+        o: usize,
+        mo: &mut [f32],
+    ) {
+        let d = p.d;
+        let tp = p.vectors * L;
+        assert!(mo.len() == 16 * tp);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for v in 0..p.vectors {
+            // the 2×2 output gradients of 16 tiles: [y00, y01, y10, y11]
+            let mut y = [_mm512_setzero_ps(); 4];
+            match p.lanes {
+                Lanes::Rows { per_row } => {
+                    let (n, ty, tx0) = p.row_vector(v, per_row);
+                    let x0 = 2 * tx0;
+                    let valid = (d.w - x0).min(2 * L);
+                    let k_lo: __mmask16 =
+                        if valid >= L { 0xffff } else { ((1u32 << valid) - 1) as u16 };
+                    let k_hi: __mmask16 = if valid >= 2 * L {
+                        0xffff
+                    } else if valid > L {
+                        ((1u32 << (valid - L)) - 1) as u16
+                    } else {
+                        0
+                    };
+                    for i in 0..2 {
+                        let oy = 2 * ty + i;
+                        if oy >= d.h {
+                            break;
+                        }
+                        let base = ((n * d.o + o) * d.h + oy) * d.w + x0;
+                        assert!(base + valid <= dy.len());
+                        // SAFETY: the masks keep the loads inside row oy (asserted above)
+                        let (a, b) = unsafe {
+                            let s = dy.as_ptr().add(base);
+                            (_mm512_maskz_loadu_ps(k_lo, s), _mm512_maskz_loadu_ps(k_hi, s.add(L)))
+                        };
+                        y[2 * i] = _mm512_permutex2var_ps(a, even, b);
+                        y[2 * i + 1] = _mm512_permutex2var_ps(a, odd, b);
+                    }
+                }
+                Lanes::Flat => {
+                    let mut ys = [[0f32; L]; 4];
+                    for (lane, og) in org[v * L..(v + 1) * L].iter().enumerate() {
+                        let Some((n, oy, ox)) = *og else { break };
+                        let base = ((n * d.o + o) * d.h + oy) * d.w + ox;
+                        let (down, right) = (oy + 1 < d.h, ox + 1 < d.w);
+                        ys[0][lane] = dy[base];
+                        if right {
+                            ys[1][lane] = dy[base + 1];
+                        }
+                        if down {
+                            ys[2][lane] = dy[base + d.w];
+                            if right {
+                                ys[3][lane] = dy[base + d.w + 1];
+                            }
+                        }
+                    }
+                    for (yv, ysv) in y.iter_mut().zip(&ys) {
+                        // SAFETY: 16 floats
+                        *yv = unsafe { _mm512_loadu_ps(ysv.as_ptr()) };
+                    }
+                }
+            }
+            // along each row: e_i = [y_i0, y_i0 + y_i1, y_i0 − y_i1, −y_i1]
+            let zero = _mm512_setzero_ps();
+            let e = |a: __m512, b: __m512| {
+                [a, _mm512_add_ps(a, b), _mm512_sub_ps(a, b), _mm512_sub_ps(zero, b)]
+            };
+            let (e0, e1) = (e(y[0], y[1]), e(y[2], y[3]));
+            for q in 0..4 {
+                let col = [
+                    e0[q],
+                    _mm512_add_ps(e0[q], e1[q]),
+                    _mm512_sub_ps(e0[q], e1[q]),
+                    _mm512_sub_ps(zero, e1[q]),
+                ];
+                for (r, &val) in col.iter().enumerate() {
+                    let at = (r * 4 + q) * tp + v * L;
+                    // SAFETY: at + 16 ≤ 16·tp
+                    unsafe { _mm512_storeu_ps(mo.as_mut_ptr().add(at), val) };
+                }
+            }
+        }
+    }
+
+    pub(super) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
+        let p = Plan::new(d);
+        assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
+        let pad_len = padded_len(&p)?;
+        let u_len = 16 * p.obn * MR * d.c;
+        let vlen = 16 * d.c * p.nb * L;
+        let vall_len = if p.slices == 1 { 0 } else { p.blocks * vlen };
+        Some(with_big(pad_len + u_len + vall_len, |big| {
+            let (pad, rest) = big.split_at_mut(pad_len);
+            let (u, vall) = rest.split_at_mut(u_len);
+            fill_padded(x, &p, pad);
+            super::filters_into(w, d.o, d.c, p.obn * MR, u);
+            let (pad, u) = (&*pad, &*u);
+            let len = d.n * d.o * d.h * d.w;
+            let mut out: Vec<f32> = Vec::with_capacity(len);
+            let ptr = Out(out.as_mut_ptr());
+            let slice = |s: usize| (s * p.obn / p.slices, (s + 1) * p.obn / p.slices);
+            // a product buffer (with room to align it) for `groups` channel groups of a block
+            let mlen = |groups: usize| 16 * groups * MR * p.nb * L + L;
+            if p.slices == 1 {
+                // each block transforms its tiles into a buffer that stays in cache
+                (0..p.blocks).into_par_iter().for_each(|b| {
+                    <f32 as super::super::Float>::with_scratch(vlen + L, mlen(p.obn), |vb, mb| {
+                        let vb = aligned(vb, vlen);
+                        // SAFETY: AVX-512F was detected; the block writes only its own tiles
+                        unsafe {
+                            transform_block(&p, pad, b, 0, vb);
+                            products(&p, vb, u, b, (0, p.obn), mb, ptr);
+                        }
+                    })
+                });
+            } else {
+                // few tiles, many channels: every block's tiles transformed once (split over
+                // channels), then the products split over channel groups as well
+                let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
+                vall.par_chunks_mut(vlen).enumerate().for_each(|(b, vb)| {
+                    vb.par_chunks_mut(16 * p.nb * L * per).enumerate().for_each(|(k, chunk)| {
+                        // SAFETY: AVX-512F was detected
+                        unsafe { transform_block(&p, pad, b, k * per, chunk) }
+                    })
+                });
+                (0..p.blocks * p.slices).into_par_iter().for_each(|item| {
+                    let (b, s) = (item / p.slices, item % p.slices);
+                    let (ob_lo, ob_hi) = slice(s);
+                    let vb = &vall[b * vlen..(b + 1) * vlen];
+                    <f32 as super::super::Float>::with_scratch(0, mlen(ob_hi - ob_lo), |_, mb| {
+                        // SAFETY: AVX-512F was detected; the item writes only its tiles × channels
+                        unsafe { products(&p, vb, u, b, (ob_lo, ob_hi), mb, ptr) };
+                    })
+                });
+            }
+            // SAFETY: the blocks cover every (image, channel, pixel) exactly once (tiles partition
+            // each image, slices partition the channels), so all `len` elements are written
+            unsafe { out.set_len(len) };
+            out
+        }))
     }
 
     /// Flat mode, per lane of a block's vectors: where its tile's window starts in the padded
@@ -311,8 +574,8 @@ mod avx512 {
         vb: &[f32],
         u: &[f32],
         b: usize,
-        ob_lo: usize,
-        ob_hi: usize,
+        (ob_lo, ob_hi): (usize, usize),
+        mb: &mut [f32],
         out: Out,
     ) {
         let d = p.d;
@@ -324,7 +587,7 @@ mod avx512 {
             Lanes::Flat => flat_lanes(p, b, nbv).1,
             Lanes::Rows { .. } => Vec::new(),
         };
-        <f32 as super::super::Float>::with_scratch(16 * rows * nbt + L, 0, |mb, _| {
+        {
             let mb = aligned(mb, 16 * rows * nbt);
             for xi in 0..16 {
                 let vx = &vb[xi * nbt..];
@@ -356,7 +619,7 @@ mod avx512 {
                     }
                 }
             }
-        });
+        }
     }
 
     /// `V = Bᵀ·d·B` of one vector of tiles from their 4×4 windows `dd[r][q]`, stored at
@@ -607,7 +870,8 @@ mod tests {
         // the centre tap alone: U's middle 2×2 is ±¼, its border 0
         let mut g = [0f32; 9];
         g[4] = 1.;
-        let u = filters(&g, 1, 1, 8);
+        let mut u = [f32::NAN; 128];
+        filters_into(&g, 1, 1, 8, &mut u);
         let expect = [0., 0., 0., 0., 0., 0.25, -0.25, 0., 0., -0.25, 0.25, 0., 0., 0., 0., 0.];
         for (xi, e) in expect.iter().enumerate() {
             assert_eq!(u[xi * 8], *e, "ξ {xi}");

@@ -308,7 +308,8 @@ fn conv2d_sweep_of_small_geometries_matches_candle_and_finite_differences() {
 /// The Winograd path of 3×3 stride-1 f32 convolutions (where the CPU has it) against candle's
 /// f64 convolution: both lane layouts (tile rows for images at least 31 pixels wide, tiles in
 /// order otherwise), odd and non-square sizes, channel counts off the 8-channel groups, and few
-/// tiles with many channels (the products split over channel groups).
+/// tiles with many channels (the products split over channel groups); the weight gradient on
+/// its Winograd path from 256 tiles on.
 #[test]
 fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
     let cases: &[(usize, usize, usize, usize, usize)] = &[
@@ -321,6 +322,7 @@ fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
         (2, 64, 8, 8, 72),
         (2, 256, 4, 4, 24),
         (1, 40, 16, 16, 40),
+        (8, 3, 30, 30, 4),
     ];
     for &(n, c, h, w, o) in cases {
         let case = format!("{:?}", (n, c, h, w, o));
