@@ -348,7 +348,7 @@ mod avx512 {
     /// The 4×4 dot products `Σ_t a[i·ld + t] · b[j·ld + t]` over `t < n` (a multiple of 16).
     #[target_feature(enable = "avx512f")]
     fn dots(a: &[f32], b: &[f32], ld: usize, n: usize) -> [[f32; 4]; 4] {
-        assert!(n % L == 0 && a.len() >= 3 * ld + n && b.len() >= 3 * ld + n);
+        assert!(n.is_multiple_of(L) && a.len() >= 3 * ld + n && b.len() >= 3 * ld + n);
         let mut acc = [[_mm512_setzero_ps(); 4]; 4];
         let (ap, bp) = (a.as_ptr(), b.as_ptr());
         for t in (0..n).step_by(L) {
