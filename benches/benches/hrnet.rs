@@ -135,6 +135,15 @@ fn bench_kernels(c: &mut Criterion) {
             group.bench_function(format!("conv3x3_s1_branch/2x{ch}x{h}x{h}/{how}/forward"), |b| {
                 b.iter(|| black_box(kernels::conv2d(&x, &w, 1, 1).expect("conv")))
             });
+            group.bench_function(
+                format!("conv3x3_s1_branch/2x{ch}x{h}x{h}/{how}/forward_backward"),
+                |b| {
+                    b.iter(|| {
+                        let y = kernels::conv2d(&x, &w, 1, 1).expect("conv");
+                        black_box(y.sum_all().and_then(|l| l.backward()).expect("backward"))
+                    })
+                },
+            );
         }
     }
     kernels::set_winograd(true);

@@ -289,11 +289,25 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
         && g.kh == 2 * g.pad + 1
         && g.kw == 2 * g.pad + 1
         && (g.ho, g.wo) == (g.h, g.w);
-    let (wf, gt) = if same {
+    // the Winograd path (3×3, stride 1, padding 1), for the whole batch at once
+    let dx_done = match g.winograd_dims().and_then(|d| T::winograd3x3_input_grad(dy, w, &d)) {
+        Some(v) => {
+            dx = v;
+            true
+        }
+        None => false,
+    };
+    if dx_done {
+        if let Some(dw) = g.winograd_dims().and_then(|d| T::winograd3x3_weight_grad(x, dy, &d)) {
+            return (dx, dw);
+        }
+    }
+    let (wf, gt) = if same && !dx_done {
         let mut wf = vec![T::ZERO; w.len()];
         let taps = g.kh * g.kw;
-        for o in 0..g.o {
-            for c in 0..g.c {
+        // written in order (reads stride through w, which the prefetcher follows)
+        for c in 0..g.c {
+            for o in 0..g.o {
                 for t in 0..taps {
                     wf[(c * g.o + o) * taps + (taps - 1 - t)] = w[(o * g.c + c) * taps + t];
                 }
@@ -304,14 +318,6 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     } else {
         (Vec::new(), *g)
     };
-    // the same convolution on the Winograd path, for the whole batch at once
-    let dx_done = same
-        && gt.winograd_dims().and_then(|d| T::winograd3x3(dy, &wf, &d)).map(|v| dx = v).is_some();
-    if dx_done {
-        if let Some(dw) = g.winograd_dims().and_then(|d| T::winograd3x3_weight_grad(x, dy, &d)) {
-            return (dx, dw);
-        }
-    }
     let run = |xs: &[T], dys: &[T], dxs: &mut [T]| -> Vec<T> {
         let mut dw = vec![T::ZERO; g.o * k];
         let col_len = if g.pointwise() { 0 } else { k * p };
@@ -379,14 +385,24 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     } else {
         run(x, dy, &mut dx)
     };
-    // dWᵀ (K×O) → dW (O×K)
-    let mut dw_rows = vec![T::ZERO; dw.len()];
-    for (kk, row) in dw.chunks(g.o).enumerate() {
-        for (o, &v) in row.iter().enumerate() {
-            dw_rows[o * k + kk] = v;
+    (dx, transpose(&dw, k, g.o))
+}
+
+/// The transpose (`cols × rows`) of a row-major `rows × cols` matrix, in 32×32 tiles so that
+/// neither side strides through memory a row at a time.
+fn transpose<T: Float>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const B: usize = 32;
+    let mut t = vec![T::ZERO; a.len()];
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    t[c * rows + r] = a[r * cols + c];
+                }
+            }
         }
     }
-    (dx, dw_rows)
+    t
 }
 
 /// The convolution as a candle op: arguments `(x, weight)`.
@@ -481,6 +497,17 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_of_a_non_square_matrix() {
+        let a: Vec<f64> = (0..70 * 33).map(f64::from).collect();
+        let t = transpose(&a, 70, 33);
+        for r in 0..70 {
+            for c in 0..33 {
+                assert_eq!(t[c * 70 + r], a[r * 33 + c]);
+            }
+        }
+    }
 
     #[test]
     fn valid_columns_cover_exactly_the_image() {

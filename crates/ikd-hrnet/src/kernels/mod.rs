@@ -89,13 +89,16 @@ pub(crate) trait Float: WithDType + gemm::GemmScalar {
     /// A 3×3, stride 1, padding 1 convolution by Winograd's F(2×2, 3×3), where this type and
     /// CPU have that path (f32 with AVX-512F); `None` otherwise.
     fn winograd3x3(x: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
+    /// The input gradient of that convolution (from `dy` and the weight `w`) on the Winograd
+    /// path; `None` where there is none.
+    fn winograd3x3_input_grad(dy: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
     /// The weight gradient `(O, C, 3, 3)` of that convolution on the Winograd path; `None`
     /// where there is none.
     fn winograd3x3_weight_grad(x: &[Self], dy: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
 }
 
 macro_rules! float {
-    ($t:ty, $key:ident, $wino:expr, $wino_dw:expr) => {
+    ($t:ty, $key:ident, $wino:expr, $wino_dx:expr, $wino_dw:expr) => {
         thread_local! {
             static $key: std::cell::RefCell<(Vec<$t>, Vec<$t>)> = const {
                 std::cell::RefCell::new((Vec::new(), Vec::new()))
@@ -125,6 +128,13 @@ macro_rules! float {
             fn winograd3x3(x: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>> {
                 ($wino)(x, w, d)
             }
+            fn winograd3x3_input_grad(
+                dy: &[Self],
+                w: &[Self],
+                d: &winograd::Dims,
+            ) -> Option<Vec<Self>> {
+                ($wino_dx)(dy, w, d)
+            }
             fn winograd3x3_weight_grad(
                 x: &[Self],
                 dy: &[Self],
@@ -136,10 +146,11 @@ macro_rules! float {
     };
 }
 
-float!(f32, SCRATCH_F32, winograd::conv3x3, winograd::weight_grad3x3);
+float!(f32, SCRATCH_F32, winograd::conv3x3, winograd::input_grad3x3, winograd::weight_grad3x3);
 float!(
     f64,
     SCRATCH_F64,
+    |_: &[f64], _: &[f64], _: &winograd::Dims| None,
     |_: &[f64], _: &[f64], _: &winograd::Dims| None,
     |_: &[f64], _: &[f64], _: &winograd::Dims| None
 );

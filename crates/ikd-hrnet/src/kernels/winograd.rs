@@ -76,11 +76,29 @@ pub(crate) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        avx512::conv3x3(x, w, d)
+        avx512::conv3x3(x, w, d, false)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (x, w);
+        None
+    }
+}
+
+/// The input gradient `(n, c, h, w)` of the same convolution from its output gradient `dy`: the
+/// convolution of `dy` with the flipped, transposed filters, which the filter transform reads
+/// straight from `w`. `None` where [`conv3x3`] would be `None`.
+pub(crate) fn input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
+    if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512::conv3x3(dy, w, &Dims { c: d.o, o: d.c, ..*d }, true)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (dy, w);
         None
     }
 }
@@ -102,40 +120,6 @@ pub(crate) fn weight_grad3x3(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>
         let _ = (x, dy);
         None
     }
-}
-
-/// `G` of F(2×2, 3×3): `U = G·g·Gᵀ`.
-const G: [[f32; 3]; 4] = [[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]];
-
-/// The filter transform as a 16×9 matrix: `U[ξ = 4i + j] = Σ_ab G[i][a]·G[j][b]·g[3a + b]`.
-fn filter_matrix() -> [f32; 144] {
-    let mut t = [0f32; 144];
-    for i in 0..4 {
-        for j in 0..4 {
-            for a in 0..3 {
-                for b in 0..3 {
-                    t[(i * 4 + j) * 9 + a * 3 + b] = G[i][a] * G[j][b];
-                }
-            }
-        }
-    }
-    t
-}
-
-/// Writes `U[ξ][o][c]` of every filter into `u` (`16 × o_pad × c`), `o` padded with zero rows
-/// to `o_pad` (a multiple of the micro-kernel's 8 rows): one matrix product
-/// `Uᵀ (16 × O·C) = T (16×9) · Wᵀ (9 × O·C)`.
-fn filters_into(w: &[f32], o: usize, c: usize, o_pad: usize, u: &mut [f32]) {
-    use super::gemm::{matmul, Mat, Parallelism};
-    let t = filter_matrix();
-    for plane in u.chunks_mut(o_pad * c) {
-        plane[o * c..].fill(0.);
-    }
-    let par = match super::threads() {
-        1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    };
-    matmul(16, o * c, 9, u, o_pad * c, false, Mat::rows(&t, 9), Mat::transposed(w, 9), par);
 }
 
 thread_local! {
@@ -177,6 +161,13 @@ mod avx512 {
     // SAFETY: every block writes a disjoint set of output elements (its tiles × its channels)
     unsafe impl Send for Out {}
     unsafe impl Sync for Out {}
+
+    impl Out {
+        /// The pointer `i` elements on (which a closure captures whole, not its field).
+        fn add(self, i: usize) -> *mut f32 {
+            self.0.wrapping_add(i)
+        }
+    }
 
     /// How a vector's 16 lanes map to tiles.
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -267,29 +258,27 @@ mod avx512 {
     }
 
     pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
-        use super::super::gemm::{matmul, Mat, Parallelism};
         let p = Plan::new(d);
-        if p.vectors < 16 {
-            // under 256 tiles the dot products are too short to pay for their reductions
-            return None;
-        }
         let pad_len = padded_len(&p)?;
         assert_eq!(dy.len(), d.n * d.o * d.h * d.w, "winograd: output gradient length");
-        // every tile at once: one block of all vectors
-        let all = Plan { nb: p.vectors, blocks: 1, ..p };
+        // every tile at once: one block of all vectors, rows one vector longer than the tiles
+        // (`ld`) so that the rows the dot products stream together do not share cache sets
+        let all = Plan { nb: p.vectors + 1, blocks: 1, ..p };
         let tp = p.vectors * L;
-        // channels padded to the 4×4 blocks of the dot-product kernel with zero rows
-        let (o4, c4) = (d.o.div_ceil(4) * 4, d.c.div_ceil(4) * 4);
+        let ld = tp + L;
+        // channels padded with zero rows to the 4×4 blocks of the dot products and the 8 rows
+        // of the micro-kernel
+        let (o4, c4) = (d.o.div_ceil(MR) * MR, d.c.div_ceil(4) * 4);
         let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
-        let (v_len, m_len) = (c4 * 16 * tp, o4 * 16 * tp);
+        let (v_len, m_len) = (c4 * 16 * ld, o4 * 16 * ld);
         let du = with_big(pad_len + v_len + m_len, |big| {
             let (pad, rest) = big.split_at_mut(pad_len);
             let (v, m) = rest.split_at_mut(v_len);
             fill_padded(x, &p, pad);
             let pad = &*pad;
-            v[d.c * 16 * tp..].fill(0.);
-            m[d.o * 16 * tp..].fill(0.);
-            v[..d.c * 16 * tp].par_chunks_mut(16 * tp * per).enumerate().for_each(|(k, chunk)| {
+            v[d.c * 16 * ld..].fill(0.);
+            m[d.o * 16 * ld..].fill(0.);
+            v[..d.c * 16 * ld].par_chunks_mut(16 * ld * per).enumerate().for_each(|(k, chunk)| {
                 // SAFETY: AVX-512F was detected (winograd_enabled)
                 unsafe { transform_block(&all, pad, 0, k * per, chunk) }
             });
@@ -297,52 +286,163 @@ mod avx512 {
                 Lanes::Flat => flat_lanes(&all, 0, p.vectors).1,
                 Lanes::Rows { .. } => Vec::new(),
             };
-            m[..d.o * 16 * tp].par_chunks_mut(16 * tp).enumerate().for_each(|(o, mo)| {
+            m[..d.o * 16 * ld].par_chunks_mut(16 * ld).enumerate().for_each(|(o, mo)| {
                 // SAFETY: AVX-512F was detected (winograd_enabled)
-                unsafe { grad_transform(&p, dy, &org, o, mo) }
+                unsafe { grad_transform(&p, dy, &org, o, mo, ld) }
             });
-            // dU[ξ][o][c] = Σ_t dM[o][ξ][t] · V[c][ξ][t], in 4×4 blocks of dot products
-            let mut du = vec![0f32; 16 * d.o * d.c];
-            let rows: Vec<(usize, usize)> =
-                (0..16).flat_map(|xi| (0..o4 / 4).map(move |ob| (xi, ob))).collect();
-            let blocks: Vec<Vec<[[f32; 4]; 4]>> = rows
-                .par_iter()
-                .map(|&(xi, ob)| {
-                    (0..c4 / 4)
-                        .map(|cb| {
-                            let a = &m[(ob * 4 * 16 + xi) * tp..];
-                            let b = &v[(cb * 4 * 16 + xi) * tp..];
-                            // SAFETY: AVX-512F was detected (winograd_enabled)
-                            unsafe { dots(a, b, 16 * tp, tp) }
-                        })
-                        .collect()
-                })
-                .collect();
-            for (&(xi, ob), row) in rows.iter().zip(&blocks) {
-                for (cb, blk) in row.iter().enumerate() {
-                    for (i, r) in blk.iter().enumerate() {
-                        let o = ob * 4 + i;
-                        for (j, &val) in r.iter().enumerate() {
-                            let c = cb * 4 + j;
-                            if o < d.o && c < d.c {
-                                du[(xi * d.o + o) * d.c + c] = val;
-                            }
-                        }
+            if p.vectors >= 16 {
+                dots_du(*d, v, m, ld, tp)
+            } else {
+                // under 256 tiles the dot products are too short to pay for their reductions
+                small_du(*d, v, m, ld, tp)
+            }
+        });
+        // dW = Gᵀ·dU·G per filter
+        // SAFETY: AVX-512F was detected (winograd_enabled)
+        Some(unsafe { filter_grads(&du, d.o, d.c) })
+    }
+
+    /// Writes `U = G·g·Gᵀ` of every filter into `u`, laid out `[ξ][row][col]` with `rows_pad`
+    /// rows (those past `rows` zero): the filters `g(row, col) = w[row][col]` (`w` is
+    /// `(rows, cols, 3, 3)`), or with `flip` the flipped, transposed ones
+    /// `g(row, col)[k] = w[col][row][8 − k]` (`w` is `(cols, rows, 3, 3)`). 16 filters at a time,
+    /// their taps gathered.
+    #[target_feature(enable = "avx512f")]
+    fn filters(
+        w: &[f32],
+        (rows, cols): (usize, usize),
+        rows_pad: usize,
+        flip: bool,
+        u: &mut [f32],
+    ) {
+        let n = rows * cols;
+        let plane = rows_pad * cols;
+        assert!(w.len() == 9 * n && u.len() == 16 * plane && n < (i32::MAX as usize) / 9);
+        let half = _mm512_set1_ps(0.5);
+        u.par_chunks_mut(plane).for_each(|pl| pl[n..].fill(0.));
+        // each task writes 16·L filters (all ξ), through its own slice of every plane
+        let ptr = Out(u.as_mut_ptr());
+        (0..n.div_ceil(16 * L)).into_par_iter().for_each(|task| {
+            let lo = task * 16 * L;
+            for r0 in (lo..(lo + 16 * L).min(n)).step_by(L) {
+                let count = (n - r0).min(L);
+                let mask: __mmask16 =
+                    if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+                let mut base = [0i32; L];
+                for (l, b) in base.iter_mut().enumerate().take(count) {
+                    let r = r0 + l;
+                    let s = if flip { (r % cols) * rows + r / cols } else { r };
+                    *b = (9 * s) as i32;
+                }
+                // SAFETY: 16 i32
+                let idx = unsafe { _mm512_loadu_si512(base.as_ptr().cast()) };
+                let mut g = [_mm512_setzero_ps(); 9];
+                for (k, gk) in g.iter_mut().enumerate() {
+                    let tap = if flip { 8 - k } else { k };
+                    // SAFETY: every unmasked lane reads w[9·s + tap] with s < n
+                    *gk = unsafe {
+                        _mm512_mask_i32gather_ps::<4>(
+                            _mm512_setzero_ps(),
+                            mask,
+                            idx,
+                            w.as_ptr().add(tap),
+                        )
+                    };
+                }
+                // G·g (rows a of g → 4 rows), then ·Gᵀ along each row
+                let mut t = [[_mm512_setzero_ps(); 3]; 4];
+                for j in 0..3 {
+                    let (a, b, c) = (g[j], g[3 + j], g[6 + j]);
+                    let ac = _mm512_add_ps(a, c);
+                    t[0][j] = a;
+                    t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(ac, b));
+                    t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(ac, b));
+                    t[3][j] = c;
+                }
+                for (i, ti) in t.iter().enumerate() {
+                    let ac = _mm512_add_ps(ti[0], ti[2]);
+                    let row = [
+                        ti[0],
+                        _mm512_mul_ps(half, _mm512_add_ps(ac, ti[1])),
+                        _mm512_mul_ps(half, _mm512_sub_ps(ac, ti[1])),
+                        ti[2],
+                    ];
+                    for (j, &val) in row.iter().enumerate() {
+                        // SAFETY: r0 + count ≤ n ≤ plane; this task alone writes r0..r0+16
+                        unsafe {
+                            _mm512_mask_storeu_ps(ptr.add((i * 4 + j) * plane + r0), mask, val)
+                        };
                     }
                 }
             }
-            du
         });
-        // dW (O·C × 9) = dUᵀ (O·C × 16) · T (16 × 9)
-        let t = super::filter_matrix();
-        let mut dw = vec![0f32; d.o * d.c * 9];
-        let par = match super::super::threads() {
-            1 => Parallelism::None,
-            n => Parallelism::Rayon(n),
-        };
-        let du_t = Mat { data: &du, rs: 1, cs: d.o * d.c };
-        matmul(d.o * d.c, 9, 16, &mut dw, 9, false, du_t, Mat::rows(&t, 9), par);
-        Some(dw)
+    }
+
+    /// `dW = Gᵀ·dU·G` of every filter from `du[ξ][o][c]` (`16 × O × C`), 16 filters at a time:
+    /// the weight gradient `(O, C, 3, 3)`.
+    #[target_feature(enable = "avx512f")]
+    fn filter_grads(du: &[f32], o: usize, c: usize) -> Vec<f32> {
+        let n = o * c;
+        assert_eq!(du.len(), 16 * n);
+        let half = _mm512_set1_ps(0.5);
+        let mut dw = vec![0f32; 9 * n];
+        dw.par_chunks_mut(9 * 16 * L).enumerate().for_each(|(task, out)| {
+            let lo = task * 16 * L;
+            for r0 in (lo..lo + out.len() / 9).step_by(L) {
+                let count = (n - r0).min(L);
+                let mask: __mmask16 =
+                    if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+                let mut m = [_mm512_setzero_ps(); 16];
+                for (xi, v) in m.iter_mut().enumerate() {
+                    // SAFETY: the unmasked lanes lie inside plane ξ
+                    *v = unsafe { _mm512_maskz_loadu_ps(mask, du.as_ptr().add(xi * n + r0)) };
+                }
+                // ·G along each row: s[i][b]
+                let mut s = [[_mm512_setzero_ps(); 3]; 4];
+                for (i, si) in s.iter_mut().enumerate() {
+                    let (d0, d1, d2, d3) = (m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
+                    let sum = _mm512_mul_ps(half, _mm512_add_ps(d1, d2));
+                    si[0] = _mm512_add_ps(d0, sum);
+                    si[1] = _mm512_mul_ps(half, _mm512_sub_ps(d1, d2));
+                    si[2] = _mm512_add_ps(sum, d3);
+                }
+                // Gᵀ· down the columns: k = 3a + b
+                let mut g = [[0f32; L]; 9];
+                for b in 0..3 {
+                    let sum = _mm512_mul_ps(half, _mm512_add_ps(s[1][b], s[2][b]));
+                    let col = [
+                        _mm512_add_ps(s[0][b], sum),
+                        _mm512_mul_ps(half, _mm512_sub_ps(s[1][b], s[2][b])),
+                        _mm512_add_ps(sum, s[3][b]),
+                    ];
+                    for (a, &val) in col.iter().enumerate() {
+                        // SAFETY: 16 floats
+                        unsafe { _mm512_storeu_ps(g[3 * a + b].as_mut_ptr(), val) };
+                    }
+                }
+                let at = (r0 - lo) * 9;
+                for l in 0..count {
+                    for (k, gk) in g.iter().enumerate() {
+                        out[at + l * 9 + k] = gk[l];
+                    }
+                }
+            }
+        });
+        dw
+    }
+
+    /// [`filters`] of one filter, 8 rows (for the unit test).
+    #[cfg(test)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn filters_for_test(g: &[f32], u: &mut [f32]) {
+        filters(g, (1, 1), 8, false, u)
+    }
+
+    /// [`filter_grads`] of one filter (for the unit test).
+    #[cfg(test)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn filter_grads_for_test(du: &[f32]) -> Vec<f32> {
+        filter_grads(du, 1, 1)
     }
 
     /// The 4×4 dot products `Σ_t a[i·ld + t] · b[j·ld + t]` over `t < n` (a multiple of 16).
@@ -351,25 +451,114 @@ mod avx512 {
         assert!(n.is_multiple_of(L) && a.len() >= 3 * ld + n && b.len() >= 3 * ld + n);
         let mut acc = [[_mm512_setzero_ps(); 4]; 4];
         let (ap, bp) = (a.as_ptr(), b.as_ptr());
+        // plain loops (closures would not inherit the target feature and stay calls)
         for t in (0..n).step_by(L) {
-            // SAFETY: in bounds (asserted above)
-            let (av, bv) = unsafe {
-                (
-                    [0, 1, 2, 3].map(|i| _mm512_loadu_ps(ap.add(i * ld + t))),
-                    [0, 1, 2, 3].map(|j| _mm512_loadu_ps(bp.add(j * ld + t))),
-                )
-            };
+            let mut av = [_mm512_setzero_ps(); 4];
+            let mut bv = [_mm512_setzero_ps(); 4];
+            for i in 0..4 {
+                // SAFETY: in bounds (asserted above)
+                unsafe {
+                    av[i] = _mm512_loadu_ps(ap.add(i * ld + t));
+                    bv[i] = _mm512_loadu_ps(bp.add(i * ld + t));
+                }
+            }
             for (i, row) in acc.iter_mut().enumerate() {
                 for (j, s) in row.iter_mut().enumerate() {
                     *s = _mm512_fmadd_ps(av[i], bv[j], *s);
                 }
             }
         }
-        acc.map(|row| row.map(|s| _mm512_reduce_add_ps(s)))
+        let mut out = [[0f32; 4]; 4];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (v, &s) in o.iter_mut().zip(a) {
+                *v = _mm512_reduce_add_ps(s);
+            }
+        }
+        out
+    }
+
+    /// `dU[ξ][o][c] = Σ_t dM[o][ξ][t] · V[c][ξ][t]` in 4×4 blocks of dot products over the
+    /// tiles (`m`, `v`: rows of `ld` floats, `tp` of them tiles; rows past O and C zero).
+    fn dots_du(d: Dims, v: &[f32], m: &[f32], ld: usize, tp: usize) -> Vec<f32> {
+        let (o4, c4) = (d.o.div_ceil(4) * 4, d.c.div_ceil(4) * 4);
+        let mut du = vec![0f32; 16 * d.o * d.c];
+        let rows: Vec<(usize, usize)> =
+            (0..16).flat_map(|xi| (0..o4 / 4).map(move |ob| (xi, ob))).collect();
+        let blocks: Vec<Vec<[[f32; 4]; 4]>> = rows
+            .par_iter()
+            .map(|&(xi, ob)| {
+                (0..c4 / 4)
+                    .map(|cb| {
+                        let a = &m[(ob * 4 * 16 + xi) * ld..];
+                        let b = &v[(cb * 4 * 16 + xi) * ld..];
+                        // SAFETY: AVX-512F was detected (winograd_enabled)
+                        unsafe { dots(a, b, 16 * ld, tp) }
+                    })
+                    .collect()
+            })
+            .collect();
+        for (&(xi, ob), row) in rows.iter().zip(&blocks) {
+            for (cb, blk) in row.iter().enumerate() {
+                for (i, r) in blk.iter().enumerate() {
+                    let o = ob * 4 + i;
+                    for (j, &val) in r.iter().enumerate() {
+                        let c = cb * 4 + j;
+                        if o < d.o && c < d.c {
+                            du[(xi * d.o + o) * d.c + c] = val;
+                        }
+                    }
+                }
+            }
+        }
+        du
+    }
+
+    /// The same `dU` for few tiles: `V` transposed (channels contiguous), then per ξ the
+    /// micro-kernel over the tiles, 8 output channels × 32 input channels at a time.
+    fn small_du(d: Dims, v: &[f32], m: &[f32], ld: usize, tp: usize) -> Vec<f32> {
+        let c16 = d.c.div_ceil(L) * L;
+        let obn = d.o.div_ceil(MR);
+        let mut vt = vec![0f32; 16 * tp * c16];
+        vt.par_chunks_mut(tp * c16).enumerate().for_each(|(xi, plane)| {
+            for c in 0..d.c {
+                let row = &v[(c * 16 + xi) * ld..(c * 16 + xi) * ld + tp];
+                for (t, &val) in row.iter().enumerate() {
+                    plane[t * c16 + c] = val;
+                }
+            }
+        });
+        let mut out = vec![0f32; 16 * obn * MR * c16];
+        out.par_chunks_mut(MR * c16).enumerate().for_each(|(row, mo)| {
+            let (xi, ob) = (row / obn, row % obn);
+            let u = &m[(ob * MR * 16 + xi) * ld..];
+            let vx = &vt[xi * tp * c16..(xi + 1) * tp * c16];
+            let cv = c16 / L;
+            let mut j = 0;
+            // SAFETY (both calls): AVX-512F was detected (winograd_enabled)
+            while j + 2 <= cv {
+                unsafe {
+                    kernel::<2>((u, 16 * ld), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
+                };
+                j += 2;
+            }
+            if j < cv {
+                unsafe {
+                    kernel::<1>((u, 16 * ld), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
+                };
+            }
+        });
+        let mut du = vec![0f32; 16 * d.o * d.c];
+        for (xi, plane) in du.chunks_mut(d.o * d.c).enumerate() {
+            for (o, row) in plane.chunks_mut(d.c).enumerate() {
+                let at = (xi * obn * MR + o) * c16;
+                row.copy_from_slice(&out[at..at + d.c]);
+            }
+        }
+        du
     }
 
     /// `dM = A·dY·Aᵀ` (the adjoint of the output transform) of every tile for output channel
-    /// `o`: `mo[ξ·T + tile]`; lanes past the image or the last tile get 0.
+    /// `o`: `mo[ξ·ld + tile]`; lanes past the image or the last tile get 0.
     #[target_feature(enable = "avx512f")]
     fn grad_transform(
         p: &Plan,
@@ -377,10 +566,10 @@ mod avx512 {
         org: &[Option<(usize, usize, usize)>],
         o: usize,
         mo: &mut [f32],
+        ld: usize,
     ) {
         let d = p.d;
-        let tp = p.vectors * L;
-        assert!(mo.len() == 16 * tp);
+        assert!(mo.len() == 16 * ld && p.vectors * L <= ld);
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         for v in 0..p.vectors {
@@ -453,15 +642,17 @@ mod avx512 {
                     _mm512_sub_ps(zero, e1[q]),
                 ];
                 for (r, &val) in col.iter().enumerate() {
-                    let at = (r * 4 + q) * tp + v * L;
-                    // SAFETY: at + 16 ≤ 16·tp
+                    let at = (r * 4 + q) * ld + v * L;
+                    // SAFETY: at + 16 ≤ 16·ld (asserted above)
                     unsafe { _mm512_storeu_ps(mo.as_mut_ptr().add(at), val) };
                 }
             }
         }
     }
 
-    pub(super) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
+    /// The convolution of `x` with the filters `w (O, C, 3, 3)`, or with `flip`, with the
+    /// flipped and transposed filters of `w (C, O, 3, 3)`.
+    pub(super) fn conv3x3(x: &[f32], w: &[f32], d: &Dims, flip: bool) -> Option<Vec<f32>> {
         let p = Plan::new(d);
         assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
         let pad_len = padded_len(&p)?;
@@ -472,7 +663,8 @@ mod avx512 {
             let (pad, rest) = big.split_at_mut(pad_len);
             let (u, vall) = rest.split_at_mut(u_len);
             fill_padded(x, &p, pad);
-            super::filters_into(w, d.o, d.c, p.obn * MR, u);
+            // SAFETY: AVX-512F was detected (winograd_enabled)
+            unsafe { filters(w, (d.o, d.c), p.obn * MR, flip, u) };
             let (pad, u) = (&*pad, &*u);
             let len = d.n * d.o * d.h * d.w;
             let mut out: Vec<f32> = Vec::with_capacity(len);
@@ -598,11 +790,21 @@ mod avx512 {
                     let mx = &mut mb[m0..m0 + MR * nbt];
                     let mut v = 0;
                     while v + 2 <= nbv {
-                        kernel::<2>(ug, d.c, &vx[v * L..], 16 * nbt, &mut mx[v * L..], nbt);
+                        kernel::<2>(
+                            (ug, d.c),
+                            d.c,
+                            (&vx[v * L..], 16 * nbt),
+                            (&mut mx[v * L..], nbt),
+                        );
                         v += 2;
                     }
                     if v < nbv {
-                        kernel::<1>(ug, d.c, &vx[v * L..], 16 * nbt, &mut mx[v * L..], nbt);
+                        kernel::<1>(
+                            (ug, d.c),
+                            d.c,
+                            (&vx[v * L..], 16 * nbt),
+                            (&mut mx[v * L..], nbt),
+                        );
                     }
                 }
             }
@@ -723,19 +925,16 @@ mod avx512 {
         }
     }
 
-    /// `m[i·ldm + j·16 + lane] = Σ_k u[i·ldu + k] · v[k·ldv + j·16 + lane]` for 8 channels × NR
-    /// vectors of tiles, `k < ldu`.
+    /// `m[i·ldm + j·16 + lane] = Σ_{kk<k} u[i·ldu + kk] · v[kk·ldv + j·16 + lane]` for 8 rows
+    /// × NR vectors.
     #[target_feature(enable = "avx512f")]
     fn kernel<const NR: usize>(
-        u: &[f32],
-        ldu: usize,
-        v: &[f32],
-        ldv: usize,
-        m: &mut [f32],
-        ldm: usize,
+        (u, ldu): (&[f32], usize),
+        k: usize,
+        (v, ldv): (&[f32], usize),
+        (m, ldm): (&mut [f32], usize),
     ) {
-        let k = ldu;
-        assert!(k > 0 && u.len() >= MR * ldu && v.len() >= (k - 1) * ldv + NR * L);
+        assert!(k > 0 && u.len() >= (MR - 1) * ldu + k && v.len() >= (k - 1) * ldv + NR * L);
         assert!(m.len() >= (MR - 1) * ldm + NR * L);
         let mut acc = [[_mm512_setzero_ps(); NR]; MR];
         let (up, vp) = (u.as_ptr(), v.as_ptr());
@@ -865,16 +1064,34 @@ mod avx512 {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn filter_transform_of_a_delta_filter() {
-        // the centre tap alone: U's middle 2×2 is ±¼, its border 0
+    fn filter_transform_of_a_delta_filter_and_its_adjoint() {
+        if !winograd_enabled() {
+            return;
+        }
+        // the centre tap alone: U's middle 2×2 is ±¼, its border 0 (padded rows too)
         let mut g = [0f32; 9];
         g[4] = 1.;
         let mut u = [f32::NAN; 128];
-        filters_into(&g, 1, 1, 8, &mut u);
+        // SAFETY: AVX-512F is there (winograd_enabled)
+        unsafe { avx512::filters_for_test(&g, &mut u) };
         let expect = [0., 0., 0., 0., 0., 0.25, -0.25, 0., 0., -0.25, 0.25, 0., 0., 0., 0., 0.];
         for (xi, e) in expect.iter().enumerate() {
             assert_eq!(u[xi * 8], *e, "ξ {xi}");
+            assert!(u[xi * 8 + 1..xi * 8 + 8].iter().all(|&v| v == 0.), "ξ {xi}: padding");
         }
+        // ⟨G·g·Gᵀ, dU⟩ = ⟨g, Gᵀ·dU·G⟩ for any g and dU
+        let gs: Vec<f32> = (0..9).map(|k| (k as f32 * 0.7).sin()).collect();
+        let du: Vec<f32> = (0..16).map(|k| (k as f32 * 1.3).cos()).collect();
+        let mut u = [0f32; 128];
+        // SAFETY: as above
+        let dw = unsafe {
+            avx512::filters_for_test(&gs, &mut u);
+            avx512::filter_grads_for_test(&du)
+        };
+        let lhs: f32 = (0..16).map(|xi| u[xi * 8] * du[xi]).sum();
+        let rhs: f32 = gs.iter().zip(&dw).map(|(a, b)| a * b).sum();
+        assert!((lhs - rhs).abs() < 1e-5, "{lhs} vs {rhs}");
     }
 }
