@@ -169,6 +169,31 @@ mod avx512 {
         }
     }
 
+    /// The transformed filters `U[ξ][o][c]` of a weight `(o, c, 3, 3)` (`plane` floats per ξ,
+    /// rows of `ld`), read as they are (a convolution with the weight) or with `flip` as
+    /// `U[π(ξ)][c][o]` (π swaps the first and last row and column of the 4×4 tile): the
+    /// filters of the convolution with the flipped, transposed weight, its input gradient.
+    struct Filt<'a> {
+        u: &'a [f32],
+        plane: usize,
+        ld: usize,
+        flip: bool,
+    }
+
+    impl Filt<'_> {
+        /// Rows `r0..r0 + 8` of output channels for tile element `ξ`: `(slice, row stride, k
+        /// stride)` for [`kernel`].
+        fn rows(&self, xi: usize, r0: usize) -> (&[f32], usize, usize) {
+            if self.flip {
+                let swap = |i: usize| [3, 1, 2, 0][i];
+                let pxi = swap(xi / 4) * 4 + swap(xi % 4);
+                (&self.u[pxi * self.plane + r0..(pxi + 1) * self.plane], 1, self.ld)
+            } else {
+                (&self.u[xi * self.plane + r0 * self.ld..(xi + 1) * self.plane], self.ld, 1)
+            }
+        }
+    }
+
     /// How a vector's 16 lanes map to tiles.
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum Lanes {
@@ -302,80 +327,108 @@ mod avx512 {
         Some(unsafe { filter_grads(&du, d.o, d.c) })
     }
 
-    /// Writes `U = G·g·Gᵀ` of every filter into `u`, laid out `[ξ][row][col]` with `rows_pad`
-    /// rows (those past `rows` zero): the filters `g(row, col) = w[row][col]` (`w` is
-    /// `(rows, cols, 3, 3)`), or with `flip` the flipped, transposed ones
-    /// `g(row, col)[k] = w[col][row][8 − k]` (`w` is `(cols, rows, 3, 3)`). 16 filters at a time,
-    /// their taps gathered.
+    /// For each tap `k`, where lane `l` of the 16 filters `9l + k` lies among nine loaded
+    /// registers: an index into each register pair and the lanes the pair supplies.
+    const fn deinterleave_tables() -> ([[[i32; L]; 5]; 9], [[u16; 5]; 9]) {
+        let mut idx = [[[0i32; L]; 5]; 9];
+        let mut mask = [[0u16; 5]; 9];
+        let mut k = 0;
+        while k < 9 {
+            let mut l = 0;
+            while l < L {
+                let f = 9 * l + k;
+                let pair = f / 32;
+                idx[k][pair][l] = (f - 32 * pair) as i32;
+                mask[k][pair] |= 1 << l;
+                l += 1;
+            }
+            k += 1;
+        }
+        (idx, mask)
+    }
+
+    static DEINTERLEAVE: ([[[i32; L]; 5]; 9], [[u16; 5]; 9]) = deinterleave_tables();
+
+    /// Writes `U = G·g·Gᵀ` of every filter of `w (o, c, 3, 3)` into `u`, laid out
+    /// `[ξ][o_pad][c_pad]` (padding zero): per row `o`, 16 filters at a time from nine
+    /// contiguous loads split by permutes.
     #[target_feature(enable = "avx512f")]
-    fn filters(
-        w: &[f32],
-        (rows, cols): (usize, usize),
-        rows_pad: usize,
-        flip: bool,
-        u: &mut [f32],
-    ) {
-        let n = rows * cols;
-        let plane = rows_pad * cols;
-        assert!(w.len() == 9 * n && u.len() == 16 * plane && n < (i32::MAX as usize) / 9);
-        let half = _mm512_set1_ps(0.5);
-        u.par_chunks_mut(plane).for_each(|pl| pl[n..].fill(0.));
-        // each task writes 16·L filters (all ξ), through its own slice of every plane
-        let ptr = Out(u.as_mut_ptr());
-        (0..n.div_ceil(16 * L)).into_par_iter().for_each(|task| {
-            let lo = task * 16 * L;
-            for r0 in (lo..(lo + 16 * L).min(n)).step_by(L) {
-                let count = (n - r0).min(L);
-                let mask: __mmask16 =
-                    if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
-                let mut base = [0i32; L];
-                for (l, b) in base.iter_mut().enumerate().take(count) {
-                    let r = r0 + l;
-                    let s = if flip { (r % cols) * rows + r / cols } else { r };
-                    *b = (9 * s) as i32;
-                }
-                // SAFETY: 16 i32
-                let idx = unsafe { _mm512_loadu_si512(base.as_ptr().cast()) };
-                let mut g = [_mm512_setzero_ps(); 9];
-                for (k, gk) in g.iter_mut().enumerate() {
-                    let tap = if flip { 8 - k } else { k };
-                    // SAFETY: every unmasked lane reads w[9·s + tap] with s < n
-                    *gk = unsafe {
-                        _mm512_mask_i32gather_ps::<4>(
-                            _mm512_setzero_ps(),
-                            mask,
-                            idx,
-                            w.as_ptr().add(tap),
-                        )
-                    };
-                }
-                // G·g (rows a of g → 4 rows), then ·Gᵀ along each row
-                let mut t = [[_mm512_setzero_ps(); 3]; 4];
-                for j in 0..3 {
-                    let (a, b, c) = (g[j], g[3 + j], g[6 + j]);
-                    let ac = _mm512_add_ps(a, c);
-                    t[0][j] = a;
-                    t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(ac, b));
-                    t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(ac, b));
-                    t[3][j] = c;
-                }
-                for (i, ti) in t.iter().enumerate() {
-                    let ac = _mm512_add_ps(ti[0], ti[2]);
-                    let row = [
-                        ti[0],
-                        _mm512_mul_ps(half, _mm512_add_ps(ac, ti[1])),
-                        _mm512_mul_ps(half, _mm512_sub_ps(ac, ti[1])),
-                        ti[2],
-                    ];
-                    for (j, &val) in row.iter().enumerate() {
-                        // SAFETY: r0 + count ≤ n ≤ plane; this task alone writes r0..r0+16
-                        unsafe {
-                            _mm512_mask_storeu_ps(ptr.add((i * 4 + j) * plane + r0), mask, val)
-                        };
-                    }
+    fn filters(w: &[f32], (o, c): (usize, usize), (o_pad, c_pad): (usize, usize), u: &mut [f32]) {
+        let plane = o_pad * c_pad;
+        assert!(w.len() == 9 * o * c && u.len() == 16 * plane && o <= o_pad && c <= c_pad);
+        u.par_chunks_mut(plane).for_each(|pl| {
+            pl[o * c_pad..].fill(0.);
+            if c < c_pad {
+                for row in pl[..o * c_pad].chunks_mut(c_pad) {
+                    row[c..].fill(0.);
                 }
             }
         });
+        // each task writes row o of every plane
+        let ptr = Out(u.as_mut_ptr());
+        (0..o).into_par_iter().for_each(|row| {
+            filters_row(&w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr)
+        });
+    }
+
+    /// Row `w_row` (`c` filters) of [`filters`], written at `at` of every plane.
+    #[target_feature(enable = "avx512f")]
+    fn filters_row(w_row: &[f32], plane: usize, at: usize, ptr: Out) {
+        let c = w_row.len() / 9;
+        let half = _mm512_set1_ps(0.5);
+        let (idx, masks) = &DEINTERLEAVE;
+        for c0 in (0..c).step_by(L) {
+            let count = (c - c0).min(L);
+            let mask: __mmask16 = if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+            let floats = 9 * count;
+            let mut z = [_mm512_setzero_ps(); 9];
+            for (j, zj) in z.iter_mut().enumerate() {
+                let n = floats.saturating_sub(j * L).min(L);
+                let m: __mmask16 = if n == L { 0xffff } else { ((1u32 << n) - 1) as u16 };
+                // SAFETY: the mask keeps the load inside this row's 9·count floats
+                *zj = unsafe { _mm512_maskz_loadu_ps(m, w_row.as_ptr().add(9 * c0 + j * L)) };
+            }
+            let mut g = [_mm512_setzero_ps(); 9];
+            for (k, gk) in g.iter_mut().enumerate() {
+                // SAFETY: 16 i32 each
+                let ix = |pair: usize| unsafe { _mm512_loadu_si512(idx[k][pair].as_ptr().cast()) };
+                let mut v = _mm512_permutex2var_ps(z[0], ix(0), z[1]);
+                for pair in 1..5 {
+                    if masks[k][pair] != 0 {
+                        let t =
+                            _mm512_permutex2var_ps(z[2 * pair], ix(pair), z[(2 * pair + 1).min(8)]);
+                        v = _mm512_mask_blend_ps(masks[k][pair], v, t);
+                    }
+                }
+                *gk = v;
+            }
+            // G·g (rows a of g → 4 rows), then ·Gᵀ along each row
+            let mut t = [[_mm512_setzero_ps(); 3]; 4];
+            for j in 0..3 {
+                let (a, b, cc) = (g[j], g[3 + j], g[6 + j]);
+                let ac = _mm512_add_ps(a, cc);
+                t[0][j] = a;
+                t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(ac, b));
+                t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(ac, b));
+                t[3][j] = cc;
+            }
+            for (i, ti) in t.iter().enumerate() {
+                let ac = _mm512_add_ps(ti[0], ti[2]);
+                let row = [
+                    ti[0],
+                    _mm512_mul_ps(half, _mm512_add_ps(ac, ti[1])),
+                    _mm512_mul_ps(half, _mm512_sub_ps(ac, ti[1])),
+                    ti[2],
+                ];
+                for (j, &val) in row.iter().enumerate() {
+                    // SAFETY: the masked lanes lie in row o of plane 4i + j; this task alone
+                    // writes that row
+                    unsafe {
+                        _mm512_mask_storeu_ps(ptr.add((i * 4 + j) * plane + at + c0), mask, val)
+                    };
+                }
+            }
+        }
     }
 
     /// `dW = Gᵀ·dU·G` of every filter from `du[ξ][o][c]` (`16 × O × C`), 16 filters at a time:
@@ -384,58 +437,63 @@ mod avx512 {
     fn filter_grads(du: &[f32], o: usize, c: usize) -> Vec<f32> {
         let n = o * c;
         assert_eq!(du.len(), 16 * n);
-        let half = _mm512_set1_ps(0.5);
         let mut dw = vec![0f32; 9 * n];
         dw.par_chunks_mut(9 * 16 * L).enumerate().for_each(|(task, out)| {
-            let lo = task * 16 * L;
-            for r0 in (lo..lo + out.len() / 9).step_by(L) {
-                let count = (n - r0).min(L);
-                let mask: __mmask16 =
-                    if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
-                let mut m = [_mm512_setzero_ps(); 16];
-                for (xi, v) in m.iter_mut().enumerate() {
-                    // SAFETY: the unmasked lanes lie inside plane ξ
-                    *v = unsafe { _mm512_maskz_loadu_ps(mask, du.as_ptr().add(xi * n + r0)) };
-                }
-                // ·G along each row: s[i][b]
-                let mut s = [[_mm512_setzero_ps(); 3]; 4];
-                for (i, si) in s.iter_mut().enumerate() {
-                    let (d0, d1, d2, d3) = (m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
-                    let sum = _mm512_mul_ps(half, _mm512_add_ps(d1, d2));
-                    si[0] = _mm512_add_ps(d0, sum);
-                    si[1] = _mm512_mul_ps(half, _mm512_sub_ps(d1, d2));
-                    si[2] = _mm512_add_ps(sum, d3);
-                }
-                // Gᵀ· down the columns: k = 3a + b
-                let mut g = [[0f32; L]; 9];
-                for b in 0..3 {
-                    let sum = _mm512_mul_ps(half, _mm512_add_ps(s[1][b], s[2][b]));
-                    let col = [
-                        _mm512_add_ps(s[0][b], sum),
-                        _mm512_mul_ps(half, _mm512_sub_ps(s[1][b], s[2][b])),
-                        _mm512_add_ps(sum, s[3][b]),
-                    ];
-                    for (a, &val) in col.iter().enumerate() {
-                        // SAFETY: 16 floats
-                        unsafe { _mm512_storeu_ps(g[3 * a + b].as_mut_ptr(), val) };
-                    }
-                }
-                let at = (r0 - lo) * 9;
-                for l in 0..count {
-                    for (k, gk) in g.iter().enumerate() {
-                        out[at + l * 9 + k] = gk[l];
-                    }
-                }
-            }
+            filter_grads_task(du, n, task, out)
         });
         dw
+    }
+
+    /// Task `task` of [`filter_grads`]: the gradients of filters `16·16·task ..` into `out`.
+    #[target_feature(enable = "avx512f")]
+    fn filter_grads_task(du: &[f32], n: usize, task: usize, out: &mut [f32]) {
+        let half = _mm512_set1_ps(0.5);
+        let lo = task * 16 * L;
+        for r0 in (lo..lo + out.len() / 9).step_by(L) {
+            let count = (n - r0).min(L);
+            let mask: __mmask16 = if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+            let mut m = [_mm512_setzero_ps(); 16];
+            for (xi, v) in m.iter_mut().enumerate() {
+                // SAFETY: the unmasked lanes lie inside plane ξ
+                *v = unsafe { _mm512_maskz_loadu_ps(mask, du.as_ptr().add(xi * n + r0)) };
+            }
+            // ·G along each row: s[i][b]
+            let mut s = [[_mm512_setzero_ps(); 3]; 4];
+            for (i, si) in s.iter_mut().enumerate() {
+                let (d0, d1, d2, d3) = (m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
+                let sum = _mm512_mul_ps(half, _mm512_add_ps(d1, d2));
+                si[0] = _mm512_add_ps(d0, sum);
+                si[1] = _mm512_mul_ps(half, _mm512_sub_ps(d1, d2));
+                si[2] = _mm512_add_ps(sum, d3);
+            }
+            // Gᵀ· down the columns: k = 3a + b
+            let mut g = [[0f32; L]; 9];
+            for b in 0..3 {
+                let sum = _mm512_mul_ps(half, _mm512_add_ps(s[1][b], s[2][b]));
+                let col = [
+                    _mm512_add_ps(s[0][b], sum),
+                    _mm512_mul_ps(half, _mm512_sub_ps(s[1][b], s[2][b])),
+                    _mm512_add_ps(sum, s[3][b]),
+                ];
+                for (a, &val) in col.iter().enumerate() {
+                    // SAFETY: 16 floats
+                    unsafe { _mm512_storeu_ps(g[3 * a + b].as_mut_ptr(), val) };
+                }
+            }
+            let at = (r0 - lo) * 9;
+            for l in 0..count {
+                for (k, gk) in g.iter().enumerate() {
+                    out[at + l * 9 + k] = gk[l];
+                }
+            }
+        }
     }
 
     /// [`filters`] of one filter, 8 rows (for the unit test).
     #[cfg(test)]
     #[target_feature(enable = "avx512f")]
     pub(super) fn filters_for_test(g: &[f32], u: &mut [f32]) {
-        filters(g, (1, 1), 8, false, u)
+        filters(g, (1, 1), (1, 8), u)
     }
 
     /// [`filter_grads`] of one filter (for the unit test).
@@ -537,13 +595,13 @@ mod avx512 {
             // SAFETY (both calls): AVX-512F was detected (winograd_enabled)
             while j + 2 <= cv {
                 unsafe {
-                    kernel::<2>((u, 16 * ld), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
+                    kernel::<2>((u, 16 * ld, 1), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
                 };
                 j += 2;
             }
             if j < cv {
                 unsafe {
-                    kernel::<1>((u, 16 * ld), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
+                    kernel::<1>((u, 16 * ld, 1), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
                 };
             }
         });
@@ -656,7 +714,10 @@ mod avx512 {
         let p = Plan::new(d);
         assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
         let pad_len = padded_len(&p)?;
-        let u_len = 16 * p.obn * MR * d.c;
+        // U of w's filters, [ξ][o of w][c of w], both padded to the micro-kernel's 8 rows
+        let (of, cf) = if flip { (d.c, d.o) } else { (d.o, d.c) };
+        let (o8, c8) = (of.div_ceil(MR) * MR, cf.div_ceil(MR) * MR);
+        let u_len = 16 * o8 * c8;
         let vlen = 16 * d.c * p.nb * L;
         let vall_len = if p.slices == 1 { 0 } else { p.blocks * vlen };
         Some(with_big(pad_len + u_len + vall_len, |big| {
@@ -664,8 +725,9 @@ mod avx512 {
             let (u, vall) = rest.split_at_mut(u_len);
             fill_padded(x, &p, pad);
             // SAFETY: AVX-512F was detected (winograd_enabled)
-            unsafe { filters(w, (d.o, d.c), p.obn * MR, flip, u) };
-            let (pad, u) = (&*pad, &*u);
+            unsafe { filters(w, (of, cf), (o8, c8), u) };
+            let u = Filt { u: &*u, plane: o8 * c8, ld: c8, flip };
+            let pad = &*pad;
             let len = d.n * d.o * d.h * d.w;
             let mut out: Vec<f32> = Vec::with_capacity(len);
             let ptr = Out(out.as_mut_ptr());
@@ -680,7 +742,7 @@ mod avx512 {
                         // SAFETY: AVX-512F was detected; the block writes only its own tiles
                         unsafe {
                             transform_block(&p, pad, b, 0, vb);
-                            products(&p, vb, u, b, (0, p.obn), mb, ptr);
+                            products(&p, vb, &u, b, (0, p.obn), mb, ptr);
                         }
                     })
                 });
@@ -700,7 +762,7 @@ mod avx512 {
                     let vb = &vall[b * vlen..(b + 1) * vlen];
                     <f32 as super::super::Float>::with_scratch(0, mlen(ob_hi - ob_lo), |_, mb| {
                         // SAFETY: AVX-512F was detected; the item writes only its tiles × channels
-                        unsafe { products(&p, vb, u, b, (ob_lo, ob_hi), mb, ptr) };
+                        unsafe { products(&p, vb, &u, b, (ob_lo, ob_hi), mb, ptr) };
                     })
                 });
             }
@@ -764,7 +826,7 @@ mod avx512 {
     unsafe fn products(
         p: &Plan,
         vb: &[f32],
-        u: &[f32],
+        u: &Filt<'_>,
         b: usize,
         (ob_lo, ob_hi): (usize, usize),
         mb: &mut [f32],
@@ -774,7 +836,6 @@ mod avx512 {
         let nbv = p.nb.min(p.vectors - b * p.nb);
         let nbt = p.nb * L;
         let rows = (ob_hi - ob_lo) * MR;
-        let o_pad = p.obn * MR;
         let org = match p.lanes {
             Lanes::Flat => flat_lanes(p, b, nbv).1,
             Lanes::Rows { .. } => Vec::new(),
@@ -784,27 +845,16 @@ mod avx512 {
             for xi in 0..16 {
                 let vx = &vb[xi * nbt..];
                 for ob in ob_lo..ob_hi {
-                    let u0 = (xi * o_pad + ob * MR) * d.c;
-                    let ug = &u[u0..u0 + MR * d.c];
+                    let ug = u.rows(xi, ob * MR);
                     let m0 = (xi * rows + (ob - ob_lo) * MR) * nbt;
                     let mx = &mut mb[m0..m0 + MR * nbt];
                     let mut v = 0;
                     while v + 2 <= nbv {
-                        kernel::<2>(
-                            (ug, d.c),
-                            d.c,
-                            (&vx[v * L..], 16 * nbt),
-                            (&mut mx[v * L..], nbt),
-                        );
+                        kernel::<2>(ug, d.c, (&vx[v * L..], 16 * nbt), (&mut mx[v * L..], nbt));
                         v += 2;
                     }
                     if v < nbv {
-                        kernel::<1>(
-                            (ug, d.c),
-                            d.c,
-                            (&vx[v * L..], 16 * nbt),
-                            (&mut mx[v * L..], nbt),
-                        );
+                        kernel::<1>(ug, d.c, (&vx[v * L..], 16 * nbt), (&mut mx[v * L..], nbt));
                     }
                 }
             }
@@ -925,16 +975,17 @@ mod avx512 {
         }
     }
 
-    /// `m[i·ldm + j·16 + lane] = Σ_{kk<k} u[i·ldu + kk] · v[kk·ldv + j·16 + lane]` for 8 rows
-    /// × NR vectors.
+    /// `m[i·ldm + j·16 + lane] = Σ_{kk<k} u[i·rs + kk·ks] · v[kk·ldv + j·16 + lane]` for 8
+    /// rows × NR vectors.
     #[target_feature(enable = "avx512f")]
     fn kernel<const NR: usize>(
-        (u, ldu): (&[f32], usize),
+        (u, rs, ks): (&[f32], usize, usize),
         k: usize,
         (v, ldv): (&[f32], usize),
         (m, ldm): (&mut [f32], usize),
     ) {
-        assert!(k > 0 && u.len() >= (MR - 1) * ldu + k && v.len() >= (k - 1) * ldv + NR * L);
+        assert!(k > 0 && u.len() > (MR - 1) * rs + (k - 1) * ks);
+        assert!(v.len() >= (k - 1) * ldv + NR * L);
         assert!(m.len() >= (MR - 1) * ldm + NR * L);
         let mut acc = [[_mm512_setzero_ps(); NR]; MR];
         let (up, vp) = (u.as_ptr(), v.as_ptr());
@@ -946,7 +997,7 @@ mod avx512 {
             }
             for (i, row) in acc.iter_mut().enumerate() {
                 // SAFETY: in bounds (asserted above)
-                let a = _mm512_set1_ps(unsafe { *up.add(i * ldu + kk) });
+                let a = _mm512_set1_ps(unsafe { *up.add(i * rs + kk * ks) });
                 for (j, s) in row.iter_mut().enumerate() {
                     *s = _mm512_fmadd_ps(a, bv[j], *s);
                 }
