@@ -84,6 +84,7 @@ fn bench_kernels(c: &mut Criterion) {
         ("conv3x3_s1", 2, 32, 64, 32, 3, 1, 1),
         ("conv3x3_s2", 2, 32, 64, 64, 3, 2, 1),
         ("conv1x1", 2, 128, 32, 32, 1, 1, 0),
+        ("conv1x1", 2, 64, 64, 256, 1, 1, 0),
     ];
     for (name, n, ch, h, o, k, s, p) in convs {
         let x = input(&[n, ch, h, h]);

@@ -318,6 +318,7 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     } else {
         (Vec::new(), *g)
     };
+    let dw_rows = g.o > k;
     let run = |xs: &[T], dys: &[T], dxs: &mut [T]| -> Vec<T> {
         let mut dw = vec![T::ZERO; g.o * k];
         let col_len = if g.pointwise() { 0 } else { k * p };
@@ -338,20 +339,35 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
                     im2col(xi, g, col);
                     col
                 };
-                // dWᵀ (K×O) += col (K×P) · dYᵀ (P×O); `gemm` runs this orientation 4× faster
-                // than dW = dY·colᵀ (measured at K 288, O 32, P 4096)
+                // `gemm` runs the product 4× faster with the larger of K and O as its rows
+                // (measured at K 288, O 32, P 4096; 1.3× at K 64, O 256): dWᵀ (K×O) += col
+                // (K×P) · dYᵀ (P×O), or dW (O×K) += dY (O×P) · colᵀ (P×K) when O > K
                 let dy_m = Mat::rows(dyi, p);
-                matmul(
-                    k,
-                    g.o,
-                    p,
-                    &mut dw,
-                    g.o,
-                    idx > 0,
-                    Mat::rows(cols, p),
-                    Mat::transposed(dyi, p),
-                    par,
-                );
+                if dw_rows {
+                    matmul(
+                        g.o,
+                        k,
+                        p,
+                        &mut dw,
+                        k,
+                        idx > 0,
+                        Mat::rows(dyi, p),
+                        Mat::transposed(cols, p),
+                        par,
+                    );
+                } else {
+                    matmul(
+                        k,
+                        g.o,
+                        p,
+                        &mut dw,
+                        g.o,
+                        idx > 0,
+                        Mat::rows(cols, p),
+                        Mat::transposed(dyi, p),
+                        par,
+                    );
+                }
                 let w_t = Mat::transposed(w, k);
                 if dx_done {
                     // computed above
@@ -385,7 +401,11 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
     } else {
         run(x, dy, &mut dx)
     };
-    (dx, transpose(&dw, k, g.o))
+    if dw_rows {
+        (dx, dw)
+    } else {
+        (dx, transpose(&dw, k, g.o))
+    }
 }
 
 /// The transpose (`cols × rows`) of a row-major `rows × cols` matrix, in 32×32 tiles so that

@@ -438,9 +438,9 @@ mod avx512 {
         let n = o * c;
         assert_eq!(du.len(), 16 * n);
         let mut dw = vec![0f32; 9 * n];
-        dw.par_chunks_mut(9 * 16 * L).enumerate().for_each(|(task, out)| {
-            filter_grads_task(du, n, task, out)
-        });
+        dw.par_chunks_mut(9 * 16 * L)
+            .enumerate()
+            .for_each(|(task, out)| filter_grads_task(du, n, task, out));
         dw
     }
 
