@@ -127,10 +127,12 @@ fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
                     if g.stride == 1 {
                         dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
                     } else {
-                        for (d, s) in
-                            dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride))
-                        {
-                            *d = *s;
+                        // indexed (not `step_by`), so that stride 2 vectorises as an
+                        // interleaved load
+                        let (n, s) = (hi - lo, g.stride);
+                        let src = &src[start..=start + s * (n - 1)];
+                        for (q, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[s * q];
                         }
                     }
                 }
@@ -193,8 +195,10 @@ fn col2im<T: Float>(col: &mut [T], g: &Geom, dx: &mut [T]) {
                             *d += *s;
                         }
                     } else {
-                        for (d, s) in dst[start..].iter_mut().step_by(g.stride).zip(src) {
-                            *d += *s;
+                        let (n, s) = (hi - lo, g.stride);
+                        let dst = &mut dst[start..=start + s * (n - 1)];
+                        for (q, v) in src.iter().enumerate() {
+                            dst[s * q] += *v;
                         }
                     }
                 }
