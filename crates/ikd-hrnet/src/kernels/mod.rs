@@ -36,7 +36,9 @@ mod winograd;
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
 pub use conv::conv2d;
 pub use elementwise::{add_relu, upsample_nearest};
-pub use winograd::{set_winograd, winograd_enabled};
+pub use winograd::{
+    set_winograd, set_winograd_weight_grad, winograd_enabled, winograd_weight_grad_enabled,
+};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 

@@ -309,7 +309,7 @@ fn conv2d_sweep_of_small_geometries_matches_candle_and_finite_differences() {
 /// f64 convolution: both lane layouts (tile rows for images at least 31 pixels wide, tiles in
 /// order otherwise), odd and non-square sizes, channel counts off the 8-channel groups, and few
 /// tiles with many channels (the products split over channel groups); the weight gradient on
-/// its Winograd path from 256 tiles on.
+/// its opt-in Winograd path (dot products from 256 tiles on, the micro-kernel below).
 #[test]
 fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
     let cases: &[(usize, usize, usize, usize, usize)] = &[
@@ -324,6 +324,8 @@ fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
         (1, 40, 16, 16, 40),
         (8, 3, 30, 30, 4),
     ];
+    // the weight gradient's Winograd path is opt-in; this test is the one that switches it
+    kernels::set_winograd_weight_grad(true);
     for &(n, c, h, w, o) in cases {
         let case = format!("{:?}", (n, c, h, w, o));
         let x64 = Var::from_tensor(&rand(&[n, c, h, w], 31, DType::F64)).unwrap();
@@ -341,6 +343,7 @@ fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
             assert!(err < 2e-6, "{case}: {name} gradient {err}");
         }
     }
+    kernels::set_winograd_weight_grad(false);
 }
 
 #[test]
