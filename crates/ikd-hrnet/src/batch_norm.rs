@@ -159,7 +159,7 @@ impl BatchNorm2d {
     }
 
     /// Eval mode's per-channel `(scale, shift)`; differentiable in weight and bias.
-    fn eval_scale_shift(&self, dtype: DType) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn eval_scale_shift(&self, dtype: DType) -> Result<(Tensor, Tensor)> {
         let var = self.running_var.as_tensor().detach().to_dtype(dtype)?;
         let mean = self.running_mean.as_tensor().detach().to_dtype(dtype)?;
         let scale = self.weight.to_dtype(dtype)?.mul(&(var + self.eps)?.sqrt()?.recip()?)?;

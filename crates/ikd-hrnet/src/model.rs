@@ -89,8 +89,20 @@ impl ConvBn {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_relu_t(&self.conv.forward(x)?, train, self.relu)
+        conv_bn(&self.conv, &self.bn, x, train, self.relu)
     }
+}
+
+/// `bn(conv(x))`, then a ReLU if `relu`. In eval mode on the CPU kernels one op: the batch norm
+/// is a per-channel affine map applied while the convolution's output is in cache.
+fn conv_bn(conv: &Conv, bn: &BatchNorm2d, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+    let w = conv.conv.weight();
+    if !train && crate::kernels::applies(&[x, w]) {
+        let (scale, shift) = bn.eval_scale_shift(x.dtype())?;
+        let cfg = conv.conv.config();
+        return crate::kernels::conv2d_affine(x, w, cfg.stride, cfg.padding, &scale, &shift, relu);
+    }
+    bn.forward_relu_t(&conv.forward(x)?, train, relu)
 }
 
 /// timm's `BasicBlock` / `Bottleneck` (resnet.py) with an optional `downsample` shortcut.
@@ -137,7 +149,7 @@ impl Block {
         let last = self.convs.len() - 1;
         let mut y = x.clone();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward_relu_t(&conv.forward(&y)?, train, i != last)?;
+            y = conv_bn(conv, bn, &y, train, i != last)?;
         }
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(x, train)?,

@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, Parallelism};
-use super::{slice, tensor, threads, winograd, with_cpu, Float};
+use super::{slice, tensor, threads, winograd, with_cpu, Affine, Float};
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,8 +248,9 @@ fn plan(n: usize) -> (usize, Parallelism) {
     }
 }
 
-fn forward<T: Float>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
-    if let Some(out) = g.winograd_dims().and_then(|d| T::winograd3x3(x, w, &d)) {
+/// The convolution, followed by `epi` (applied to each image's output while it is in cache).
+fn forward<T: Float>(x: &[T], w: &[T], g: &Geom, epi: Option<&Affine<'_, T>>) -> Vec<T> {
+    if let Some(out) = g.winograd_dims().and_then(|d| T::winograd3x3(x, w, &d, epi)) {
         return out;
     }
     let (k, p) = (g.k(), g.p());
@@ -266,6 +267,9 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
                     Mat::rows(col, p)
                 };
                 matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), rhs, par);
+                if let Some(e) = epi {
+                    e.apply(oi, p);
+                }
             }
         })
     };
@@ -445,7 +449,7 @@ impl Conv2dOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let out = forward(slice::<T>(s1, l1, "conv2d")?, slice::<T>(s2, l2, "conv2d")?, &g);
+        let out = forward(slice::<T>(s1, l1, "conv2d")?, slice::<T>(s2, l2, "conv2d")?, &g, None);
         Ok((T::to_cpu_storage_owned(out), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
@@ -516,6 +520,161 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
     x.apply_op2(&weight, Conv2dOp { stride, pad: padding })
+}
+
+/// The convolution followed by a per-channel affine map (+ ReLU) as one candle op: arguments
+/// `(x, weight, scale_shift (2, O))`.
+#[derive(Debug, Clone, Copy)]
+struct Conv2dAffineOp {
+    stride: usize,
+    pad: usize,
+    relu: bool,
+}
+
+impl Conv2dAffineOp {
+    fn fwd<T: Float>(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        (s3, l3): (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let ss = slice::<T>(s3, l3, "conv2d_affine")?;
+        if l3.dims() != [2, g.o] {
+            candle_core::bail!(
+                "conv2d_affine: scale and shift for {} channels, got {:?}",
+                g.o,
+                l3.dims()
+            )
+        }
+        let epi = Affine { scale: &ss[..g.o], shift: &ss[g.o..], relu: self.relu };
+        let x = slice::<T>(s1, l1, "conv2d_affine")?;
+        let out = forward(x, slice::<T>(s2, l2, "conv2d_affine")?, &g, Some(&epi));
+        Ok((T::to_cpu_storage_owned(out), Shape::from((g.n, g.o, g.ho, g.wo))))
+    }
+
+    /// Gradients from the recomputed convolution `c`: `dz = dy` (where `y > 0` with the ReLU),
+    /// `d_scale = Σ dz·c`, `d_shift = Σ dz`, and the convolution's own backward pass of
+    /// `dz·scale`.
+    fn bwd_typed<T: Float>(
+        &self,
+        (x, w, ss): (&Tensor, &Tensor, &Tensor),
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        let p = g.p();
+        let (dx, dw, dss) = with_cpu::<T, _>(x, |xs| {
+            with_cpu::<T, _>(w, |ws| {
+                with_cpu::<T, _>(ss, |sss| {
+                    with_cpu::<T, _>(y, |ys| {
+                        with_cpu::<T, _>(dy, |dys| {
+                            let c = forward(xs, ws, &g, None);
+                            let dz = if self.relu { super::masked(dys, ys) } else { dys.to_vec() };
+                            let mut dss = vec![T::ZERO; 2 * g.o];
+                            let mut dc = vec![T::ZERO; dz.len()];
+                            for (i, ((zp, cp), dcp)) in
+                                dz.chunks(p).zip(c.chunks(p)).zip(dc.chunks_mut(p)).enumerate()
+                            {
+                                let o = i % g.o;
+                                let (mut a, mut b) = (0f64, 0f64);
+                                for ((&z, &cv), d) in zp.iter().zip(cp).zip(dcp.iter_mut()) {
+                                    a += z.to_f64() * cv.to_f64();
+                                    b += z.to_f64();
+                                    *d = z * sss[o];
+                                }
+                                dss[o] += T::from_f64(a);
+                                dss[g.o + o] += T::from_f64(b);
+                            }
+                            let (dx, dw) = backward(xs, ws, &dc, &g);
+                            Ok((dx, dw, dss))
+                        })
+                    })
+                })
+            })
+        })?;
+        Ok((
+            tensor(dx, x.shape().clone()),
+            tensor(dw, w.shape().clone()),
+            tensor(dss, ss.shape().clone()),
+        ))
+    }
+}
+
+impl candle_core::CustomOp3 for Conv2dAffineOp {
+    fn name(&self) -> &'static str {
+        "ikd-conv2d-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match s1 {
+            CpuStorage::F32(_) => self.fwd::<f32>((s1, l1), (s2, l2), (s3, l3)),
+            CpuStorage::F64(_) => self.fwd::<f64>((s1, l1), (s2, l2), (s3, l3)),
+            _ => candle_core::bail!(
+                "ikd-conv2d-affine: f32 or f64 only, got {:?}",
+                candle_core::backend::BackendStorage::dtype(s1)
+            ),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        ss: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, dss) = match x.dtype() {
+            candle_core::DType::F32 => self.bwd_typed::<f32>((x, w, ss), res, dy)?,
+            _ => self.bwd_typed::<f64>((x, w, ss), res, dy)?,
+        };
+        Ok((Some(dx), Some(dw), Some(dss)))
+    }
+}
+
+/// [`conv2d`] followed by `y·scale + shift` per output channel and an optional ReLU (an
+/// eval-mode batch norm), the map applied to each image's output while it is in cache (inside
+/// the Winograd path's output transform). Uses the CPU kernels where [`super::applies`], the
+/// separate ops otherwise; differentiable either way.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::randn(0f32, 1., (2, 3, 9, 9), &Device::Cpu)?;
+/// let w = Tensor::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
+/// let (scale, shift) = (Tensor::new(&[1f32, 2., 0.5, -1.], &Device::Cpu)?, Tensor::new(&[0f32, 1., -1., 0.], &Device::Cpu)?);
+/// let y = ikd_hrnet::kernels::conv2d_affine(&x, &w, 1, 1, &scale, &shift, true)?;
+/// let c = ikd_hrnet::kernels::conv2d(&x, &w, 1, 1)?;
+/// let reference = ikd_hrnet::kernels::channel_affine(&c, &scale, &shift, true)?;
+/// assert!((y - reference)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn conv2d_affine(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    scale: &Tensor,
+    shift: &Tensor,
+    relu: bool,
+) -> Result<Tensor> {
+    if !super::applies(&[x, weight, scale, shift]) {
+        return super::channel_affine(&conv2d(x, weight, stride, padding)?, scale, shift, relu);
+    }
+    let ss = Tensor::stack(&[scale, shift], 0)?.contiguous()?;
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &ss,
+        Conv2dAffineOp { stride, pad: padding, relu },
+    )
 }
 
 #[cfg(test)]

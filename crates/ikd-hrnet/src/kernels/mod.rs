@@ -34,7 +34,7 @@ mod gemm;
 mod winograd;
 
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_affine};
 pub use elementwise::{add_relu, upsample_nearest};
 pub use winograd::{
     set_winograd, set_winograd_weight_grad, winograd_enabled, winograd_weight_grad_enabled,
@@ -83,6 +83,29 @@ pub fn applies(ts: &[&Tensor]) -> bool {
         && ts.first().is_some_and(|t| matches!(t.dtype(), DType::F32 | DType::F64))
 }
 
+/// A per-channel affine map with an optional ReLU, `y = max(x·scale[o] + shift[o], 0)`, applied
+/// to a convolution's output while it is in cache (eval-mode batch norm).
+pub(crate) struct Affine<'a, T> {
+    pub scale: &'a [T],
+    pub shift: &'a [T],
+    pub relu: bool,
+}
+
+impl<T: Float> Affine<'_, T> {
+    /// Applies the map to the `(n, o, p)` array `y` in place, planes split over the pool.
+    pub(crate) fn apply(&self, y: &mut [T], p: usize) {
+        use rayon::prelude::*;
+        let o = self.scale.len();
+        y.par_chunks_mut(p.max(1)).enumerate().for_each(|(i, plane)| {
+            let (a, b) = (self.scale[i % o], self.shift[i % o]);
+            for v in plane.iter_mut() {
+                let t = *v * a + b;
+                *v = if self.relu && !(t > T::ZERO) { T::ZERO } else { t };
+            }
+        });
+    }
+}
+
 /// The float types the kernels run on.
 pub(crate) trait Float: WithDType + gemm::GemmScalar {
     /// Runs `f` on this thread's two scratch buffers of at least `a` and `b` elements. Their
@@ -90,7 +113,12 @@ pub(crate) trait Float: WithDType + gemm::GemmScalar {
     fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [Self], &mut [Self]) -> R) -> R;
     /// A 3×3, stride 1, padding 1 convolution by Winograd's F(2×2, 3×3), where this type and
     /// CPU have that path (f32 with AVX-512F); `None` otherwise.
-    fn winograd3x3(x: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
+    fn winograd3x3(
+        x: &[Self],
+        w: &[Self],
+        d: &winograd::Dims,
+        epi: Option<&Affine<'_, Self>>,
+    ) -> Option<Vec<Self>>;
     /// The input gradient of that convolution (from `dy` and the weight `w`) on the Winograd
     /// path; `None` where there is none.
     fn winograd3x3_input_grad(dy: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
@@ -127,8 +155,13 @@ macro_rules! float {
                     f(&mut x[..a], &mut y[..b])
                 })
             }
-            fn winograd3x3(x: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>> {
-                ($wino)(x, w, d)
+            fn winograd3x3(
+                x: &[Self],
+                w: &[Self],
+                d: &winograd::Dims,
+                epi: Option<&Affine<'_, Self>>,
+            ) -> Option<Vec<Self>> {
+                ($wino)(x, w, d, epi)
             }
             fn winograd3x3_input_grad(
                 dy: &[Self],
@@ -152,7 +185,7 @@ float!(f32, SCRATCH_F32, winograd::conv3x3, winograd::input_grad3x3, winograd::w
 float!(
     f64,
     SCRATCH_F64,
-    |_: &[f64], _: &[f64], _: &winograd::Dims| None,
+    |_: &[f64], _: &[f64], _: &winograd::Dims, _: Option<&Affine<'_, f64>>| None,
     |_: &[f64], _: &[f64], _: &winograd::Dims| None,
     |_: &[f64], _: &[f64], _: &winograd::Dims| None
 );

@@ -110,17 +110,22 @@ pub(crate) struct Dims {
 
 /// The convolution's output `(n, o, h, w)`, or `None` where this path does not run (no
 /// AVX-512F, switched off, or an input too large for 32-bit gather offsets).
-pub(crate) fn conv3x3(x: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
+pub(crate) fn conv3x3(
+    x: &[f32],
+    w: &[f32],
+    d: &Dims,
+    epi: Option<&super::Affine<'_, f32>>,
+) -> Option<Vec<f32>> {
     if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        avx512::conv3x3(x, w, d, false)
+        avx512::conv3x3(x, w, d, false, epi)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, w);
+        let _ = (x, w, epi);
         None
     }
 }
@@ -134,7 +139,7 @@ pub(crate) fn input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>>
     }
     #[cfg(target_arch = "x86_64")]
     {
-        avx512::conv3x3(dy, w, &Dims { c: d.o, o: d.c, ..*d }, true)
+        avx512::conv3x3(dy, w, &Dims { c: d.o, o: d.c, ..*d }, true, None)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -188,6 +193,7 @@ mod avx512 {
 
     use rayon::prelude::*;
 
+    use super::super::Affine;
     use super::{with_big, Dims};
 
     /// Output channels per micro-kernel call.
@@ -750,7 +756,13 @@ mod avx512 {
 
     /// The convolution of `x` with the filters `w (O, C, 3, 3)`, or with `flip`, with the
     /// flipped and transposed filters of `w (C, O, 3, 3)`.
-    pub(super) fn conv3x3(x: &[f32], w: &[f32], d: &Dims, flip: bool) -> Option<Vec<f32>> {
+    pub(super) fn conv3x3(
+        x: &[f32],
+        w: &[f32],
+        d: &Dims,
+        flip: bool,
+        epi: Option<&Affine<'_, f32>>,
+    ) -> Option<Vec<f32>> {
         let p = Plan::new(d);
         assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
         let pad_len = padded_len(&p)?;
@@ -782,7 +794,7 @@ mod avx512 {
                         // SAFETY: AVX-512F was detected; the block writes only its own tiles
                         unsafe {
                             transform_block(&p, pad, b, 0, vb);
-                            products(&p, vb, &u, b, (0, p.obn), mb, ptr);
+                            products(&p, vb, &u, b, (0, p.obn), mb, (ptr, epi));
                         }
                     })
                 });
@@ -802,7 +814,7 @@ mod avx512 {
                     let vb = &vall[b * vlen..(b + 1) * vlen];
                     <f32 as super::super::Float>::with_scratch(0, mlen(ob_hi - ob_lo), |_, mb| {
                         // SAFETY: AVX-512F was detected; the item writes only its tiles × channels
-                        unsafe { products(&p, vb, &u, b, (ob_lo, ob_hi), mb, ptr) };
+                        unsafe { products(&p, vb, &u, b, (ob_lo, ob_hi), mb, (ptr, epi)) };
                     })
                 });
             }
@@ -870,7 +882,7 @@ mod avx512 {
         b: usize,
         (ob_lo, ob_hi): (usize, usize),
         mb: &mut [f32],
-        out: Out,
+        (out, epi): (Out, Option<&Affine<'_, f32>>),
     ) {
         let d = p.d;
         let nbv = p.nb.min(p.vectors - b * p.nb);
@@ -902,7 +914,17 @@ mod avx512 {
             let o_hi = (ob_hi * MR).min(d.o);
             for o in o_lo..o_hi {
                 for v in 0..nbv {
-                    let y = output_transform(mb, (o - o_lo) * nbt + v * L, rows * nbt);
+                    let mut y = output_transform(mb, (o - o_lo) * nbt + v * L, rows * nbt);
+                    if let Some(e) = epi {
+                        // eval batch norm (+ ReLU) while the outputs are in registers
+                        let (a, b) = (_mm512_set1_ps(e.scale[o]), _mm512_set1_ps(e.shift[o]));
+                        for yv in y.iter_mut() {
+                            *yv = _mm512_fmadd_ps(*yv, a, b);
+                            if e.relu {
+                                *yv = _mm512_max_ps(*yv, _mm512_setzero_ps());
+                            }
+                        }
+                    }
                     match p.lanes {
                         Lanes::Flat => store_flat(p, &y, &org[v * L..(v + 1) * L], o, out),
                         Lanes::Rows { per_row } => {

@@ -346,6 +346,37 @@ fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
     kernels::set_winograd_weight_grad(false);
 }
 
+/// The fused convolution + eval batch norm (+ ReLU) against the two ops it replaces: values and
+/// the gradients of input, weight, scale and shift (Winograd, im2col and 1×1 geometries).
+#[test]
+fn conv2d_affine_matches_conv_then_channel_affine() {
+    let cases: &[(usize, usize, usize, usize, usize, usize)] =
+        &[(2, 5, 33, 9, 3, 1), (1, 4, 9, 6, 3, 2), (2, 6, 8, 7, 1, 1), (3, 3, 5, 2, 3, 1)];
+    for &(n, c, h, o, k, s) in cases {
+        for dtype in [DType::F64, DType::F32] {
+            for relu in [false, true] {
+                let case = format!("{:?} {dtype:?} relu {relu}", (n, c, h, o, k, s));
+                let p = k / 2;
+                let x = Var::from_tensor(&rand(&[n, c, h, h], 51, dtype)).unwrap();
+                let w = Var::from_tensor(&rand(&[o, c, k, k], 52, dtype)).unwrap();
+                let a = Var::from_tensor(&rand(&[o], 53, dtype)).unwrap();
+                let b = Var::from_tensor(&rand(&[o], 54, dtype)).unwrap();
+                let ours = kernels::conv2d_affine(&x, &w, s, p, &a, &b, relu).unwrap();
+                let conv = kernels::conv2d(&x, &w, s, p).unwrap();
+                let reference = kernels::channel_affine(&conv, &a, &b, relu).unwrap();
+                let tol = if dtype == DType::F64 { 1e-12 } else { 2e-6 };
+                assert!(rel_l2(&ours, &reference) < tol, "{case}: forward");
+                let g1 = probe(&ours, 55).backward().unwrap();
+                let g2 = probe(&reference, 55).backward().unwrap();
+                for (v, name) in [(&x, "input"), (&w, "weight"), (&a, "scale"), (&b, "shift")] {
+                    let err = rel_l2(g1.get(v).unwrap(), g2.get(v).unwrap());
+                    assert!(err < tol * 10., "{case}: {name} gradient {err}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn winograd_switch_changes_only_the_path() {
     let x = rand(&[2, 8, 33, 34], 41, DType::F32);
