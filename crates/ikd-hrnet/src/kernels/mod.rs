@@ -100,7 +100,8 @@ impl<T: Float> Affine<'_, T> {
             let (a, b) = (self.scale[i % o], self.shift[i % o]);
             for v in plane.iter_mut() {
                 let t = *v * a + b;
-                *v = if self.relu && !(t > T::ZERO) { T::ZERO } else { t };
+                // as the eval batch-norm kernel: anything not above 0 (NaN too) becomes 0
+                *v = if !self.relu || t > T::ZERO { t } else { T::ZERO };
             }
         });
     }
