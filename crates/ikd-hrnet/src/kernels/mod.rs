@@ -7,10 +7,15 @@
 //! (f32 and f64; other devices and dtypes keep candle's ops):
 //!
 //! - [`conv2d`]: any kernel size, stride and padding (HRNet uses 3×3 stride 1 and 2, 1×1 stride
-//!   1): im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
-//!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im and the
-//!   weight gradient as `dY·colᵀ`, both matrix products. A 1×1 stride-1 convolution needs no
-//!   im2col at all.
+//!   1). 3×3 stride-1 f32 convolutions on AVX-512 CPUs run as Winograd's F(2×2, 3×3) (2.25×
+//!   fewer multiplications, [`set_winograd`]), forward and input gradient; everything else as
+//!   im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
+//!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im (or, for
+//!   "same" convolutions, as the convolution of dY with the flipped kernel) and the weight
+//!   gradient as a matrix product of dY and the im2col matrix, summed entry by entry (the
+//!   Winograd weight gradient is opt-in: [`set_winograd_weight_grad`]). A 1×1 stride-1
+//!   convolution needs no im2col at all.
+//! - [`conv2d_affine`]: a convolution followed by eval-mode batch norm (+ ReLU) in one op.
 //! - [`batch_norm_train`]: training-mode batch norm with an optional fused ReLU, forward and
 //!   backward each two passes over the data, statistics accumulated in f64.
 //! - [`channel_affine`]: `x·scale + shift` per channel with an optional fused ReLU (eval-mode
