@@ -201,6 +201,31 @@ mod avx512 {
     /// f32 lanes of a vector: one lane per tile.
     const L: usize = 16;
 
+    /// The mask of the first `n` lanes (all 16 from `n = 16` on).
+    fn first_lanes(n: usize) -> __mmask16 {
+        if n >= L {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as u16
+        }
+    }
+
+    /// Permute indices that pick the even and the odd elements of two vectors (32 floats).
+    #[target_feature(enable = "avx512f")]
+    fn even_odd() -> (__m512i, __m512i) {
+        (
+            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+            _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        )
+    }
+
+    /// Row `2·tx0 ..` of a 16-tile vector: the output pixels in the image (up to 32) as the
+    /// masks of its first and second 16.
+    fn row_masks(w: usize, x0: usize) -> (__mmask16, __mmask16) {
+        let valid = (w - x0).min(2 * L);
+        (first_lanes(valid), first_lanes(valid.saturating_sub(L)))
+    }
+
     /// A pointer the blocks write their disjoint outputs through.
     #[derive(Clone, Copy)]
     struct Out(*mut f32);
@@ -425,12 +450,12 @@ mod avx512 {
         let (idx, masks) = &DEINTERLEAVE;
         for c0 in (0..c).step_by(L) {
             let count = (c - c0).min(L);
-            let mask: __mmask16 = if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+            let mask = first_lanes(count);
             let floats = 9 * count;
             let mut z = [_mm512_setzero_ps(); 9];
             for (j, zj) in z.iter_mut().enumerate() {
                 let n = floats.saturating_sub(j * L).min(L);
-                let m: __mmask16 = if n == L { 0xffff } else { ((1u32 << n) - 1) as u16 };
+                let m = first_lanes(n);
                 // SAFETY: the mask keeps the load inside this row's 9·count floats
                 *zj = unsafe { _mm512_maskz_loadu_ps(m, w_row.as_ptr().add(9 * c0 + j * L)) };
             }
@@ -497,7 +522,7 @@ mod avx512 {
         let lo = task * 16 * L;
         for r0 in (lo..lo + out.len() / 9).step_by(L) {
             let count = (n - r0).min(L);
-            let mask: __mmask16 = if count == L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+            let mask = first_lanes(count);
             let mut m = [_mm512_setzero_ps(); 16];
             for (xi, v) in m.iter_mut().enumerate() {
                 // SAFETY: the unmasked lanes lie inside plane ξ
@@ -674,8 +699,7 @@ mod avx512 {
     ) {
         let d = p.d;
         assert!(mo.len() == 16 * ld && p.vectors * L <= ld);
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let (even, odd) = even_odd();
         for v in 0..p.vectors {
             // the 2×2 output gradients of 16 tiles: [y00, y01, y10, y11]
             let mut y = [_mm512_setzero_ps(); 4];
@@ -683,23 +707,14 @@ mod avx512 {
                 Lanes::Rows { per_row } => {
                     let (n, ty, tx0) = p.row_vector(v, per_row);
                     let x0 = 2 * tx0;
-                    let valid = (d.w - x0).min(2 * L);
-                    let k_lo: __mmask16 =
-                        if valid >= L { 0xffff } else { ((1u32 << valid) - 1) as u16 };
-                    let k_hi: __mmask16 = if valid >= 2 * L {
-                        0xffff
-                    } else if valid > L {
-                        ((1u32 << (valid - L)) - 1) as u16
-                    } else {
-                        0
-                    };
+                    let (k_lo, k_hi) = row_masks(d.w, x0);
                     for i in 0..2 {
                         let oy = 2 * ty + i;
                         if oy >= d.h {
                             break;
                         }
                         let base = ((n * d.o + o) * d.h + oy) * d.w + x0;
-                        assert!(base + valid <= dy.len());
+                        assert!(base + (d.w - x0).min(2 * L) <= dy.len());
                         // SAFETY: the masks keep the loads inside row oy (asserted above)
                         let (a, b) = unsafe {
                             let s = dy.as_ptr().add(base);
@@ -1007,8 +1022,7 @@ mod avx512 {
         let (plane, wp) = (p.hp * p.wp, p.wp);
         let c_n = vb.len() / (16 * nbt);
         assert!(c_lo + c_n <= p.d.c);
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let (even, odd) = even_odd();
         for v in 0..nbv {
             let (n, ty, tx0) = p.row_vector(v0 + v, per_row);
             for c in 0..c_n {
@@ -1146,15 +1160,7 @@ mod avx512 {
         let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let x0 = 2 * tx0;
-        let valid = (d.w - x0).min(2 * L);
-        let k_lo: __mmask16 = if valid >= L { 0xffff } else { (1u32 << valid) as u16 - 1 };
-        let k_hi: __mmask16 = if valid >= 2 * L {
-            0xffff
-        } else if valid > L {
-            (1u32 << (valid - L)) as u16 - 1
-        } else {
-            0
-        };
+        let (k_lo, k_hi) = row_masks(d.w, x0);
         for i in 0..2 {
             let oy = 2 * ty + i;
             if oy >= d.h {
