@@ -256,10 +256,7 @@ impl candle_core::CustomOp3 for BnTrainOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2, s3, l3),
             CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2, s3, l3),
-            _ => candle_core::bail!(
-                "ikd batch-norm: f32 or f64 only, got {:?}",
-                candle_core::backend::BackendStorage::dtype(s1)
-            ),
+            _ => Err(super::unsupported_dtype("ikd batch-norm", s1)),
         }
     }
 
@@ -443,10 +440,7 @@ impl candle_core::CustomOp3 for AffineOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2, s3, l3),
             CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2, s3, l3),
-            _ => candle_core::bail!(
-                "ikd channel-affine: f32 or f64 only, got {:?}",
-                candle_core::backend::BackendStorage::dtype(s1)
-            ),
+            _ => Err(super::unsupported_dtype("ikd channel-affine", s1)),
         }
     }
 

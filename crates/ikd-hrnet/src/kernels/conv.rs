@@ -477,10 +477,7 @@ impl candle_core::CustomOp2 for Conv2dOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2),
             CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2),
-            _ => candle_core::bail!(
-                "ikd-conv2d: f32 or f64 only, got {:?}",
-                candle_core::backend::BackendStorage::dtype(s1)
-            ),
+            _ => Err(super::unsupported_dtype("ikd-conv2d", s1)),
         }
     }
 
@@ -618,10 +615,7 @@ impl candle_core::CustomOp3 for Conv2dAffineOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>((s1, l1), (s2, l2), (s3, l3)),
             CpuStorage::F64(_) => self.fwd::<f64>((s1, l1), (s2, l2), (s3, l3)),
-            _ => candle_core::bail!(
-                "ikd-conv2d-affine: f32 or f64 only, got {:?}",
-                candle_core::backend::BackendStorage::dtype(s1)
-            ),
+            _ => Err(super::unsupported_dtype("ikd-conv2d-affine", s1)),
         }
     }
 

@@ -58,10 +58,7 @@ impl candle_core::CustomOp2 for AddReluOp {
         match s1 {
             CpuStorage::F32(_) => Self::fwd::<f32>(s1, l1, s2, l2),
             CpuStorage::F64(_) => Self::fwd::<f64>(s1, l1, s2, l2),
-            _ => candle_core::bail!(
-                "ikd add-relu: f32 or f64 only, got {:?}",
-                candle_core::backend::BackendStorage::dtype(s1)
-            ),
+            _ => Err(super::unsupported_dtype("ikd add-relu", s1)),
         }
     }
 
@@ -171,10 +168,7 @@ impl candle_core::CustomOp1 for UpsampleOp {
         match s {
             CpuStorage::F32(_) => self.fwd::<f32>(s, l),
             CpuStorage::F64(_) => self.fwd::<f64>(s, l),
-            _ => candle_core::bail!(
-                "ikd upsample: f32 or f64 only, got {:?}",
-                candle_core::backend::BackendStorage::dtype(s)
-            ),
+            _ => Err(super::unsupported_dtype("ikd upsample", s)),
         }
     }
 

@@ -196,6 +196,12 @@ float!(
     |_: &[f64], _: &[f64], _: &winograd::Dims| None
 );
 
+/// The error of a kernel's `cpu_fwd` called on a dtype other than f32 and f64.
+pub(crate) fn unsupported_dtype(op: &str, s: &CpuStorage) -> candle_core::Error {
+    let dtype = candle_core::backend::BackendStorage::dtype(s);
+    candle_core::Error::Msg(format!("{op}: f32 or f64 only, got {dtype:?}")).bt()
+}
+
 /// A contiguous CPU slice of a tensor's storage.
 pub(crate) fn slice<'a, T: Float>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
     let data = T::cpu_storage_as_slice(s)?;
