@@ -12,8 +12,9 @@
 //!   im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
 //!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im (or, for
 //!   "same" convolutions, as the convolution of dY with the flipped kernel) and the weight
-//!   gradient as a matrix product of dY and the im2col matrix, summed entry by entry (the
-//!   Winograd weight gradient is opt-in: [`set_winograd_weight_grad`]). A 1×1 stride-1
+//!   gradient as a matrix product of dY and the im2col matrix (3×3 stride-1 f32 ones on images
+//!   of at least [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] pixels by Winograd too:
+//!   [`set_winograd_weight_grad`]). A 1×1 stride-1
 //!   convolution needs no im2col at all.
 //! - [`conv2d_affine`]: a convolution followed by eval-mode batch norm (+ ReLU) in one op.
 //! - [`batch_norm_train`]: training-mode batch norm with an optional fused ReLU, forward and
@@ -43,6 +44,7 @@ pub use conv::{conv2d, conv2d_affine};
 pub use elementwise::{add_relu, upsample_nearest};
 pub use winograd::{
     set_winograd, set_winograd_weight_grad, winograd_enabled, winograd_weight_grad_enabled,
+    WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
 };
 
 static ENABLED: AtomicBool = AtomicBool::new(true);

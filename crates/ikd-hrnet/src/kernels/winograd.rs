@@ -47,31 +47,47 @@ pub fn winograd_enabled() -> bool {
         && cpu_has_avx512()
 }
 
-static WEIGHT_GRAD: AtomicBool = AtomicBool::new(false);
+static WEIGHT_GRAD: AtomicBool = AtomicBool::new(true);
 
-/// Turns the Winograd weight gradient of 3×3 stride-1 convolutions on or off (default off;
-/// `IKD_WINOGRAD_WEIGHT_GRAD=1` in the environment also turns it on). On, training steps are
-/// faster (hrnet_w32 256²: the weight gradients of the 3×3 stride-1 convolutions take 2.25×
-/// fewer multiplications), but its rounding errors scale with each filter's largest entries
-/// rather than each entry: Adam, which normalises every entry, turns them into visible
-/// differences, and the 12-step PyTorch trajectory no longer matches to 1e-4 (1e-2 after 12
-/// steps). Off, the weight gradient is summed directly as PyTorch sums it. The forward pass and
-/// the input gradient do not have this problem and follow [`set_winograd`] alone.
+/// The smallest image side (height and width) whose 3×3 weight gradients take the Winograd
+/// path; smaller images sum them directly.
+///
+/// Why: where a tap of a filter only ever meets zero inputs (ReLU zeros along a border, frequent
+/// on small maps, where each tap sees few positions), the direct sum is exactly 0, while
+/// Winograd's transforms mix neighbouring pixels and leave rounding noise of the size of the
+/// filter's largest entries; Adam divides each entry by its own running magnitude, so that noise
+/// becomes a step of up to the learning rate (on the PyTorch trajectory fixture's 2-pixel maps:
+/// 1536 of 9216 entries exactly 0 directly, noise with Winograd, weights 3.6e-4 apart after one
+/// step at lr 1e-3). And the fixture's hard-pixel selection is sensitive: with the Winograd
+/// weight gradient from 16 pixels on, loss and margins of all 12 steps stay within 1.4e-6 of
+/// PyTorch (1.0e-6 summed directly); from 8 pixels on, one pixel's selection flips at step 7
+/// (margin 1.2e-4 off, up to 5.6e-3 later). Winograd's gain is also smallest on small maps.
 ///
 /// ```
-/// ikd_hrnet::kernels::set_winograd_weight_grad(true);
-/// assert_eq!(
-///     ikd_hrnet::kernels::winograd_weight_grad_enabled(),
-///     ikd_hrnet::kernels::winograd_enabled()
-/// );
+/// // hrnet_w32 at 256²: branches of 64, 32 and 16 pixels take it, the 8-pixel branch does not
+/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_WEIGHT_GRAD_MIN_SIDE, 16);
+/// ```
+pub const WINOGRAD_WEIGHT_GRAD_MIN_SIDE: usize = 16;
+
+/// Turns the Winograd weight gradient of 3×3 stride-1 convolutions on or off (default on;
+/// `IKD_WINOGRAD_WEIGHT_GRAD=0` in the environment also turns it off). On, images at least
+/// [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] pixels high and wide take it: 2.25× fewer multiplications
+/// than the direct sum (`dY·colᵀ`), rounding within a few ulp of it (see
+/// [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] for why smaller images do not). Off, every weight gradient
+/// is summed directly, as PyTorch sums it. The forward pass and the input gradient follow
+/// [`set_winograd`] alone.
+///
+/// ```
 /// ikd_hrnet::kernels::set_winograd_weight_grad(false);
 /// assert!(!ikd_hrnet::kernels::winograd_weight_grad_enabled());
+/// ikd_hrnet::kernels::set_winograd_weight_grad(true);
 /// ```
 pub fn set_winograd_weight_grad(on: bool) {
     WEIGHT_GRAD.store(on, Ordering::Relaxed);
 }
 
-/// Whether the weight gradients of 3×3 stride-1 f32 convolutions take the Winograd path (see
+/// Whether the weight gradients of 3×3 stride-1 f32 convolutions on images of at least
+/// [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] pixels take the Winograd path (see
 /// [`set_winograd_weight_grad`]); never without [`winograd_enabled`].
 ///
 /// ```
@@ -80,11 +96,11 @@ pub fn set_winograd_weight_grad(on: bool) {
 /// }
 /// ```
 pub fn winograd_weight_grad_enabled() -> bool {
-    static ENV_ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = WEIGHT_GRAD.load(Ordering::Relaxed)
-        || *ENV_ON
-            .get_or_init(|| std::env::var("IKD_WINOGRAD_WEIGHT_GRAD").is_ok_and(|v| v == "1"));
-    on && winograd_enabled()
+    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    WEIGHT_GRAD.load(Ordering::Relaxed)
+        && !*ENV_OFF
+            .get_or_init(|| std::env::var("IKD_WINOGRAD_WEIGHT_GRAD").is_ok_and(|v| v == "0"))
+        && winograd_enabled()
 }
 
 fn cpu_has_avx512() -> bool {
@@ -151,9 +167,14 @@ pub(crate) fn input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>>
 /// The weight gradient `(o, c, 3, 3)` of the same convolution from its input `x` and output
 /// gradient `dy`: `dU[ξ] = Σ_tiles (A·dY·Aᵀ)[ξ] · V[ξ]ᵀ`, then `dW = Gᵀ·dU·G`, the adjoint of
 /// the forward transforms (so 2.25× fewer multiplications than `dY·colᵀ` as well). `None`
-/// where [`conv3x3`] would be `None` or [`winograd_weight_grad_enabled`] is off.
+/// where [`conv3x3`] would be `None`, [`winograd_weight_grad_enabled`] is off or the image is
+/// smaller than [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`].
 pub(crate) fn weight_grad3x3(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
-    if !winograd_weight_grad_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
+    if !winograd_weight_grad_enabled()
+        || d.h.min(d.w) < WINOGRAD_WEIGHT_GRAD_MIN_SIDE
+        || d.n * d.c * d.h * d.w == 0
+        || d.o == 0
+    {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -193,6 +214,7 @@ mod avx512 {
 
     use rayon::prelude::*;
 
+    use super::super::gemm::{matmul, Mat, Parallelism};
     use super::super::Affine;
     use super::{with_big, Dims};
 
@@ -358,23 +380,19 @@ mod avx512 {
         let pad_len = padded_len(&p)?;
         assert_eq!(dy.len(), d.n * d.o * d.h * d.w, "winograd: output gradient length");
         // every tile at once: one block of all vectors, rows one vector longer than the tiles
-        // (`ld`) so that the rows the dot products stream together do not share cache sets
+        // (`ld`) so that rows read together do not share cache sets
         let all = Plan { nb: p.vectors + 1, blocks: 1, ..p };
         let tp = p.vectors * L;
         let ld = tp + L;
-        // channels padded with zero rows to the 4×4 blocks of the dot products and the 8 rows
-        // of the micro-kernel
-        let (o4, c4) = (d.o.div_ceil(MR) * MR, d.c.div_ceil(4) * 4);
         let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
-        let (v_len, m_len) = (c4 * 16 * ld, o4 * 16 * ld);
-        let du = with_big(pad_len + v_len + m_len, |big| {
+        let (v_len, m_len, du_len) = (d.c * 16 * ld, d.o * 16 * ld, 16 * d.o * d.c);
+        Some(with_big(pad_len + v_len + m_len + du_len, |big| {
             let (pad, rest) = big.split_at_mut(pad_len);
-            let (v, m) = rest.split_at_mut(v_len);
+            let (v, rest) = rest.split_at_mut(v_len);
+            let (m, du) = rest.split_at_mut(m_len);
             fill_padded(x, &p, pad);
             let pad = &*pad;
-            v[d.c * 16 * ld..].fill(0.);
-            m[d.o * 16 * ld..].fill(0.);
-            v[..d.c * 16 * ld].par_chunks_mut(16 * ld * per).enumerate().for_each(|(k, chunk)| {
+            v.par_chunks_mut(16 * ld * per).enumerate().for_each(|(k, chunk)| {
                 // SAFETY: AVX-512F was detected (winograd_enabled)
                 unsafe { transform_block(&all, pad, 0, k * per, chunk) }
             });
@@ -382,20 +400,21 @@ mod avx512 {
                 Lanes::Flat => flat_lanes(&all, 0, p.vectors).1,
                 Lanes::Rows { .. } => Vec::new(),
             };
-            m[..d.o * 16 * ld].par_chunks_mut(16 * ld).enumerate().for_each(|(o, mo)| {
+            m.par_chunks_mut(16 * ld).enumerate().for_each(|(o, mo)| {
                 // SAFETY: AVX-512F was detected (winograd_enabled)
                 unsafe { grad_transform(&p, dy, &org, o, mo, ld) }
             });
-            if p.vectors >= 16 {
-                dots_du(*d, v, m, ld, tp)
-            } else {
-                // under 256 tiles the dot products are too short to pay for their reductions
-                small_du(*d, v, m, ld, tp)
-            }
-        });
-        // dW = Gᵀ·dU·G per filter
-        // SAFETY: AVX-512F was detected (winograd_enabled)
-        Some(unsafe { filter_grads(&du, d.o, d.c) })
+            // dU[ξ] (O×C) = dM[ξ] (O×T) · V[ξ]ᵀ (T×C): one packed matrix product per ξ (the
+            // lanes past the last tile are zero in dM)
+            du.par_chunks_mut(d.o * d.c).enumerate().for_each(|(xi, out)| {
+                let lhs = Mat { data: &m[xi * ld..], rs: 16 * ld, cs: 1 };
+                let rhs = Mat { data: &v[xi * ld..], rs: 1, cs: 16 * ld };
+                matmul(d.o, d.c, tp, out, d.c, false, lhs, rhs, Parallelism::None);
+            });
+            // dW = Gᵀ·dU·G per filter
+            // SAFETY: AVX-512F was detected (winograd_enabled)
+            unsafe { filter_grads(du, d.o, d.c) }
+        }))
     }
 
     /// For each tap `k`, where lane `l` of the 16 filters `9l + k` lies among nine loaded
@@ -508,16 +527,24 @@ mod avx512 {
     fn filter_grads(du: &[f32], o: usize, c: usize) -> Vec<f32> {
         let n = o * c;
         assert_eq!(du.len(), 16 * n);
-        let mut dw = vec![0f32; 9 * n];
-        dw.par_chunks_mut(9 * 16 * L)
+        let mut dw = Vec::with_capacity(9 * n);
+        dw.spare_capacity_mut()[..9 * n]
+            .par_chunks_mut(9 * 16 * L)
             .enumerate()
             .for_each(|(task, out)| filter_grads_task(du, n, task, out));
+        // SAFETY: the tasks wrote all 9·n elements (each writes every element of its chunk)
+        unsafe { dw.set_len(9 * n) };
         dw
     }
 
     /// Task `task` of [`filter_grads`]: the gradients of filters `16·16·task ..` into `out`.
     #[target_feature(enable = "avx512f")]
-    fn filter_grads_task(du: &[f32], n: usize, task: usize, out: &mut [f32]) {
+    fn filter_grads_task(
+        du: &[f32],
+        n: usize,
+        task: usize,
+        out: &mut [std::mem::MaybeUninit<f32>],
+    ) {
         let half = _mm512_set1_ps(0.5);
         let lo = task * 16 * L;
         for r0 in (lo..lo + out.len() / 9).step_by(L) {
@@ -554,7 +581,7 @@ mod avx512 {
             let at = (r0 - lo) * 9;
             for l in 0..count {
                 for (k, gk) in g.iter().enumerate() {
-                    out[at + l * 9 + k] = gk[l];
+                    out[at + l * 9 + k].write(gk[l]);
                 }
             }
         }
@@ -572,118 +599,6 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn filter_grads_for_test(du: &[f32]) -> Vec<f32> {
         filter_grads(du, 1, 1)
-    }
-
-    /// The 4×4 dot products `Σ_t a[i·ld + t] · b[j·ld + t]` over `t < n` (a multiple of 16).
-    #[target_feature(enable = "avx512f")]
-    fn dots(a: &[f32], b: &[f32], ld: usize, n: usize) -> [[f32; 4]; 4] {
-        assert!(n.is_multiple_of(L) && a.len() >= 3 * ld + n && b.len() >= 3 * ld + n);
-        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-        let (ap, bp) = (a.as_ptr(), b.as_ptr());
-        // plain loops (closures would not inherit the target feature and stay calls)
-        for t in (0..n).step_by(L) {
-            let mut av = [_mm512_setzero_ps(); 4];
-            let mut bv = [_mm512_setzero_ps(); 4];
-            for i in 0..4 {
-                // SAFETY: in bounds (asserted above)
-                unsafe {
-                    av[i] = _mm512_loadu_ps(ap.add(i * ld + t));
-                    bv[i] = _mm512_loadu_ps(bp.add(i * ld + t));
-                }
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                for (j, s) in row.iter_mut().enumerate() {
-                    *s = _mm512_fmadd_ps(av[i], bv[j], *s);
-                }
-            }
-        }
-        let mut out = [[0f32; 4]; 4];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            for (v, &s) in o.iter_mut().zip(a) {
-                *v = _mm512_reduce_add_ps(s);
-            }
-        }
-        out
-    }
-
-    /// `dU[ξ][o][c] = Σ_t dM[o][ξ][t] · V[c][ξ][t]` in 4×4 blocks of dot products over the
-    /// tiles (`m`, `v`: rows of `ld` floats, `tp` of them tiles; rows past O and C zero).
-    fn dots_du(d: Dims, v: &[f32], m: &[f32], ld: usize, tp: usize) -> Vec<f32> {
-        let (o4, c4) = (d.o.div_ceil(4) * 4, d.c.div_ceil(4) * 4);
-        let mut du = vec![0f32; 16 * d.o * d.c];
-        let rows: Vec<(usize, usize)> =
-            (0..16).flat_map(|xi| (0..o4 / 4).map(move |ob| (xi, ob))).collect();
-        let blocks: Vec<Vec<[[f32; 4]; 4]>> = rows
-            .par_iter()
-            .map(|&(xi, ob)| {
-                (0..c4 / 4)
-                    .map(|cb| {
-                        let a = &m[(ob * 4 * 16 + xi) * ld..];
-                        let b = &v[(cb * 4 * 16 + xi) * ld..];
-                        // SAFETY: AVX-512F was detected (winograd_enabled)
-                        unsafe { dots(a, b, 16 * ld, tp) }
-                    })
-                    .collect()
-            })
-            .collect();
-        for (&(xi, ob), row) in rows.iter().zip(&blocks) {
-            for (cb, blk) in row.iter().enumerate() {
-                for (i, r) in blk.iter().enumerate() {
-                    let o = ob * 4 + i;
-                    for (j, &val) in r.iter().enumerate() {
-                        let c = cb * 4 + j;
-                        if o < d.o && c < d.c {
-                            du[(xi * d.o + o) * d.c + c] = val;
-                        }
-                    }
-                }
-            }
-        }
-        du
-    }
-
-    /// The same `dU` for few tiles: `V` transposed (channels contiguous), then per ξ the
-    /// micro-kernel over the tiles, 8 output channels × 32 input channels at a time.
-    fn small_du(d: Dims, v: &[f32], m: &[f32], ld: usize, tp: usize) -> Vec<f32> {
-        let c16 = d.c.div_ceil(L) * L;
-        let obn = d.o.div_ceil(MR);
-        let mut vt = vec![0f32; 16 * tp * c16];
-        vt.par_chunks_mut(tp * c16).enumerate().for_each(|(xi, plane)| {
-            for c in 0..d.c {
-                let row = &v[(c * 16 + xi) * ld..(c * 16 + xi) * ld + tp];
-                for (t, &val) in row.iter().enumerate() {
-                    plane[t * c16 + c] = val;
-                }
-            }
-        });
-        let mut out = vec![0f32; 16 * obn * MR * c16];
-        out.par_chunks_mut(MR * c16).enumerate().for_each(|(row, mo)| {
-            let (xi, ob) = (row / obn, row % obn);
-            let u = &m[(ob * MR * 16 + xi) * ld..];
-            let vx = &vt[xi * tp * c16..(xi + 1) * tp * c16];
-            let cv = c16 / L;
-            let mut j = 0;
-            // SAFETY (both calls): AVX-512F was detected (winograd_enabled)
-            while j + 2 <= cv {
-                unsafe {
-                    kernel::<2>((u, 16 * ld, 1), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
-                };
-                j += 2;
-            }
-            if j < cv {
-                unsafe {
-                    kernel::<1>((u, 16 * ld, 1), tp, (&vx[j * L..], c16), (&mut mo[j * L..], c16))
-                };
-            }
-        });
-        let mut du = vec![0f32; 16 * d.o * d.c];
-        for (xi, plane) in du.chunks_mut(d.o * d.c).enumerate() {
-            for (o, row) in plane.chunks_mut(d.c).enumerate() {
-                let at = (xi * obn * MR + o) * c16;
-                row.copy_from_slice(&out[at..at + d.c]);
-            }
-        }
-        du
     }
 
     /// `dM = A·dY·Aᵀ` (the adjoint of the output transform) of every tile for output channel

@@ -309,7 +309,8 @@ fn conv2d_sweep_of_small_geometries_matches_candle_and_finite_differences() {
 /// f64 convolution: both lane layouts (tile rows for images at least 31 pixels wide, tiles in
 /// order otherwise), odd and non-square sizes, channel counts off the 8-channel groups, and few
 /// tiles with many channels (the products split over channel groups); the weight gradient on
-/// its opt-in Winograd path (dot products from 256 tiles on, the micro-kernel below).
+/// its Winograd path where the image is at least `WINOGRAD_WEIGHT_GRAD_MIN_SIDE` pixels, summed
+/// directly below that.
 #[test]
 fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
     let cases: &[(usize, usize, usize, usize, usize)] = &[
@@ -323,9 +324,8 @@ fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
         (2, 256, 4, 4, 24),
         (1, 40, 16, 16, 40),
         (8, 3, 30, 30, 4),
+        (2, 96, 16, 17, 80),
     ];
-    // the weight gradient's Winograd path is opt-in; this test is the one that switches it
-    kernels::set_winograd_weight_grad(true);
     for &(n, c, h, w, o) in cases {
         let case = format!("{:?}", (n, c, h, w, o));
         let x64 = Var::from_tensor(&rand(&[n, c, h, w], 31, DType::F64)).unwrap();
@@ -343,7 +343,42 @@ fn winograd_conv3x3_matches_the_f64_reference_values_and_gradients() {
             assert!(err < 2e-6, "{case}: {name} gradient {err}");
         }
     }
+}
+
+/// The weight gradient of a tap that only meets zero inputs: a channel that is non-zero in its
+/// first row only never reaches the bottom row of taps. Summed directly (images under
+/// `WINOGRAD_WEIGHT_GRAD_MIN_SIDE`, or the Winograd weight gradient switched off) those entries
+/// are exactly zero, as Adam needs them; on the Winograd path they are rounding noise.
+#[test]
+fn taps_that_only_meet_zeros_get_exact_zero_weight_gradients_below_the_winograd_size() {
+    let bottom_taps = |side: usize| {
+        let mut v = vec![0f32; 2 * side * side];
+        for (i, x) in v.iter_mut().enumerate() {
+            let (ch, row) = (i / (side * side), i / side % side);
+            if ch == 0 || row == 0 {
+                *x = ((i * 7 % 13) as f32 - 6.) / 5.;
+            }
+        }
+        let x = Var::from_tensor(&Tensor::from_vec(v, (1, 2, side, side), &Device::Cpu).unwrap())
+            .unwrap();
+        let w = Var::from_tensor(&rand(&[3, 2, 3, 3], 61, DType::F32)).unwrap();
+        let g = probe(&kernels::conv2d(&x, &w, 1, 1).unwrap(), 62).backward().unwrap();
+        let dw = g.get(&w).unwrap();
+        // input channel 1, taps (2, 0..3)
+        let taps = dw.narrow(1, 1, 1).unwrap().narrow(2, 2, 1).unwrap();
+        let largest = dw.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        (taps.flatten_all().unwrap().to_vec1::<f32>().unwrap(), largest)
+    };
+    let small = kernels::WINOGRAD_WEIGHT_GRAD_MIN_SIDE - 1;
+    let (taps, _) = bottom_taps(small);
+    assert!(taps.iter().all(|&t| t == 0.), "{small}²: {taps:?}");
+    let large = kernels::WINOGRAD_WEIGHT_GRAD_MIN_SIDE;
+    let (taps, largest) = bottom_taps(large);
+    assert!(taps.iter().all(|t| t.abs() <= 1e-6 * largest), "{large}²: {taps:?}");
     kernels::set_winograd_weight_grad(false);
+    let (taps, _) = bottom_taps(large);
+    kernels::set_winograd_weight_grad(true);
+    assert!(taps.iter().all(|&t| t == 0.), "{large}², switched off: {taps:?}");
 }
 
 /// The fused convolution + eval batch norm (+ ReLU) against the two ops it replaces: values and
