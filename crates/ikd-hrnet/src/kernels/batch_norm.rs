@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{masked, slice, sum_f64, tensor, with_cpu, Float};
+use super::{masked, slice, sum_f64, tensor, with_cpu, Float, Sink};
 
 /// Per-channel batch statistics of a training-mode batch norm.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,19 +64,16 @@ fn per_channel<R: Send>(c: usize, total: usize, f: impl Fn(usize) -> R + Sync + 
     }
 }
 
-/// `out[i] = f(channel, &chunks)` over the contiguous `hw` chunks of `(N, C, HW)` data.
-fn map_chunks<T: Float>(
-    out: &mut [T],
+/// A new `(N, C, HW)` tensor of `len` elements whose plane `i` (channel `i % C`) `f(channel,
+/// i, sink)` writes in full (see [`super::filled`]).
+fn planes<T: Float>(
+    len: usize,
     c: usize,
     hw: usize,
-    f: impl Fn(usize, usize, &mut [T]) + Sync + Send,
-) {
-    if out.len() >= MIN_PAR {
-        let min = (MIN_PAR / 4 / hw.max(1)).max(1);
-        out.par_chunks_mut(hw).with_min_len(min).enumerate().for_each(|(i, o)| f(i % c, i, o));
-    } else {
-        out.chunks_mut(hw).enumerate().for_each(|(i, o)| f(i % c, i, o));
-    }
+    f: impl Fn(usize, usize, &mut Sink<'_, T>) + Sync + Send,
+) -> Vec<T> {
+    let min = (MIN_PAR / 4 / hw.max(1)).max(1);
+    super::filled(len, hw, (len >= MIN_PAR, min), |i, o| f(i % c, i, o))
 }
 
 /// Sum of `a[i]·b[i]` in f64, eight accumulators.
@@ -109,22 +106,22 @@ fn sq_dev_f64<T: Float>(a: &[T], m: f64) -> f64 {
 
 /// `y = x·scale[c] + shift[c]`, then ReLU if asked.
 fn affine<T: Float>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T], relu: bool) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
-    map_chunks(&mut y, c, hw, |ch, i, o| {
+    planes(x.len(), c, hw, |ch, i, o| {
         let (a, b) = (scale[ch], shift[ch]);
         let xi = &x[i * hw..(i + 1) * hw];
         if relu {
-            for (o, &v) in o.iter_mut().zip(xi) {
+            o.map(xi, |v| {
                 let t = v * a + b;
-                *o = if t > T::ZERO { t } else { T::ZERO };
-            }
+                if t > T::ZERO {
+                    t
+                } else {
+                    T::ZERO
+                }
+            });
         } else {
-            for (o, &v) in o.iter_mut().zip(xi) {
-                *o = v * a + b;
-            }
+            o.map(xi, |v| v * a + b);
         }
-    });
-    y
+    })
 }
 
 #[derive(Debug)]
@@ -223,13 +220,10 @@ impl BnTrainOp {
                         cb.push(T::from_f64(-a * invstd * mgx));
                         cc.push(T::from_f64(a * (invstd * mgx * mean - mg)));
                     }
-                    let mut dx = vec![T::ZERO; xs.len()];
-                    map_chunks(&mut dx, c, hw, |ch, i, o| {
+                    let dx = planes(xs.len(), c, hw, |ch, i, o| {
                         let (a, b, k) = (ca[ch], cb[ch], cc[ch]);
                         let r = i * hw..(i + 1) * hw;
-                        for ((o, &gv), &xv) in o.iter_mut().zip(&g[r.clone()]).zip(&xs[r]) {
-                            *o = a * gv + b * xv + k;
-                        }
+                        o.map2(&g[r.clone()], &xs[r], |gv, xv| a * gv + b * xv + k);
                     });
                     Ok((dx, dgamma, dbeta))
                 })
@@ -406,12 +400,9 @@ impl AffineOp {
                         });
                         (sg, sgx)
                     });
-                    let mut dx = vec![T::ZERO; xs.len()];
-                    map_chunks(&mut dx, c, hw, |ch, i, o| {
+                    let dx = planes(xs.len(), c, hw, |ch, i, o| {
                         let a = ss[ch];
-                        for (o, &gv) in o.iter_mut().zip(&g[i * hw..(i + 1) * hw]) {
-                            *o = a * gv;
-                        }
+                        o.map(&g[i * hw..(i + 1) * hw], |gv| a * gv);
                     });
                     let da = sums.iter().map(|s| T::from_f64(s.1)).collect();
                     let db = sums.iter().map(|s| T::from_f64(s.0)).collect();

@@ -286,7 +286,6 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geom, epi: Option<&Affine<'_, T>>) ->
 /// Input and weight gradients from the output gradient `dy`.
 fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) {
     let (k, p) = (g.k(), g.p());
-    let mut dx = vec![T::ZERO; g.n * g.in_len()];
     let (per, par) = plan(g.n);
     // A stride-1 convolution with "same" padding: its input gradient is the convolution of
     // dY with the flipped, transposed kernel and the same padding — the forward path, whose
@@ -298,13 +297,11 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
         && g.kw == 2 * g.pad + 1
         && (g.ho, g.wo) == (g.h, g.w);
     // the Winograd path (3×3, stride 1, padding 1), for the whole batch at once
-    let dx_done = match g.winograd_dims().and_then(|d| T::winograd3x3_input_grad(dy, w, &d)) {
-        Some(v) => {
-            dx = v;
-            true
-        }
-        None => false,
-    };
+    let (mut dx, dx_done) =
+        match g.winograd_dims().and_then(|d| T::winograd3x3_input_grad(dy, w, &d)) {
+            Some(v) => (v, true),
+            None => (vec![T::ZERO; g.n * g.in_len()], false),
+        };
     if dx_done {
         if let Some(dw) = g.winograd_dims().and_then(|d| T::winograd3x3_weight_grad(x, dy, &d)) {
             return (dx, dw);

@@ -22,18 +22,17 @@ impl AddReluOp {
             candle_core::bail!("add-relu: shapes differ, {:?} and {:?}", l1.dims(), l2.dims())
         }
         let (a, b) = (slice::<T>(s1, l1, "add-relu")?, slice::<T>(s2, l2, "add-relu")?);
-        let mut y = vec![T::ZERO; a.len()];
-        let f = |(o, (a, b)): (&mut [T], (&[T], &[T]))| {
-            for ((o, &x), &z) in o.iter_mut().zip(a).zip(b) {
+        let y = super::filled(a.len(), CHUNK, (a.len() >= MIN_PAR, 1), |i, o| {
+            let r = i * CHUNK..((i + 1) * CHUNK).min(a.len());
+            o.map2(&a[r.clone()], &b[r], |x, z| {
                 let t = x + z;
-                *o = if t > T::ZERO { t } else { T::ZERO };
-            }
-        };
-        if a.len() >= MIN_PAR {
-            y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(f);
-        } else {
-            f((&mut y, (a, b)));
-        }
+                if t > T::ZERO {
+                    t
+                } else {
+                    T::ZERO
+                }
+            });
+        });
         Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
     }
 

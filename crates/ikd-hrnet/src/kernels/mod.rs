@@ -29,9 +29,11 @@
 //! gradient tests against candle's reference ops and central finite differences
 //! (`tests/it/kernels.rs`). [`set_enabled`] switches them off to compare with candle's ops.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
+use rayon::prelude::*;
 
 mod batch_norm;
 mod conv;
@@ -199,6 +201,64 @@ float!(
 );
 
 /// The error of a kernel's `cpu_fwd` called on a dtype other than f32 and f64.
+/// One chunk of a [`filled`] output, written front to back; it counts what was written so that
+/// [`filled`] can check the chunk is complete.
+pub(crate) struct Sink<'a, T> {
+    buf: &'a mut [MaybeUninit<T>],
+    n: usize,
+}
+
+impl<T: Copy> Sink<'_, T> {
+    /// Appends `f(a[i])` for each `a[i]` (as many as the chunk still has room for).
+    pub fn map(&mut self, a: &[T], f: impl Fn(T) -> T) {
+        let rest = &mut self.buf[self.n..];
+        let k = rest.len().min(a.len());
+        for (o, &x) in rest[..k].iter_mut().zip(&a[..k]) {
+            o.write(f(x));
+        }
+        self.n += k;
+    }
+
+    /// Appends `f(a[i], b[i])` for each pair (as many as the chunk still has room for).
+    pub fn map2(&mut self, a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
+        let rest = &mut self.buf[self.n..];
+        let k = rest.len().min(a.len()).min(b.len());
+        for ((o, &x), &y) in rest[..k].iter_mut().zip(&a[..k]).zip(&b[..k]) {
+            o.write(f(x, y));
+        }
+        self.n += k;
+    }
+}
+
+/// A vector of `len` elements whose chunk `i` (`chunk` elements; the last may be shorter) is
+/// written by `f(i, sink)`, over rayon's pool (at least `min_chunks` per task) where `par`,
+/// without zero-filling it first: the zero fill of outputs that are written in full anyway
+/// showed as a few per cent of a training step. Panics if `f` leaves a chunk short.
+#[allow(unsafe_code)]
+pub(crate) fn filled<T: Copy + Send>(
+    len: usize,
+    chunk: usize,
+    (par, min_chunks): (bool, usize),
+    f: impl Fn(usize, &mut Sink<'_, T>) + Sync + Send,
+) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    let run = |(i, buf): (usize, &mut [MaybeUninit<T>])| {
+        let mut sink = Sink { buf, n: 0 };
+        f(i, &mut sink);
+        assert_eq!(sink.n, sink.buf.len(), "kernels: output chunk {i} left short");
+    };
+    let out = &mut v.spare_capacity_mut()[..len];
+    if par {
+        out.par_chunks_mut(chunk.max(1)).with_min_len(min_chunks.max(1)).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(chunk.max(1)).enumerate().for_each(run);
+    }
+    // SAFETY: every chunk of the first `len` elements was written in full (checked above; a
+    // panic there leaves the vector empty)
+    unsafe { v.set_len(len) };
+    v
+}
+
 pub(crate) fn unsupported_dtype(op: &str, s: &CpuStorage) -> candle_core::Error {
     let dtype = candle_core::backend::BackendStorage::dtype(s);
     candle_core::Error::Msg(format!("{op}: f32 or f64 only, got {dtype:?}")).bt()
@@ -278,4 +338,26 @@ pub(crate) fn sum_f64<T: Float>(xs: &[T]) -> f64 {
         }
     }
     acc.iter().sum::<f64>() + rest.iter().map(|v| v.to_f64()).sum::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filled_writes_every_chunk_in_order_and_rejects_a_short_one() {
+        let src: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        for par in [false, true] {
+            let v = filled(100, 7, (par, 2), |i, o| {
+                let r = i * 7..((i + 1) * 7).min(100);
+                o.map2(&src[r.clone()], &src[r], |a, b| a + b);
+            });
+            assert_eq!(v, src.iter().map(|x| 2. * x).collect::<Vec<_>>());
+        }
+        // a chunk left one element short panics instead of exposing an unwritten element
+        let short = std::panic::catch_unwind(|| {
+            filled(10, 5, (false, 1), |i, o| o.map(&src[i * 5..i * 5 + 4], |a| a))
+        });
+        assert!(short.is_err());
+    }
 }
