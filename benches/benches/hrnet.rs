@@ -13,7 +13,9 @@
 //! Configurations: hrnet_w18_small at 128² and hrnet_w32 at 256², batch 2. Set
 //! `IKD_BENCH_QUICK=1` to skip hrnet_w32.
 //!
-//! Run: `cargo bench -p ikd-benches --bench hrnet`
+//! Run: `cargo bench -p ikd-benches --bench hrnet`; the same four cases in PyTorch + timm, to run
+//! back to back with it: `python benches/pytorch/hrnet_bench.py` (setup in
+//! `crates/ikd-hrnet/README.md`).
 
 use std::hint::black_box;
 use std::time::Duration;
