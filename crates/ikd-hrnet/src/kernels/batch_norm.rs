@@ -110,14 +110,7 @@ fn affine<T: Float>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T], relu
         let (a, b) = (scale[ch], shift[ch]);
         let xi = &x[i * hw..(i + 1) * hw];
         if relu {
-            o.map(xi, |v| {
-                let t = v * a + b;
-                if t > T::ZERO {
-                    t
-                } else {
-                    T::ZERO
-                }
-            });
+            o.map(xi, |v| super::relu(v * a + b));
         } else {
             o.map(xi, |v| v * a + b);
         }

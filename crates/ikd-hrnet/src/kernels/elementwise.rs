@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{masked, slice, tensor, with_cpu, Float};
+use super::{masked, relu, slice, tensor, with_cpu, Float};
 
 const CHUNK: usize = 8 * 1024;
 const MIN_PAR: usize = 32 * 1024;
@@ -24,14 +24,7 @@ impl AddReluOp {
         let (a, b) = (slice::<T>(s1, l1, "add-relu")?, slice::<T>(s2, l2, "add-relu")?);
         let y = super::filled(a.len(), CHUNK, (a.len() >= MIN_PAR, 1), |i, o| {
             let r = i * CHUNK..((i + 1) * CHUNK).min(a.len());
-            o.map2(&a[r.clone()], &b[r], |x, z| {
-                let t = x + z;
-                if t > T::ZERO {
-                    t
-                } else {
-                    T::ZERO
-                }
-            });
+            o.map2(&a[r.clone()], &b[r], |x, z| relu(x + z));
         });
         Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
     }

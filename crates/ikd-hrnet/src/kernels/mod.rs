@@ -109,8 +109,7 @@ impl<T: Float> Affine<'_, T> {
             let (a, b) = (self.scale[i % o], self.shift[i % o]);
             for v in plane.iter_mut() {
                 let t = *v * a + b;
-                // as the eval batch-norm kernel: anything not above 0 (NaN too) becomes 0
-                *v = if !self.relu || t > T::ZERO { t } else { T::ZERO };
+                *v = if self.relu { relu(t) } else { t };
             }
         });
     }
@@ -200,7 +199,16 @@ float!(
     |_: &[f64], _: &[f64], _: &winograd::Dims| None
 );
 
-/// The error of a kernel's `cpu_fwd` called on a dtype other than f32 and f64.
+/// `max(t, 0)`; anything not above 0 (NaN too) becomes 0, in every kernel alike.
+#[inline]
+pub(crate) fn relu<T: Float>(t: T) -> T {
+    if t > T::ZERO {
+        t
+    } else {
+        T::ZERO
+    }
+}
+
 /// One chunk of a [`filled`] output, written front to back; it counts what was written so that
 /// [`filled`] can check the chunk is complete.
 pub(crate) struct Sink<'a, T> {
@@ -259,6 +267,7 @@ pub(crate) fn filled<T: Copy + Send>(
     v
 }
 
+/// The error of a kernel's `cpu_fwd` called on a dtype other than f32 and f64.
 pub(crate) fn unsupported_dtype(op: &str, s: &CpuStorage) -> candle_core::Error {
     let dtype = candle_core::backend::BackendStorage::dtype(s);
     candle_core::Error::Msg(format!("{op}: f32 or f64 only, got {dtype:?}")).bt()
