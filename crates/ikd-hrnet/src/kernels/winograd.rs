@@ -54,8 +54,8 @@ static WEIGHT_GRAD: AtomicBool = AtomicBool::new(true);
 ///
 /// Why: where a tap of a filter only ever meets zero inputs (ReLU zeros along a border, frequent
 /// on small maps, where each tap sees few positions), the direct sum is exactly 0, while
-/// Winograd's transforms mix neighbouring pixels and leave rounding noise of the size of the
-/// filter's largest entries; Adam divides each entry by its own running magnitude, so that noise
+/// Winograd's transforms mix neighbouring pixels and leave rounding noise (a few ulp of the
+/// filter's largest gradient entries); Adam divides each entry by its own running magnitude, so that noise
 /// becomes a step of up to the learning rate (on the PyTorch trajectory fixture's 2-pixel maps:
 /// 1536 of 9216 entries exactly 0 directly, noise with Winograd, weights 3.6e-4 apart after one
 /// step at lr 1e-3). And the fixture's hard-pixel selection is sensitive: with the Winograd
