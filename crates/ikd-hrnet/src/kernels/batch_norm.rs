@@ -374,37 +374,55 @@ impl AffineOp {
         dy: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (n, c, h, w) = x.dims4()?;
-        let hw = h * w;
         let (dx, da, db) = with_cpu::<T, _>(x, |xs| {
             with_cpu::<T, _>(scale, |ss| {
                 with_cpu::<T, _>(dy, |dys| {
-                    let g_owned;
-                    let g: &[T] = if self.relu {
-                        g_owned = with_cpu::<T, _>(y, |ys| Ok(masked(dys, ys)))?;
-                        &g_owned
+                    let dims = (n, c, h * w);
+                    if self.relu {
+                        with_cpu::<T, _>(y, |ys| Ok(affine_backward(xs, dims, ss, dys, Some(ys))))
                     } else {
-                        dys
-                    };
-                    let sums: Vec<(f64, f64)> = per_channel(c, xs.len(), |ch| {
-                        let sg = channel_sum(g, n, c, hw, ch, |s, _| sum_f64(s));
-                        let sgx = channel_sum(g, n, c, hw, ch, |s, i| {
-                            let off = (i * c + ch) * hw;
-                            dot_f64(s, &xs[off..off + hw])
-                        });
-                        (sg, sgx)
-                    });
-                    let dx = planes(xs.len(), c, hw, |ch, i, o| {
-                        let a = ss[ch];
-                        o.map(&g[i * hw..(i + 1) * hw], |gv| a * gv);
-                    });
-                    let da = sums.iter().map(|s| T::from_f64(s.1)).collect();
-                    let db = sums.iter().map(|s| T::from_f64(s.0)).collect();
-                    Ok((dx, da, db))
+                        Ok(affine_backward(xs, dims, ss, dys, None))
+                    }
                 })
             })
         })?;
         Ok((tensor(dx, x.shape().clone()), tensor::<T>(da, c), tensor::<T>(db, c)))
     }
+}
+
+/// The backward pass of `y = x·scale[c] + shift[c]` (then a ReLU where `y_relu`, the output, is
+/// given) on `(N, C, HW)` data: `(dx, d_scale, d_shift)` with `g = dy` (masked by the ReLU),
+/// `dx = g·scale`, `d_scale = Σ g·x` and `d_shift = Σ g` per channel, summed in f64.
+pub(super) fn affine_backward<T: Float>(
+    x: &[T],
+    (n, c, hw): (usize, usize, usize),
+    scale: &[T],
+    dy: &[T],
+    y_relu: Option<&[T]>,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let g_owned;
+    let g: &[T] = match y_relu {
+        Some(ys) => {
+            g_owned = masked(dy, ys);
+            &g_owned
+        }
+        None => dy,
+    };
+    let sums: Vec<(f64, f64)> = per_channel(c, x.len(), |ch| {
+        let sg = channel_sum(g, n, c, hw, ch, |s, _| sum_f64(s));
+        let sgx = channel_sum(g, n, c, hw, ch, |s, i| {
+            let off = (i * c + ch) * hw;
+            dot_f64(s, &x[off..off + hw])
+        });
+        (sg, sgx)
+    });
+    let dx = planes(x.len(), c, hw, |ch, i, o| {
+        let a = scale[ch];
+        o.map(&g[i * hw..(i + 1) * hw], |gv| a * gv);
+    });
+    let da = sums.iter().map(|s| T::from_f64(s.1)).collect();
+    let db = sums.iter().map(|s| T::from_f64(s.0)).collect();
+    (dx, da, db)
 }
 
 impl candle_core::CustomOp3 for AffineOp {

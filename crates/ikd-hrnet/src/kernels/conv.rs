@@ -547,9 +547,8 @@ impl Conv2dAffineOp {
         Ok((T::to_cpu_storage_owned(out), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
-    /// Gradients from the recomputed convolution `c`: `dz = dy` (where `y > 0` with the ReLU),
-    /// `d_scale = Σ dz·c`, `d_shift = Σ dz`, and the convolution's own backward pass of
-    /// `dz·scale`.
+    /// Gradients from the recomputed convolution `c`: the channel affine map's backward pass on
+    /// `c` (`batch_norm::affine_backward`), then the convolution's own of `dc`.
     fn bwd_typed<T: Float>(
         &self,
         (x, w, ss): (&Tensor, &Tensor, &Tensor),
@@ -564,22 +563,15 @@ impl Conv2dAffineOp {
                     with_cpu::<T, _>(y, |ys| {
                         with_cpu::<T, _>(dy, |dys| {
                             let c = forward(xs, ws, &g, None);
-                            let dz = if self.relu { super::masked(dys, ys) } else { dys.to_vec() };
-                            let mut dss = vec![T::ZERO; 2 * g.o];
-                            let mut dc = vec![T::ZERO; dz.len()];
-                            for (i, ((zp, cp), dcp)) in
-                                dz.chunks(p).zip(c.chunks(p)).zip(dc.chunks_mut(p)).enumerate()
-                            {
-                                let o = i % g.o;
-                                let (mut a, mut b) = (0f64, 0f64);
-                                for ((&z, &cv), d) in zp.iter().zip(cp).zip(dcp.iter_mut()) {
-                                    a += z.to_f64() * cv.to_f64();
-                                    b += z.to_f64();
-                                    *d = z * sss[o];
-                                }
-                                dss[o] += T::from_f64(a);
-                                dss[g.o + o] += T::from_f64(b);
-                            }
+                            let relu_y = if self.relu { Some(ys) } else { None };
+                            let (dc, mut dss, d_shift) = super::batch_norm::affine_backward(
+                                &c,
+                                (g.n, g.o, p),
+                                &sss[..g.o],
+                                dys,
+                                relu_y,
+                            );
+                            dss.extend(d_shift);
                             let (dx, dw) = backward(xs, ws, &dc, &g);
                             Ok((dx, dw, dss))
                         })
