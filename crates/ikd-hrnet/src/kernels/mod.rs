@@ -103,7 +103,6 @@ pub(crate) struct Affine<'a, T> {
 impl<T: Float> Affine<'_, T> {
     /// Applies the map to the `(n, o, p)` array `y` in place, planes split over the pool.
     pub(crate) fn apply(&self, y: &mut [T], p: usize) {
-        use rayon::prelude::*;
         let o = self.scale.len();
         y.par_chunks_mut(p.max(1)).enumerate().for_each(|(i, plane)| {
             let (a, b) = (self.scale[i % o], self.shift[i % o]);
