@@ -103,7 +103,13 @@ fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
     if shifted(g) {
         return im2col_shifted(x, g, col);
     }
-    let p = g.p();
+    im2col_rows(x, g, 0..g.ho, col)
+}
+
+/// [`im2col`] of the output rows `rows` only: `col` is `C·kH·kW × (rows.len()·Wo)`, its column
+/// `(oy − rows.start)·Wo + ox`.
+fn im2col_rows<T: Float>(x: &[T], g: &Geom, rows: std::ops::Range<usize>, col: &mut [T]) {
+    let p = rows.len() * g.wo;
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
@@ -111,8 +117,8 @@ fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
                 let r = (c * g.kh + i) * g.kw + j;
                 let row = &mut col[r * p..(r + 1) * p];
                 let (lo, hi) = g.valid_cols(j);
-                for oy in 0..g.ho {
-                    let dst = &mut row[oy * g.wo..(oy + 1) * g.wo];
+                for (q, oy) in rows.clone().enumerate() {
+                    let dst = &mut row[q * g.wo..(q + 1) * g.wo];
                     let Some(iy) = g.in_row(oy, i) else {
                         dst.fill(T::ZERO);
                         continue;
@@ -131,8 +137,14 @@ fn im2col<T: Float>(x: &[T], g: &Geom, col: &mut [T]) {
                         // interleaved load
                         let (n, s) = (hi - lo, g.stride);
                         let src = &src[start..=start + s * (n - 1)];
-                        for (q, d) in dst[lo..hi].iter_mut().enumerate() {
-                            *d = src[s * q];
+                        if s == 2 {
+                            for (d, pair) in dst[lo..hi].iter_mut().zip(src.chunks(2)) {
+                                *d = pair[0];
+                            }
+                        } else {
+                            for (q, d) in dst[lo..hi].iter_mut().enumerate() {
+                                *d = src[s * q];
+                            }
                         }
                     }
                 }
@@ -174,7 +186,15 @@ fn col2im<T: Float>(col: &mut [T], g: &Geom, dx: &mut [T]) {
     if shifted(g) {
         return col2im_shifted(col, g, dx);
     }
-    let p = g.p();
+    col2im_rows(col, g, 0..g.ho, dx)
+}
+
+/// [`col2im`] of the output rows `rows` only (`col` as [`im2col_rows`] writes it). Blocks
+/// taken from the last rows to the first add onto each pixel in the same order as one call
+/// for all rows: a pixel's contributions, ordered by kernel row `i`, come from descending
+/// output rows.
+fn col2im_rows<T: Float>(col: &[T], g: &Geom, rows: std::ops::Range<usize>, dx: &mut [T]) {
+    let p = rows.len() * g.wo;
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
@@ -185,9 +205,9 @@ fn col2im<T: Float>(col: &mut [T], g: &Geom, dx: &mut [T]) {
                 if lo >= hi {
                     continue;
                 }
-                for oy in 0..g.ho {
+                for (q, oy) in rows.clone().enumerate() {
                     let Some(iy) = g.in_row(oy, i) else { continue };
-                    let src = &row[oy * g.wo + lo..oy * g.wo + hi];
+                    let src = &row[q * g.wo + lo..q * g.wo + hi];
                     let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
                     let start = lo * g.stride + j - g.pad;
                     if g.stride == 1 {
@@ -197,8 +217,14 @@ fn col2im<T: Float>(col: &mut [T], g: &Geom, dx: &mut [T]) {
                     } else {
                         let (n, s) = (hi - lo, g.stride);
                         let dst = &mut dst[start..=start + s * (n - 1)];
-                        for (q, v) in src.iter().enumerate() {
-                            dst[s * q] += *v;
+                        if s == 2 {
+                            for (pair, v) in dst.chunks_mut(2).zip(src) {
+                                pair[0] += *v;
+                            }
+                        } else {
+                            for (q, v) in src.iter().enumerate() {
+                                dst[s * q] += *v;
+                            }
                         }
                     }
                 }
@@ -236,6 +262,18 @@ fn col2im_shifted<T: Float>(col: &mut [T], g: &Geom, dx: &mut [T]) {
     }
 }
 
+/// Output rows per im2col block of a strided convolution: about 512 KiB of the matrix, so that
+/// it is still in cache when the matrix product reads it, and at least 256 columns, so that
+/// the product stays efficient. Stride 2 at HRNet-W32's shapes, forward: 5.2 → 4.6 ms
+/// (64 → 64 channels, 128² → 64², batch 2), the same at 64 channels and fewer; the
+/// results are bit-identical (each output's sum over `C·kH·kW` is unchanged).
+fn col_block_rows(g: &Geom, elem_bytes: usize) -> usize {
+    const BYTES: usize = 512 << 10;
+    const MIN_COLS: usize = 256;
+    let wo = g.wo.max(1);
+    (BYTES / (g.k() * wo * elem_bytes).max(1)).max(MIN_COLS.div_ceil(wo)).clamp(1, g.ho.max(1))
+}
+
 /// How a batch is split: `(images per task, parallelism inside the matrix products)`.
 fn plan(n: usize) -> (usize, Parallelism) {
     let t = threads();
@@ -253,20 +291,40 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geom, epi: Option<&Affine<'_, T>>) ->
     if let Some(out) = g.winograd_dims().and_then(|d| T::winograd3x3(x, w, &d, epi)) {
         return out;
     }
+    forward_im2col(x, w, g, epi, col_block_rows(g, std::mem::size_of::<T>()))
+}
+
+/// [`forward`] by im2col + matrix product; a strided convolution gathers its im2col matrix
+/// `rows` output rows at a time.
+fn forward_im2col<T: Float>(
+    x: &[T],
+    w: &[T],
+    g: &Geom,
+    epi: Option<&Affine<'_, T>>,
+    rows: usize,
+) -> Vec<T> {
     let (k, p) = (g.k(), g.p());
     let mut out = vec![T::ZERO; g.n * g.out_len()];
     let (per, par) = plan(g.n);
+    let rows = if g.pointwise() || shifted(g) { g.ho } else { rows.clamp(1, g.ho.max(1)) };
     let run = |xs: &[T], outs: &mut [T]| {
-        let col_len = if g.pointwise() { 0 } else { k * p };
+        let col_len = if g.pointwise() { 0 } else { k * rows * g.wo };
         T::with_scratch(col_len, 0, |col, _| {
             for (xi, oi) in xs.chunks(g.in_len()).zip(outs.chunks_mut(g.out_len())) {
-                let rhs = if g.pointwise() {
-                    Mat::rows(xi, p)
-                } else {
+                if g.pointwise() {
+                    matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(xi, p), par);
+                } else if rows == g.ho {
                     im2col(xi, g, col);
-                    Mat::rows(col, p)
-                };
-                matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), rhs, par);
+                    matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(col, p), par);
+                } else {
+                    for oy in (0..g.ho).step_by(rows) {
+                        let r = oy..(oy + rows).min(g.ho);
+                        let pb = r.len() * g.wo;
+                        im2col_rows(xi, g, r, &mut col[..k * pb]);
+                        let dst = &mut oi[oy * g.wo..];
+                        matmul(g.o, pb, k, dst, p, false, Mat::rows(w, k), Mat::rows(col, pb), par);
+                    }
+                }
                 if let Some(e) = epi {
                     e.apply(oi, p);
                 }
@@ -285,6 +343,12 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geom, epi: Option<&Affine<'_, T>>) ->
 
 /// Input and weight gradients from the output gradient `dy`.
 fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) {
+    backward_by(x, w, dy, g, col_block_rows(g, std::mem::size_of::<T>()))
+}
+
+/// [`backward`]; a strided convolution forms and scatters its dcol matrix `rows` output rows at
+/// a time.
+fn backward_by<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom, rows: usize) -> (Vec<T>, Vec<T>) {
     let (k, p) = (g.k(), g.p());
     let (per, par) = plan(g.n);
     // A stride-1 convolution with "same" padding: its input gradient is the convolution of
@@ -324,6 +388,7 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
         (Vec::new(), *g)
     };
     let dw_rows = g.o > k;
+    let rows = rows.clamp(1, g.ho.max(1));
     let run = |xs: &[T], dys: &[T], dxs: &mut [T]| -> Vec<T> {
         let mut dw = vec![T::ZERO; g.o * k];
         let col_len = if g.pointwise() { 0 } else { k * p };
@@ -332,7 +397,7 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
         } else if same {
             gt.k() * p
         } else {
-            k * p
+            k * rows * g.wo
         };
         T::with_scratch(col_len, dcol_len, |col, dcol| {
             let images =
@@ -384,10 +449,19 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) 
                     im2col(dyi, &gt, dcol);
                     let kt = gt.k();
                     matmul(g.c, p, kt, dxi, p, false, Mat::rows(&wf, kt), Mat::rows(dcol, p), par);
-                } else {
+                } else if shifted(g) {
                     // dcol (K×P) = Wᵀ (K×O) · dY (O×P), scattered back
                     matmul(k, p, g.o, dcol, p, false, w_t, dy_m, par);
                     col2im(dcol, g, dxi);
+                } else {
+                    // the same by blocks of output rows, the last first (see `col2im_rows`)
+                    for oy in (0..g.ho).step_by(rows).rev() {
+                        let r = oy..(oy + rows).min(g.ho);
+                        let pb = r.len() * g.wo;
+                        let dy_b = Mat { data: &dyi[oy * g.wo..], rs: p, cs: 1 };
+                        matmul(k, pb, g.o, &mut dcol[..k * pb], pb, false, w_t, dy_b, par);
+                        col2im_rows(&dcol[..k * pb], g, r, dxi);
+                    }
                 }
             }
         });
@@ -671,6 +745,32 @@ mod tests {
         for r in 0..70 {
             for c in 0..33 {
                 assert_eq!(t[c * 70 + r], a[r * 33 + c]);
+            }
+        }
+    }
+
+    #[test]
+    fn strided_convolutions_by_row_blocks_are_bit_identical() {
+        // 3×3 stride 2 (odd and even sizes), 1×3 stride 2 padding 0, 3×3 stride 3
+        for (n, c, h, wd, o, kh, kw, s, p) in [
+            (2, 5, 11, 11, 4, 3, 3, 2, 1),
+            (1, 3, 16, 16, 6, 3, 3, 2, 1),
+            (2, 2, 9, 13, 3, 1, 3, 2, 0),
+            (1, 4, 14, 10, 2, 3, 3, 3, 1),
+        ] {
+            let g = Geom::new(&[n, c, h, wd], &[o, c, kh, kw], s, p).unwrap();
+            let val = |i: usize, f: f64| ((i as f64 * f).sin() * 3.) as f32;
+            let x: Vec<f32> = (0..n * g.in_len()).map(|i| val(i, 0.37)).collect();
+            let w: Vec<f32> = (0..o * g.k()).map(|i| val(i, 0.71)).collect();
+            let dy: Vec<f32> = (0..n * g.out_len()).map(|i| val(i, 1.13)).collect();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let whole = bits(&forward_im2col(&x, &w, &g, None, g.ho));
+            let (dx_whole, dw_whole) = backward_by(&x, &w, &dy, &g, g.ho);
+            for rows in 1..g.ho {
+                assert_eq!(bits(&forward_im2col(&x, &w, &g, None, rows)), whole, "{g:?} {rows}");
+                let (dx, dw) = backward_by(&x, &w, &dy, &g, rows);
+                assert_eq!(bits(&dx), bits(&dx_whole), "{g:?} by {rows} rows: input gradient");
+                assert_eq!(bits(&dw), bits(&dw_whole), "{g:?} by {rows} rows: weight gradient");
             }
         }
     }
