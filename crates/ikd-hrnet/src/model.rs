@@ -553,6 +553,43 @@ impl HrNet {
         ys.iter().map(|y| resize_bilinear_align_corners(y, h, w)).collect()
     }
 
+    /// [`HrNet::ikd_features`] for a consumer that reads only the branches in `levels` (a
+    /// loss, an anomaly map): those are resized to branch 0's size, the others come back at
+    /// their own size, unresized, so that entry `i` is still branch `i`. Saves the resize of
+    /// the unread branches (for HRNet-W32 at 256², branch 3's 256 channels at 8² → 64²).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use candle_nn::{VarBuilder, VarMap};
+    /// # let varmap = VarMap::new();
+    /// # let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let model = ikd_hrnet::HrNet::new(&ikd_hrnet::HrNetConfig::w18_small(), vb)?;
+    /// let x = Tensor::randn(0f32, 1., (1, 3, 64, 64), &Device::Cpu)?;
+    /// let fs = model.ikd_features_at(&x, false, &[1, 2])?;
+    /// assert_eq!(fs[2].dims(), &[1, 64, 16, 16]); // resized
+    /// assert_eq!(fs[3].dims(), &[1, 128, 2, 2]); // as the branch left it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ikd_features_at(
+        &self,
+        x: &Tensor,
+        train: bool,
+        levels: &[usize],
+    ) -> Result<Vec<Tensor>> {
+        let ys = self.forward_t(x, train)?;
+        let (_, _, h, w) = ys[0].dims4()?;
+        ys.iter()
+            .enumerate()
+            .map(|(i, y)| {
+                if levels.contains(&i) {
+                    resize_bilinear_align_corners(y, h, w)
+                } else {
+                    Ok(y.clone())
+                }
+            })
+            .collect()
+    }
+
     /// Stem batch norms `bn1` and `bn2` (to inspect running statistics).
     ///
     /// ```

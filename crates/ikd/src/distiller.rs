@@ -267,7 +267,7 @@ impl Distiller {
 
     fn train_step_inner(&mut self, images: &Tensor) -> Result<StepStats> {
         let t = self.teacher_features(images)?;
-        let s = self.student.ikd_features(images, true)?;
+        let s = self.student.ikd_features_at(images, true, &self.loss.config().levels)?;
         let before = self.loss.state().clone();
         let out = self.loss.forward(&t, &s)?;
         let loss = out.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -285,7 +285,7 @@ impl Distiller {
     fn teacher_features(&self, images: &Tensor) -> Result<Vec<Tensor>> {
         Ok(self
             .teacher
-            .ikd_features(&images.detach(), false)?
+            .ikd_features_at(&images.detach(), false, &self.loss.config().levels)?
             .into_iter()
             .map(|t| t.detach())
             .collect())
@@ -303,9 +303,10 @@ impl Distiller {
     pub fn anomaly_maps(&self, images: &Tensor) -> Result<Tensor> {
         let images = images.detach();
         let t = self.teacher_features(&images)?;
-        let s: Vec<Tensor> =
-            self.student.ikd_features(&images, false)?.into_iter().map(|t| t.detach()).collect();
-        Ok(ikd_distill::anomaly_map(&t, &s, &self.loss.config().levels)?)
+        let levels = &self.loss.config().levels;
+        let s = self.student.ikd_features_at(&images, false, levels)?;
+        let s: Vec<Tensor> = s.into_iter().map(|t| t.detach()).collect();
+        Ok(ikd_distill::anomaly_map(&t, &s, levels)?)
     }
 
     /// Anomaly maps resized to (h, w) by bilinear interpolation with half-pixel centres (as

@@ -57,6 +57,16 @@ fn output_shapes_and_init() {
     );
     let fs = model.ikd_features(&x, false).unwrap();
     assert!(fs.iter().zip([16, 32, 64, 128]).all(|(f, c)| f.dims() == [1, c, 24, 16]));
+    // only the listed levels resized, those exactly as ikd_features has them
+    let at = model.ikd_features_at(&x, false, &[1, 3]).unwrap();
+    let at_dims: Vec<_> = at.iter().map(|y| y.dims().to_vec()).collect();
+    assert_eq!(
+        at_dims,
+        vec![vec![1, 16, 24, 16], vec![1, 32, 24, 16], vec![1, 64, 6, 4], vec![1, 128, 24, 16]]
+    );
+    for i in [0, 1, 3] {
+        assert_eq!(crate::common::to_vec(&at[i]), crate::common::to_vec(&fs[i]), "level {i}");
+    }
     // timm init: BN weight 1 / bias 0, conv weights ~ N(0, 2 / fan_out)
     let data = varmap.data().lock().unwrap();
     let w = crate::common::to_vec(data["stage4.0.branches.0.0.conv1.weight"].as_tensor());
