@@ -8,7 +8,9 @@
 //!
 //! - [`conv2d`]: any kernel size, stride and padding (HRNet uses 3×3 stride 1 and 2, 1×1 stride
 //!   1). 3×3 stride-1 f32 convolutions on AVX-512 CPUs run as Winograd's F(2×2, 3×3) (2.25×
-//!   fewer multiplications, [`set_winograd`]), forward and input gradient; everything else as
+//!   fewer multiplications, [`set_winograd`]), forward and input gradient, and as F(4×4, 3×3)
+//!   (4× fewer) on images from [`WINOGRAD_F43_MIN_SIDE`] pixels whose width is a multiple of
+//!   32 ([`set_winograd_f43`]); everything else as
 //!   im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
 //!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im (or, for
 //!   "same" convolutions, as the convolution of dY with the flipped kernel) and the weight
@@ -40,6 +42,7 @@ mod conv;
 mod elementwise;
 mod gemm;
 mod winograd;
+mod winograd43;
 
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
 pub use conv::{conv2d, conv2d_affine};
@@ -48,6 +51,7 @@ pub use winograd::{
     set_winograd, set_winograd_weight_grad, winograd_enabled, winograd_weight_grad_enabled,
     WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
 };
+pub use winograd43::{set_winograd_f43, winograd_f43_enabled, WINOGRAD_F43_MIN_SIDE};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 

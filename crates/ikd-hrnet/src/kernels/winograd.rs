@@ -135,6 +135,9 @@ pub(crate) fn conv3x3(
     if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
         return None;
     }
+    if let Some(y) = super::winograd43::conv3x3(x, w, d, epi) {
+        return Some(y);
+    }
     #[cfg(target_arch = "x86_64")]
     {
         avx512::conv3x3(x, w, d, false, epi)
@@ -152,6 +155,9 @@ pub(crate) fn conv3x3(
 pub(crate) fn input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
     if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
         return None;
+    }
+    if let Some(dx) = super::winograd43::input_grad3x3(dy, w, d) {
+        return Some(dx);
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -195,7 +201,7 @@ thread_local! {
 /// Runs `f` on this thread's reusable buffer of `len` floats, kept between calls so that the
 /// large transform buffers are neither zeroed nor faulted in anew each time. Its contents are
 /// whatever the last user left: callers write every element they read.
-fn with_big<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_big<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     BIG.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {
@@ -208,8 +214,30 @@ fn with_big<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// Writes the `(n, c, h, w)` input with a zero border into the planes of `hp × wp` (the image at
+/// (1, 1), zeros to the right and below) at the start of `pad`, and zeros after them: every
+/// element of `pad` is written.
+pub(super) fn fill_padded_plane(x: &[f32], d: &Dims, (hp, wp): (usize, usize), pad: &mut [f32]) {
+    use rayon::prelude::*;
+    let plane = hp * wp;
+    assert_eq!(x.len(), d.n * d.c * d.h * d.w, "winograd: input length");
+    assert!(hp > d.h + 1 && wp > d.w + 1 && pad.len() >= d.n * d.c * plane);
+    let (planes, slack) = pad.split_at_mut(d.n * d.c * plane);
+    slack.fill(0.);
+    planes.par_chunks_mut(plane).zip(x.par_chunks(d.h * d.w)).for_each(|(pl, xs)| {
+        pl[..wp].fill(0.);
+        for (y, row) in xs.chunks(d.w).enumerate() {
+            let r = &mut pl[(y + 1) * wp..(y + 2) * wp];
+            r[0] = 0.;
+            r[1..=d.w].copy_from_slice(row);
+            r[d.w + 1..].fill(0.);
+        }
+        pl[(d.h + 1) * wp..].fill(0.);
+    });
+}
+
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use rayon::prelude::*;
@@ -219,7 +247,7 @@ mod avx512 {
     use super::{with_big, Dims};
 
     /// Output channels per micro-kernel call.
-    const MR: usize = 8;
+    pub(crate) const MR: usize = 8;
     /// f32 lanes of a vector: one lane per tile.
     const L: usize = 16;
 
@@ -250,14 +278,14 @@ mod avx512 {
 
     /// A pointer the blocks write their disjoint outputs through.
     #[derive(Clone, Copy)]
-    struct Out(*mut f32);
+    pub(crate) struct Out(pub(crate) *mut f32);
     // SAFETY: every block writes a disjoint set of output elements (its tiles × its channels)
     unsafe impl Send for Out {}
     unsafe impl Sync for Out {}
 
     impl Out {
         /// The pointer `i` elements on (which a closure captures whole, not its field).
-        fn add(self, i: usize) -> *mut f32 {
+        pub(crate) fn add(self, i: usize) -> *mut f32 {
             self.0.wrapping_add(i)
         }
     }
@@ -358,21 +386,7 @@ mod avx512 {
     /// Writes the input with a zero border into `pad` (every element), so that every tile's
     /// 4×4 window lies inside.
     fn fill_padded(x: &[f32], p: &Plan, pad: &mut [f32]) {
-        let d = p.d;
-        let plane = p.hp * p.wp;
-        assert_eq!(x.len(), d.n * d.c * d.h * d.w, "winograd: input length");
-        let (planes, slack) = pad.split_at_mut(d.n * d.c * plane);
-        slack.fill(0.);
-        planes.par_chunks_mut(plane).zip(x.par_chunks(d.h * d.w)).for_each(|(pl, xs)| {
-            pl[..p.wp].fill(0.);
-            for (y, row) in xs.chunks(d.w).enumerate() {
-                let r = &mut pl[(y + 1) * p.wp..(y + 2) * p.wp];
-                r[0] = 0.;
-                r[1..=d.w].copy_from_slice(row);
-                r[d.w + 1..].fill(0.);
-            }
-            pl[(d.h + 1) * p.wp..].fill(0.);
-        });
+        super::fill_padded_plane(x, &p.d, (p.hp, p.wp), pad)
     }
 
     pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
@@ -461,37 +475,46 @@ mod avx512 {
         });
     }
 
+    /// The taps of filters `c0 .. c0 + count` (at most 16) of a row of `(c, 3, 3)` filters:
+    /// `g[k]` lane `l` is tap `k` of filter `c0 + l` (0 past `count`), from nine contiguous
+    /// loads split by permutes.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn filter_taps(w_row: &[f32], c0: usize, count: usize) -> [__m512; 9] {
+        assert!(count <= L && 9 * (c0 + count) <= w_row.len());
+        let (idx, masks) = &DEINTERLEAVE;
+        let floats = 9 * count;
+        let mut z = [_mm512_setzero_ps(); 9];
+        for (j, zj) in z.iter_mut().enumerate() {
+            let n = floats.saturating_sub(j * L).min(L);
+            let m = first_lanes(n);
+            // SAFETY: the mask keeps the load inside the 9·count floats (asserted above)
+            *zj = unsafe { _mm512_maskz_loadu_ps(m, w_row.as_ptr().add(9 * c0 + j * L)) };
+        }
+        let mut g = [_mm512_setzero_ps(); 9];
+        for (k, gk) in g.iter_mut().enumerate() {
+            // SAFETY: 16 i32 each
+            let ix = |pair: usize| unsafe { _mm512_loadu_si512(idx[k][pair].as_ptr().cast()) };
+            let mut v = _mm512_permutex2var_ps(z[0], ix(0), z[1]);
+            for pair in 1..5 {
+                if masks[k][pair] != 0 {
+                    let t = _mm512_permutex2var_ps(z[2 * pair], ix(pair), z[(2 * pair + 1).min(8)]);
+                    v = _mm512_mask_blend_ps(masks[k][pair], v, t);
+                }
+            }
+            *gk = v;
+        }
+        g
+    }
+
     /// Row `w_row` (`c` filters) of [`filters`], written at `at` of every plane.
     #[target_feature(enable = "avx512f")]
     fn filters_row(w_row: &[f32], plane: usize, at: usize, ptr: Out) {
         let c = w_row.len() / 9;
         let half = _mm512_set1_ps(0.5);
-        let (idx, masks) = &DEINTERLEAVE;
         for c0 in (0..c).step_by(L) {
             let count = (c - c0).min(L);
             let mask = first_lanes(count);
-            let floats = 9 * count;
-            let mut z = [_mm512_setzero_ps(); 9];
-            for (j, zj) in z.iter_mut().enumerate() {
-                let n = floats.saturating_sub(j * L).min(L);
-                let m = first_lanes(n);
-                // SAFETY: the mask keeps the load inside this row's 9·count floats
-                *zj = unsafe { _mm512_maskz_loadu_ps(m, w_row.as_ptr().add(9 * c0 + j * L)) };
-            }
-            let mut g = [_mm512_setzero_ps(); 9];
-            for (k, gk) in g.iter_mut().enumerate() {
-                // SAFETY: 16 i32 each
-                let ix = |pair: usize| unsafe { _mm512_loadu_si512(idx[k][pair].as_ptr().cast()) };
-                let mut v = _mm512_permutex2var_ps(z[0], ix(0), z[1]);
-                for pair in 1..5 {
-                    if masks[k][pair] != 0 {
-                        let t =
-                            _mm512_permutex2var_ps(z[2 * pair], ix(pair), z[(2 * pair + 1).min(8)]);
-                        v = _mm512_mask_blend_ps(masks[k][pair], v, t);
-                    }
-                }
-                *gk = v;
-            }
+            let g = filter_taps(w_row, c0, count);
             // G·g (rows a of g → 4 rows), then ·Gᵀ along each row
             let mut t = [[_mm512_setzero_ps(); 3]; 4];
             for j in 0..3 {
@@ -969,7 +992,7 @@ mod avx512 {
     /// `m[i·ldm + j·16 + lane] = Σ_{kk<k} u[i·rs + kk·ks] · v[kk·ldv + j·16 + lane]` for 8
     /// rows × NR vectors.
     #[target_feature(enable = "avx512f")]
-    fn kernel<const NR: usize>(
+    pub(crate) fn kernel<const NR: usize>(
         (u, rs, ks): (&[f32], usize, usize),
         k: usize,
         (v, ldv): (&[f32], usize),

@@ -455,3 +455,52 @@ fn upsample_nearest_matches_broadcast_reference() {
         assert!(rel_l2(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-14, "{dims:?} x{f}");
     }
 }
+
+/// F(4×4, 3×3) against the f64 direct sum: values, input and weight gradients, on sizes that
+/// take it (widths multiples of 32, heights multiples of 4, from 32 on; channel counts that are
+/// not multiples of 8 or 16; an odd number of 8-tile groups) — and it leaves smaller images
+/// and other widths to F(2×2, 3×3) bit for bit.
+#[test]
+fn winograd_f43_matches_the_direct_sum() {
+    if !kernels::winograd_f43_enabled() {
+        return;
+    }
+    let cases: &[(usize, usize, usize, usize, usize)] = &[
+        (2, 5, 32, 32, 7),
+        (1, 19, 36, 64, 9),
+        (3, 8, 32, 96, 16),
+        (1, 3, 40, 32, 1),
+        (2, 64, 32, 32, 64),
+    ];
+    for &(n, c, h, w, o) in cases {
+        let case = format!("{:?}", (n, c, h, w, o));
+        let x = Var::from_tensor(&rand(&[n, c, h, w], 61, DType::F32)).unwrap();
+        let wt = Var::from_tensor(&rand(&[o, c, 3, 3], 62, DType::F32)).unwrap();
+        let y = kernels::conv2d(&x, &wt, 1, 1).unwrap();
+        let (x64, w64) = (x.to_dtype(DType::F64).unwrap(), wt.to_dtype(DType::F64).unwrap());
+        let (x64, w64) = (Var::from_tensor(&x64).unwrap(), Var::from_tensor(&w64).unwrap());
+        let reference = kernels::conv2d(&x64, &w64, 1, 1).unwrap();
+        let err = rel_l2(&y, &reference);
+        assert!(err < 1e-5, "{case}: forward {err}");
+        kernels::set_winograd_f43(false);
+        let f23 = kernels::conv2d(&x, &wt, 1, 1).unwrap();
+        kernels::set_winograd_f43(true);
+        assert_ne!(to_vec(&y), to_vec(&f23), "{case}: F(4×4, 3×3) did not run");
+        let g = probe(&y, 63).backward().unwrap();
+        let g64 = probe(&reference, 63).backward().unwrap();
+        for (v, v64, name) in [(&x, &x64, "input"), (&wt, &w64, "weight")] {
+            let err = rel_l2(g.get(v).unwrap(), g64.get(v64).unwrap());
+            assert!(err < 1e-5, "{case}: {name} gradient {err}");
+        }
+    }
+    // below 32 pixels, or a width that is not a multiple of 32: F(2×2, 3×3) as before
+    for (h, w) in [(28, 32), (32, 48), (16, 16)] {
+        let x = rand(&[2, 6, h, w], 64, DType::F32);
+        let wt = rand(&[5, 6, 3, 3], 65, DType::F32);
+        let on = kernels::conv2d(&x, &wt, 1, 1).unwrap();
+        kernels::set_winograd_f43(false);
+        let off = kernels::conv2d(&x, &wt, 1, 1).unwrap();
+        kernels::set_winograd_f43(true);
+        assert_eq!(to_vec(&on), to_vec(&off), "{h}x{w}");
+    }
+}

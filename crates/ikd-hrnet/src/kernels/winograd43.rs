@@ -1,0 +1,526 @@
+//! 3×3 stride-1 convolutions with padding 1 by Winograd's F(4×4, 3×3)
+//! ([Lavin & Gray 2016](https://arxiv.org/abs/1509.09308)), for the larger images.
+//!
+//! Each 4×4 output tile comes from a 6×6 input tile: `Y = Aᵀ[(G·g·Gᵀ) ⊙ (Bᵀ·d·B)]A`, 36
+//! multiplications per pair of channels for 16 outputs (2.25 per output against F(2×2, 3×3)'s
+//! 4 and the direct sum's 9), as 36 independent products `M[ξ] (O×T) = U[ξ] (O×C) · V[ξ] (C×T)`
+//! over the tiles. The price is rounding: the transforms' coefficients reach 8 and 1/24, so f32
+//! results sit about 5–10× further from the exact sum than F(2×2, 3×3)'s (relative L2 error
+//! ~1–3e-6 against ~2–4e-7, growing with the channels). Forward and input gradient take it on
+//! images at least [`WINOGRAD_F43_MIN_SIDE`] pixels high whose width is a multiple of 32 and
+//! height a multiple of 4 (HRNet-W32's 64- and 32-pixel branches at 256²); everything else
+//! keeps F(2×2, 3×3) (see [`set_winograd_f43`]).
+//!
+//! Lanes: a vector holds 16 tiles as two groups of 8 neighbouring tiles of one tile row (the
+//! width is a multiple of 32 pixels, so groups never straddle rows), each read by contiguous
+//! loads and split by permutes, its outputs interleaved back the same way. f32 only, on x86-64
+//! CPUs with AVX-512F.
+
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::winograd::Dims;
+use super::Affine;
+
+static F43: AtomicBool = AtomicBool::new(true);
+
+/// The smallest image side on which 3×3 stride-1 convolutions take F(4×4, 3×3) (forward and
+/// input gradient). Smaller images keep F(2×2, 3×3): their share of the work is smaller, and
+/// the PyTorch training-trajectory fixture (16-pixel maps at most) stays bit for bit where it was.
+///
+/// ```
+/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_F43_MIN_SIDE, 32);
+/// ```
+pub const WINOGRAD_F43_MIN_SIDE: usize = 32;
+
+/// Turns F(4×4, 3×3) on or off (default on; `IKD_WINOGRAD_F43=0` in the environment also turns
+/// it off). On, 3×3 stride-1 f32 convolutions on images at least [`WINOGRAD_F43_MIN_SIDE`]
+/// pixels high, with a width that is a multiple of 32 and a height that is a multiple of 4,
+/// take it for the forward pass and the input gradient: 44 % fewer multiplications than
+/// F(2×2, 3×3), rounding about 5–10× larger (relative error ~1e-6). Off, they take
+/// F(2×2, 3×3). Needs [`super::winograd_enabled`].
+///
+/// ```
+/// ikd_hrnet::kernels::set_winograd_f43(false);
+/// assert!(!ikd_hrnet::kernels::winograd_f43_enabled());
+/// ikd_hrnet::kernels::set_winograd_f43(true);
+/// ```
+pub fn set_winograd_f43(on: bool) {
+    F43.store(on, Ordering::Relaxed);
+}
+
+/// Whether F(4×4, 3×3) is on (see [`set_winograd_f43`]); never without
+/// [`super::winograd_enabled`].
+///
+/// ```
+/// if !ikd_hrnet::kernels::winograd_enabled() {
+///     assert!(!ikd_hrnet::kernels::winograd_f43_enabled());
+/// }
+/// ```
+pub fn winograd_f43_enabled() -> bool {
+    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    F43.load(Ordering::Relaxed)
+        && !*ENV_OFF.get_or_init(|| std::env::var("IKD_WINOGRAD_F43").is_ok_and(|v| v == "0"))
+        && super::winograd_enabled()
+}
+
+/// Whether a convolution of these sizes takes F(4×4, 3×3).
+fn applies(d: &Dims) -> bool {
+    d.h >= WINOGRAD_F43_MIN_SIDE
+        && d.w >= WINOGRAD_F43_MIN_SIDE
+        && d.w.is_multiple_of(32)
+        && d.h.is_multiple_of(4)
+        && d.n * d.c * d.o > 0
+        && winograd_f43_enabled()
+}
+
+/// The convolution `(n, o, h, w)` of `x` with `w (o, c, 3, 3)` followed by `epi`, or `None`
+/// where F(4×4, 3×3) does not apply.
+pub(crate) fn conv3x3(
+    x: &[f32],
+    w: &[f32],
+    d: &Dims,
+    epi: Option<&Affine<'_, f32>>,
+) -> Option<Vec<f32>> {
+    if !applies(d) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512::conv3x3(x, w, d, epi)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, w, epi);
+        None
+    }
+}
+
+/// The input gradient `(n, c, h, w)` from the output gradient `dy`: the convolution of `dy`
+/// with the flipped, transposed filters. `None` where F(4×4, 3×3) does not apply.
+pub(crate) fn input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
+    let t = Dims { c: d.o, o: d.c, ..*d };
+    if !applies(&t) {
+        return None;
+    }
+    assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
+    // wf[c][o] = w[o][c] flipped (9·O·C floats, next to nothing against the convolution)
+    let mut wf = vec![0f32; w.len()];
+    for (o, wo) in w.chunks(d.c * 9).enumerate() {
+        for (c, f) in wo.chunks(9).enumerate() {
+            let dst = &mut wf[(c * d.o + o) * 9..(c * d.o + o + 1) * 9];
+            for (k, v) in f.iter().enumerate() {
+                dst[8 - k] = *v;
+            }
+        }
+    }
+    conv3x3(dy, &wf, &t, None)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use rayon::prelude::*;
+
+    use super::super::winograd::avx512::{filter_taps, kernel, Out, MR};
+    use super::super::winograd::{fill_padded_plane, with_big};
+    use super::super::Affine;
+    use super::Dims;
+
+    /// f32 lanes of a vector: one lane per tile.
+    const L: usize = 16;
+    /// Tile elements (6×6).
+    const XI: usize = 36;
+    /// Slack after the padded input: a group's loads run up to 5 floats past its row.
+    const SLACK: usize = 2 * L;
+
+    struct Plan {
+        d: Dims,
+        /// tiles per image row (a multiple of 8) and column
+        tw: usize,
+        th: usize,
+        /// groups of 8 tiles, and vectors (two groups each; the last may hold one)
+        groups: usize,
+        vectors: usize,
+        /// padded plane `(h + 2) × wp`
+        wp: usize,
+        plane: usize,
+        /// vectors per block, and blocks
+        nb: usize,
+        blocks: usize,
+    }
+
+    impl Plan {
+        fn new(d: &Dims) -> Self {
+            let (th, tw) = (d.h / 4, d.w / 4);
+            let groups = d.n * th * tw / 8;
+            let vectors = groups.div_ceil(2);
+            // a block's transformed tiles (36·C·16·nb floats) stay near 256 KiB
+            let nb = (4096 / (XI * d.c.max(1))).clamp(2, 8).min(vectors);
+            let wp = d.w + 2;
+            let plane = (d.h + 2) * wp;
+            Self { d: *d, tw, th, groups, vectors, wp, plane, nb, blocks: vectors.div_ceil(nb) }
+        }
+
+        /// Group `g`'s first tile: `(image, tile row, tile column)`.
+        fn group(&self, g: usize) -> (usize, usize, usize) {
+            let per_row = self.tw / 8;
+            let (n, r) = (g / (self.th * per_row), g % (self.th * per_row));
+            (n, r / per_row, (r % per_row) * 8)
+        }
+    }
+
+    pub(super) fn conv3x3(
+        x: &[f32],
+        w: &[f32],
+        d: &Dims,
+        epi: Option<&Affine<'_, f32>>,
+    ) -> Option<Vec<f32>> {
+        let p = Plan::new(d);
+        assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
+        assert_eq!(x.len(), d.n * d.c * d.h * d.w, "winograd: input length");
+        let pad_len = d.n * d.c * p.plane + SLACK;
+        let (o8, c8) = (d.o.div_ceil(MR) * MR, d.c.div_ceil(MR) * MR);
+        let u_len = XI * o8 * c8;
+        Some(with_big(pad_len + u_len, |big| {
+            let (pad, u) = big.split_at_mut(pad_len);
+            fill_padded_plane(x, d, (d.h + 2, p.wp), pad);
+            // SAFETY: AVX-512F was detected (winograd_enabled)
+            unsafe { filters(w, (d.o, d.c), (o8, c8), u) };
+            let (pad, u) = (&*pad, &*u);
+            let len = d.n * d.o * d.h * d.w;
+            let mut out: Vec<f32> = Vec::with_capacity(len);
+            let ptr = Out(out.as_mut_ptr());
+            let nbt = p.nb * L;
+            let vlen = XI * d.c * nbt;
+            let mlen = XI * o8 * nbt;
+            (0..p.blocks).into_par_iter().for_each(|b| {
+                <f32 as super::super::Float>::with_scratch(vlen + L, mlen + L, |vb, mb| {
+                    let vb = aligned(vb, vlen);
+                    let mb = aligned(mb, mlen);
+                    // SAFETY: AVX-512F was detected; the block writes only its own tiles
+                    unsafe {
+                        transform_block(&p, pad, b, vb);
+                        products(&p, vb, (u, c8), b, mb, (ptr, epi));
+                    }
+                })
+            });
+            // SAFETY: the blocks' groups partition every image's tiles and each writes all of
+            // its tiles' outputs for every channel, so all `len` elements are written
+            unsafe { out.set_len(len) };
+            out
+        }))
+    }
+
+    /// An aligned window of `len` floats inside `buf` (which has `len + 16`).
+    fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
+        let skip = buf.as_ptr().align_offset(64).min(L);
+        &mut buf[skip..skip + len]
+    }
+
+    /// `U = G·g·Gᵀ` of every filter of `w (o, c, 3, 3)` into `u`, laid out `[ξ][o_pad][c_pad]`
+    /// (padding zero), 16 filters of a row at a time.
+    #[target_feature(enable = "avx512f")]
+    fn filters(w: &[f32], (o, c): (usize, usize), (o_pad, c_pad): (usize, usize), u: &mut [f32]) {
+        let plane = o_pad * c_pad;
+        assert!(w.len() == 9 * o * c && u.len() == XI * plane && o <= o_pad && c <= c_pad);
+        u.par_chunks_mut(plane).for_each(|pl| {
+            pl[o * c_pad..].fill(0.);
+            if c < c_pad {
+                for row in pl[..o * c_pad].chunks_mut(c_pad) {
+                    row[c..].fill(0.);
+                }
+            }
+        });
+        let ptr = Out(u.as_mut_ptr());
+        (0..o).into_par_iter().for_each(|row| {
+            filters_row(&w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr)
+        });
+    }
+
+    /// `G·v` for the three values of a filter column or row: six values.
+    #[target_feature(enable = "avx512f")]
+    fn g6(a: __m512, b: __m512, c: __m512) -> [__m512; 6] {
+        let sixth = _mm512_set1_ps(1. / 6.);
+        let (quarter, twelfth, twentyfourth) =
+            (_mm512_set1_ps(0.25), _mm512_set1_ps(1. / 12.), _mm512_set1_ps(1. / 24.));
+        let ac = _mm512_add_ps(a, c);
+        // (a/24 + c/6) ± b/12
+        let e = _mm512_fmadd_ps(a, twentyfourth, _mm512_mul_ps(c, sixth));
+        let f = _mm512_mul_ps(b, twelfth);
+        [
+            _mm512_mul_ps(a, quarter),
+            _mm512_mul_ps(_mm512_add_ps(ac, b), _mm512_set1_ps(-1. / 6.)),
+            _mm512_mul_ps(_mm512_sub_ps(ac, b), _mm512_set1_ps(-1. / 6.)),
+            _mm512_add_ps(e, f),
+            _mm512_sub_ps(e, f),
+            c,
+        ]
+    }
+
+    /// Row `w_row` (`c` filters) of [`filters`], written at `at` of every plane.
+    #[target_feature(enable = "avx512f")]
+    fn filters_row(w_row: &[f32], plane: usize, at: usize, ptr: Out) {
+        let c = w_row.len() / 9;
+        for c0 in (0..c).step_by(L) {
+            let count = (c - c0).min(L);
+            let mask = if count >= L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+            let g = filter_taps(w_row, c0, count);
+            // G·g down the columns: t[i][j], then ·Gᵀ along each row
+            let [c0s, c1s, c2s] = [0, 1, 2].map(|j| g6(g[j], g[3 + j], g[6 + j]));
+            for (i, ((&a, &b), &cc)) in c0s.iter().zip(&c1s).zip(&c2s).enumerate() {
+                let row = g6(a, b, cc);
+                for (j, &val) in row.iter().enumerate() {
+                    // SAFETY: the masked lanes lie in row o of plane 6i + j; this task alone
+                    // writes that row
+                    unsafe {
+                        _mm512_mask_storeu_ps(ptr.add((i * 6 + j) * plane + at + c0), mask, val)
+                    };
+                }
+            }
+        }
+    }
+
+    /// `Bᵀ·v` of six values of an input tile column or row.
+    #[target_feature(enable = "avx512f")]
+    fn bt6(d: &[__m512; 6]) -> [__m512; 6] {
+        let (four, five, two) = (_mm512_set1_ps(4.), _mm512_set1_ps(5.), _mm512_set1_ps(2.));
+        let t1 = _mm512_fnmadd_ps(four, d[2], d[4]); // d4 − 4·d2
+        let t2 = _mm512_fnmadd_ps(four, d[1], d[3]); // d3 − 4·d1
+        let t3 = _mm512_sub_ps(d[4], d[2]);
+        let t4 = _mm512_mul_ps(two, _mm512_sub_ps(d[3], d[1]));
+        [
+            _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
+            _mm512_add_ps(t1, t2),
+            _mm512_sub_ps(t1, t2),
+            _mm512_add_ps(t3, t4),
+            _mm512_sub_ps(t3, t4),
+            _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+        ]
+    }
+
+    /// `Aᵀ·v` of six values of a product tile column or row: four outputs.
+    #[target_feature(enable = "avx512f")]
+    fn at4(m: &[__m512; 6]) -> [__m512; 4] {
+        let (s12, d12) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
+        let (s34, d34) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
+        [
+            _mm512_add_ps(_mm512_add_ps(m[0], s12), s34),
+            _mm512_fmadd_ps(_mm512_set1_ps(2.), d34, d12),
+            _mm512_fmadd_ps(_mm512_set1_ps(4.), s34, s12),
+            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.), d34, d12), m[5]),
+        ]
+    }
+
+    /// Permute indices: lanes 0..8 take every fourth element of a pair of vectors, and lanes
+    /// 8..16 do.
+    #[target_feature(enable = "avx512f")]
+    fn quarter_indices() -> (__m512i, __m512i) {
+        (
+            _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 8, 12, 16, 20, 24, 28),
+        )
+    }
+
+    /// Where vector `v`'s two groups start in the padded input (channel 0) and in the output
+    /// (channel 0, row 0 of the tiles); the second is `None` past the last group.
+    fn vector_origins(p: &Plan, v: usize) -> [Option<(usize, usize, usize)>; 2] {
+        [2 * v, 2 * v + 1].map(|g| {
+            (g < p.groups).then(|| {
+                let (n, ty, tx0) = p.group(g);
+                let pad = n * p.d.c * p.plane + 4 * ty * p.wp + 4 * tx0;
+                (pad, n, 4 * ty * p.d.w + 4 * tx0)
+            })
+        })
+    }
+
+    /// The transformed input tiles of block `b`: `vb[(c·36 + ξ)·nbt + tile]`, `nbt = 16·nb`.
+    #[target_feature(enable = "avx512f")]
+    fn transform_block(p: &Plan, pad: &[f32], b: usize, vb: &mut [f32]) {
+        let nbv = p.nb.min(p.vectors - b * p.nb);
+        let nbt = p.nb * L;
+        assert!(vb.len() >= XI * p.d.c * nbt);
+        let (lo_idx, hi_idx) = quarter_indices();
+        for v in 0..nbv {
+            let [g0, g1] = vector_origins(p, b * p.nb + v);
+            let Some((a0, _, _)) = g0 else { continue };
+            let a1 = g1.map(|g| g.0);
+            for c in 0..p.d.c {
+                let off = c * p.plane;
+                // a group's window rows: 40 floats from its origin, the last read ending at
+                // origin + 5·wp + 5 + 32 ≤ the padded input + SLACK
+                assert!(a0.max(a1.unwrap_or(0)) + off + 5 * p.wp + 5 + 2 * L <= pad.len());
+                // one element of the 16 windows (a macro, not a closure: inlined for sure)
+                macro_rules! load {
+                    ($r:expr, $q:expr) => {{
+                        let (r, q): (usize, usize) = ($r, $q);
+                        // SAFETY: in bounds (asserted above)
+                        unsafe {
+                            let s = pad.as_ptr().add(a0 + off + r * p.wp + q);
+                            let lo = _mm512_permutex2var_ps(
+                                _mm512_loadu_ps(s),
+                                lo_idx,
+                                _mm512_loadu_ps(s.add(L)),
+                            );
+                            match a1 {
+                                Some(a1) => {
+                                    let s = pad.as_ptr().add(a1 + off + r * p.wp + q);
+                                    let hi = _mm512_permutex2var_ps(
+                                        _mm512_loadu_ps(s),
+                                        hi_idx,
+                                        _mm512_loadu_ps(s.add(L)),
+                                    );
+                                    _mm512_mask_blend_ps(0xff00, lo, hi)
+                                }
+                                None => _mm512_maskz_mov_ps(0x00ff, lo),
+                            }
+                        }
+                    }};
+                }
+                // Bᵀ·d down the columns (cols[q][r]), then ·B along the rows (built in
+                // registers, no zeroed arrays)
+                macro_rules! col {
+                    ($q:expr) => {
+                        bt6(&[
+                            load!(0, $q),
+                            load!(1, $q),
+                            load!(2, $q),
+                            load!(3, $q),
+                            load!(4, $q),
+                            load!(5, $q),
+                        ])
+                    };
+                }
+                let cols = [col!(0), col!(1), col!(2), col!(3), col!(4), col!(5)];
+                #[allow(clippy::needless_range_loop)] // r indexes the six columns alike
+                for r in 0..6 {
+                    let row = bt6(&[
+                        cols[0][r], cols[1][r], cols[2][r], cols[3][r], cols[4][r], cols[5][r],
+                    ]);
+                    for (q, &val) in row.iter().enumerate() {
+                        let at = (c * XI + r * 6 + q) * nbt + v * L;
+                        // SAFETY: at + 16 ≤ 36·C·nbt (asserted above)
+                        unsafe { _mm512_storeu_ps(vb.as_mut_ptr().add(at), val) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Block `b`'s products, output transform, epilogue and stores, from its transformed
+    /// tiles `vb` (see [`transform_block`]) and the transformed filters `u` (rows of `c8`).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn products(
+        p: &Plan,
+        vb: &[f32],
+        (u, c8): (&[f32], usize),
+        b: usize,
+        mb: &mut [f32],
+        (out, epi): (Out, Option<&Affine<'_, f32>>),
+    ) {
+        let d = p.d;
+        let nbv = p.nb.min(p.vectors - b * p.nb);
+        let nbt = p.nb * L;
+        let o8 = d.o.div_ceil(MR) * MR;
+        let plane = o8 * c8;
+        assert!(mb.len() >= XI * o8 * nbt);
+        for xi in 0..XI {
+            let vx = &vb[xi * nbt..];
+            for ob in 0..o8 / MR {
+                let ug = (&u[xi * plane + ob * MR * c8..(xi + 1) * plane], c8, 1);
+                let m0 = (xi * o8 + ob * MR) * nbt;
+                let mx = &mut mb[m0..m0 + MR * nbt];
+                let mut v = 0;
+                while v + 2 <= nbv {
+                    kernel::<2>(ug, d.c, (&vx[v * L..], XI * nbt), (&mut mx[v * L..], nbt));
+                    v += 2;
+                }
+                if v < nbv {
+                    kernel::<1>(ug, d.c, (&vx[v * L..], XI * nbt), (&mut mx[v * L..], nbt));
+                }
+            }
+        }
+        for o in 0..d.o {
+            for v in 0..nbv {
+                let mut y = output_transform(mb, o * nbt + v * L, o8 * nbt);
+                if let Some(e) = epi {
+                    // eval batch norm (+ ReLU) while the outputs are in registers
+                    let (a, sh) = (_mm512_set1_ps(e.scale[o]), _mm512_set1_ps(e.shift[o]));
+                    for yv in y.iter_mut().flatten() {
+                        *yv = _mm512_fmadd_ps(*yv, a, sh);
+                        if e.relu {
+                            *yv = _mm512_max_ps(*yv, _mm512_setzero_ps());
+                        }
+                    }
+                }
+                // SAFETY: the vector's groups lie in this block, which alone writes them
+                unsafe { store(p, &y, vector_origins(p, b * p.nb + v), o, out) };
+            }
+        }
+    }
+
+    /// `Aᵀ·m·A` of 16 tiles from `mb[ξ·stride + at ..]`: `y[i][j]`, output row `i`, column `j`.
+    #[target_feature(enable = "avx512f")]
+    fn output_transform(mb: &[f32], at: usize, stride: usize) -> [[__m512; 4]; 4] {
+        assert!(at + (XI - 1) * stride + L <= mb.len());
+        let ptr = mb.as_ptr();
+        macro_rules! col {
+            ($q:expr) => {{
+                // SAFETY: in bounds (asserted above)
+                let ld = |r: usize| unsafe { _mm512_loadu_ps(ptr.add((r * 6 + $q) * stride + at)) };
+                at4(&[ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)])
+            }};
+        }
+        // Aᵀ·m down the columns (cols[q][i]), then ·A along the rows
+        let cols = [col!(0), col!(1), col!(2), col!(3), col!(4), col!(5)];
+        macro_rules! row {
+            ($i:expr) => {
+                at4(&[cols[0][$i], cols[1][$i], cols[2][$i], cols[3][$i], cols[4][$i], cols[5][$i]])
+            };
+        }
+        [row!(0), row!(1), row!(2), row!(3)]
+    }
+
+    /// Writes 16 tiles' 4×4 outputs of channel `o`: per output row, each group's 8 tiles
+    /// interleaved into 32 contiguous pixels.
+    ///
+    /// # Safety
+    /// `out` holds the `(n, o, h, w)` output; no other thread writes these tiles.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store(
+        p: &Plan,
+        y: &[[__m512; 4]; 4],
+        groups: [Option<(usize, usize, usize)>; 2],
+        o: usize,
+        out: Out,
+    ) {
+        let d = p.d;
+        // pairs of columns, lanes 0..8 (first group) or 8..16 (second), then pairs of pairs
+        let pair = [
+            _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
+            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
+        ];
+        let quad_lo = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+        let quad_hi =
+            _mm512_setr_epi32(8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+        for (k, group) in groups.iter().enumerate() {
+            let Some((_, n, at)) = *group else { continue };
+            let base = (n * d.o + o) * d.h * d.w + at;
+            for (i, yi) in y.iter().enumerate() {
+                let p01 = _mm512_permutex2var_ps(yi[0], pair[k], yi[1]);
+                let p23 = _mm512_permutex2var_ps(yi[2], pair[k], yi[3]);
+                let lo = _mm512_permutex2var_ps(p01, quad_lo, p23);
+                let hi = _mm512_permutex2var_ps(p01, quad_hi, p23);
+                // SAFETY: row 4·ty + i of channel o of image n, pixels 4·tx0 .. 4·tx0 + 32,
+                // inside the image (the width is a multiple of 32)
+                unsafe {
+                    let dst = out.add(base + i * d.w);
+                    _mm512_storeu_ps(dst, lo);
+                    _mm512_storeu_ps(dst.add(L), hi);
+                }
+            }
+        }
+    }
+}
