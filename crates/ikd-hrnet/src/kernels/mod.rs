@@ -9,8 +9,8 @@
 //! - [`conv2d`]: any kernel size, stride and padding (HRNet uses 3×3 stride 1 and 2, 1×1 stride
 //!   1). 3×3 stride-1 f32 convolutions on AVX-512 CPUs run as Winograd's F(2×2, 3×3) (2.25×
 //!   fewer multiplications, [`set_winograd`]), forward and input gradient, and as F(4×4, 3×3)
-//!   (4× fewer) on images from [`WINOGRAD_F43_MIN_SIDE`] pixels whose width is a multiple of
-//!   32 ([`set_winograd_f43`]); everything else as
+//!   (4× fewer; weight gradient too) on images from [`WINOGRAD_F43_MIN_SIDE`] pixels whose
+//!   width is a multiple of 32 ([`set_winograd_f43`]); everything else as
 //!   im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
 //!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im (or, for
 //!   "same" convolutions, as the convolution of dY with the flipped kernel) and the weight

@@ -183,6 +183,9 @@ pub(crate) fn weight_grad3x3(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>
     {
         return None;
     }
+    if let Some(dw) = super::winograd43::weight_grad3x3(x, dy, d) {
+        return Some(dw);
+    }
     #[cfg(target_arch = "x86_64")]
     {
         avx512::weight_grad(x, dy, d)

@@ -6,10 +6,11 @@
 //! 4 and the direct sum's 9), as 36 independent products `M[ξ] (O×T) = U[ξ] (O×C) · V[ξ] (C×T)`
 //! over the tiles. The price is rounding: the transforms' coefficients reach 8 and 1/24, so f32
 //! results sit about 5–10× further from the exact sum than F(2×2, 3×3)'s (relative L2 error
-//! ~1–3e-6 against ~2–4e-7, growing with the channels). Forward and input gradient take it on
-//! images at least [`WINOGRAD_F43_MIN_SIDE`] pixels high whose width is a multiple of 32 and
-//! height a multiple of 4 (HRNet-W32's 64- and 32-pixel branches at 256²); everything else
-//! keeps F(2×2, 3×3) (see [`set_winograd_f43`]).
+//! ~1–3e-6 against ~2–4e-7, growing with the channels). Forward, input gradient and weight
+//! gradient (`dU[ξ] = Σ_tiles (A·dY·Aᵀ)[ξ]·V[ξ]ᵀ`, `dW = Gᵀ·dU·G`: the adjoint transforms, 36
+//! packed products) take it on images at least [`WINOGRAD_F43_MIN_SIDE`] pixels high whose
+//! width is a multiple of 32 and height a multiple of 4 (HRNet-W32's 64- and 32-pixel branches
+//! at 256²); everything else keeps F(2×2, 3×3) (see [`set_winograd_f43`]).
 //!
 //! Lanes: a vector holds 16 tiles as two groups of 8 neighbouring tiles of one tile row (the
 //! width is a multiple of 32 pixels, so groups never straddle rows), each read by contiguous
@@ -25,8 +26,8 @@ use super::Affine;
 
 static F43: AtomicBool = AtomicBool::new(true);
 
-/// The smallest image side on which 3×3 stride-1 convolutions take F(4×4, 3×3) (forward and
-/// input gradient). Smaller images keep F(2×2, 3×3): their share of the work is smaller, and
+/// The smallest image side on which 3×3 stride-1 convolutions take F(4×4, 3×3) (forward, input
+/// and weight gradient). Smaller images keep F(2×2, 3×3): their share of the work is smaller, and
 /// the PyTorch training-trajectory fixture (16-pixel maps at most) stays bit for bit where it was.
 ///
 /// ```
@@ -37,9 +38,10 @@ pub const WINOGRAD_F43_MIN_SIDE: usize = 32;
 /// Turns F(4×4, 3×3) on or off (default on; `IKD_WINOGRAD_F43=0` in the environment also turns
 /// it off). On, 3×3 stride-1 f32 convolutions on images at least [`WINOGRAD_F43_MIN_SIDE`]
 /// pixels high, with a width that is a multiple of 32 and a height that is a multiple of 4,
-/// take it for the forward pass and the input gradient: 44 % fewer multiplications than
-/// F(2×2, 3×3), rounding about 5–10× larger (relative error ~1e-6). Off, they take
-/// F(2×2, 3×3). Needs [`super::winograd_enabled`].
+/// take it for the forward pass, the input gradient and (with
+/// [`super::winograd_weight_grad_enabled`]) the weight gradient: 44 % fewer multiplications
+/// than F(2×2, 3×3), rounding about 5–10× larger in the forward pass and the input gradient
+/// (relative error ~1e-6). Off, they take F(2×2, 3×3). Needs [`super::winograd_enabled`].
 ///
 /// ```
 /// ikd_hrnet::kernels::set_winograd_f43(false);
@@ -118,12 +120,32 @@ pub(crate) fn input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>>
     conv3x3(dy, &wf, &t, None)
 }
 
+/// The weight gradient `(o, c, 3, 3)` from the input `x` and the output gradient `dy`:
+/// `dU[ξ] = Σ_tiles (A·dY·Aᵀ)[ξ] · V[ξ]ᵀ`, then `dW = Gᵀ·dU·G`, the adjoint of the forward
+/// transforms. `None` where F(4×4, 3×3) does not apply or
+/// [`super::winograd_weight_grad_enabled`] is off.
+pub(crate) fn weight_grad3x3(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
+    if !applies(d) || !super::winograd_weight_grad_enabled() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512::weight_grad(x, dy, d)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, dy);
+        None
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
     use rayon::prelude::*;
 
+    use super::super::gemm::{matmul, Mat, Parallelism};
     use super::super::winograd::avx512::{filter_taps, kernel, Out, MR};
     use super::super::winograd::{fill_padded_plane, with_big};
     use super::super::Affine;
@@ -202,7 +224,7 @@ mod avx512 {
                     let mb = aligned(mb, mlen);
                     // SAFETY: AVX-512F was detected; the block writes only its own tiles
                     unsafe {
-                        transform_block(&p, pad, b, vb);
+                        transform_block(&p, pad, b, 0, vb);
                         products(&p, vb, (u, c8), b, mb, (ptr, epi));
                     }
                 })
@@ -336,19 +358,21 @@ mod avx512 {
         })
     }
 
-    /// The transformed input tiles of block `b`: `vb[(c·36 + ξ)·nbt + tile]`, `nbt = 16·nb`.
+    /// The transformed input tiles of block `b`, channels `c_lo..` (as many as `vb` holds):
+    /// `vb[((c − c_lo)·36 + ξ)·nbt + tile]`, `nbt = 16·nb`.
     #[target_feature(enable = "avx512f")]
-    fn transform_block(p: &Plan, pad: &[f32], b: usize, vb: &mut [f32]) {
+    fn transform_block(p: &Plan, pad: &[f32], b: usize, c_lo: usize, vb: &mut [f32]) {
         let nbv = p.nb.min(p.vectors - b * p.nb);
         let nbt = p.nb * L;
-        assert!(vb.len() >= XI * p.d.c * nbt);
+        let c_n = vb.len() / (XI * nbt);
+        assert!(c_lo + c_n <= p.d.c);
         let (lo_idx, hi_idx) = quarter_indices();
         for v in 0..nbv {
             let [g0, g1] = vector_origins(p, b * p.nb + v);
             let Some((a0, _, _)) = g0 else { continue };
             let a1 = g1.map(|g| g.0);
-            for c in 0..p.d.c {
-                let off = c * p.plane;
+            for c in 0..c_n {
+                let off = (c_lo + c) * p.plane;
                 // a group's window rows: 40 floats from its origin, the last read ending at
                 // origin + 5·wp + 5 + 32 ≤ the padded input + SLACK
                 assert!(a0.max(a1.unwrap_or(0)) + off + 5 * p.wp + 5 + 2 * L <= pad.len());
@@ -401,7 +425,7 @@ mod avx512 {
                     ]);
                     for (q, &val) in row.iter().enumerate() {
                         let at = (c * XI + r * 6 + q) * nbt + v * L;
-                        // SAFETY: at + 16 ≤ 36·C·nbt (asserted above)
+                        // SAFETY: at + 16 ≤ 36·c_n·nbt ≤ vb.len()
                         unsafe { _mm512_storeu_ps(vb.as_mut_ptr().add(at), val) };
                     }
                 }
@@ -522,5 +546,179 @@ mod avx512 {
                 }
             }
         }
+    }
+
+    pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
+        assert_eq!(dy.len(), d.n * d.o * d.h * d.w, "winograd: output gradient length");
+        let p = Plan::new(d);
+        // every tile at once: one block of all vectors, rows one vector longer than the tiles
+        // (`ld`) so that rows read together do not share cache sets
+        let all = Plan { nb: p.vectors + 1, blocks: 1, ..p };
+        let tp = p.vectors * L;
+        let ld = tp + L;
+        let pad_len = d.n * d.c * p.plane + SLACK;
+        let (v_len, m_len, du_len) = (d.c * XI * ld, d.o * XI * ld, XI * d.o * d.c);
+        let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
+        Some(with_big(pad_len + v_len + m_len + du_len, |big| {
+            let (pad, rest) = big.split_at_mut(pad_len);
+            let (v, rest) = rest.split_at_mut(v_len);
+            let (m, du) = rest.split_at_mut(m_len);
+            fill_padded_plane(x, d, (d.h + 2, p.wp), pad);
+            let pad = &*pad;
+            v.par_chunks_mut(XI * ld * per).enumerate().for_each(|(k, chunk)| {
+                // SAFETY: AVX-512F was detected (winograd_enabled)
+                unsafe { transform_block(&all, pad, 0, k * per, chunk) }
+            });
+            m.par_chunks_mut(XI * ld).enumerate().for_each(|(o, mo)| {
+                // SAFETY: AVX-512F was detected (winograd_enabled)
+                unsafe { grad_transform(&p, dy, o, mo, ld) }
+            });
+            // dU[ξ] (O×C) = dM[ξ] (O×T) · V[ξ]ᵀ (T×C), one packed product per ξ (the lanes
+            // past the last tile are zero in both)
+            du.par_chunks_mut(d.o * d.c).enumerate().for_each(|(xi, out)| {
+                let lhs = Mat { data: &m[xi * ld..], rs: XI * ld, cs: 1 };
+                let rhs = Mat { data: &v[xi * ld..], rs: 1, cs: XI * ld };
+                matmul(d.o, d.c, tp, out, d.c, false, lhs, rhs, Parallelism::None);
+            });
+            // SAFETY: AVX-512F was detected (winograd_enabled)
+            unsafe { filter_grads(du, d.o * d.c) }
+        }))
+    }
+
+    /// `A·v` of four output-gradient values of a tile column or row: six values (the adjoint
+    /// of [`at4`]).
+    #[target_feature(enable = "avx512f")]
+    fn a6(y: &[__m512; 4]) -> [__m512; 6] {
+        let (e, o) = (_mm512_add_ps(y[0], y[2]), _mm512_add_ps(y[1], y[3]));
+        let e4 = _mm512_fmadd_ps(_mm512_set1_ps(4.), y[2], y[0]);
+        let o8 = _mm512_fmadd_ps(_mm512_set1_ps(8.), y[3], _mm512_mul_ps(_mm512_set1_ps(2.), y[1]));
+        [
+            y[0],
+            _mm512_add_ps(e, o),
+            _mm512_sub_ps(e, o),
+            _mm512_add_ps(e4, o8),
+            _mm512_sub_ps(e4, o8),
+            y[3],
+        ]
+    }
+
+    /// `dM = A·dY·Aᵀ` of every tile for output channel `o`: `mo[ξ·ld + tile]`; the lanes of
+    /// a missing second group get 0.
+    #[target_feature(enable = "avx512f")]
+    fn grad_transform(p: &Plan, dy: &[f32], o: usize, mo: &mut [f32], ld: usize) {
+        let d = p.d;
+        assert!(mo.len() == XI * ld && p.vectors * L <= ld);
+        // de-interleave 32 pixels of a row (8 tiles × 4 columns): column j of the 8 tiles
+        let take = [
+            _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_setr_epi32(1, 5, 9, 13, 17, 21, 25, 29, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_setr_epi32(3, 7, 11, 15, 19, 23, 27, 31, 0, 0, 0, 0, 0, 0, 0, 0),
+        ];
+        for v in 0..p.vectors {
+            let groups = vector_origins(p, v);
+            // y[i][j]: row i, column j of the 16 tiles' output gradients
+            let mut y = [[_mm512_setzero_ps(); 4]; 4];
+            for (k, group) in groups.iter().enumerate() {
+                let Some((_, n, at)) = *group else { continue };
+                let base = (n * d.o + o) * d.h * d.w + at;
+                assert!(base + 3 * d.w + 2 * L <= dy.len());
+                for (i, yi) in y.iter_mut().enumerate() {
+                    // SAFETY: row 4·ty + i of channel o of image n, 32 pixels from 4·tx0
+                    // (asserted above)
+                    let (a, b) = unsafe {
+                        let s = dy.as_ptr().add(base + i * d.w);
+                        (_mm512_loadu_ps(s), _mm512_loadu_ps(s.add(L)))
+                    };
+                    for (j, yij) in yi.iter_mut().enumerate() {
+                        let t = _mm512_permutex2var_ps(a, take[j], b);
+                        *yij = if k == 0 {
+                            _mm512_maskz_mov_ps(0x00ff, t)
+                        } else {
+                            // lanes 8..16 take the second group: shift its 8 values up
+                            let up = _mm512_permutexvar_ps(
+                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7),
+                                t,
+                            );
+                            _mm512_mask_blend_ps(0xff00, *yij, up)
+                        };
+                    }
+                }
+            }
+            // A·dY down the columns (cols[j][a]), then ·Aᵀ along the rows
+            let cols = [0, 1, 2, 3].map(|j| a6(&[y[0][j], y[1][j], y[2][j], y[3][j]]));
+            #[allow(clippy::needless_range_loop)] // a indexes the four columns alike
+            for a in 0..6 {
+                let row = a6(&[cols[0][a], cols[1][a], cols[2][a], cols[3][a]]);
+                for (b, &val) in row.iter().enumerate() {
+                    let at = (a * 6 + b) * ld + v * L;
+                    // SAFETY: at + 16 ≤ 36·ld (asserted above)
+                    unsafe { _mm512_storeu_ps(mo.as_mut_ptr().add(at), val) };
+                }
+            }
+        }
+    }
+
+    /// `Gᵀ·v` of six values of a filter-gradient column or row: three values (the adjoint of
+    /// [`g6`]).
+    #[target_feature(enable = "avx512f")]
+    fn gt3(u: &[__m512; 6]) -> [__m512; 3] {
+        let (s12, d12) = (_mm512_add_ps(u[1], u[2]), _mm512_sub_ps(u[1], u[2]));
+        let (s34, d34) = (_mm512_add_ps(u[3], u[4]), _mm512_sub_ps(u[3], u[4]));
+        let sixth = _mm512_set1_ps(1. / 6.);
+        let neg_sixth = _mm512_set1_ps(-1. / 6.);
+        [
+            _mm512_fmadd_ps(
+                u[0],
+                _mm512_set1_ps(0.25),
+                _mm512_fmadd_ps(s12, neg_sixth, _mm512_mul_ps(s34, _mm512_set1_ps(1. / 24.))),
+            ),
+            _mm512_fmadd_ps(d12, neg_sixth, _mm512_mul_ps(d34, _mm512_set1_ps(1. / 12.))),
+            _mm512_add_ps(_mm512_fmadd_ps(s12, neg_sixth, _mm512_mul_ps(s34, sixth)), u[5]),
+        ]
+    }
+
+    /// `dW = Gᵀ·dU·G` of every filter from `du[ξ][filter]` (`36 × n`), 16 filters at a time:
+    /// the weight gradient `(n, 3, 3)`.
+    #[target_feature(enable = "avx512f")]
+    fn filter_grads(du: &[f32], n: usize) -> Vec<f32> {
+        assert_eq!(du.len(), XI * n);
+        let mut dw = Vec::with_capacity(9 * n);
+        dw.spare_capacity_mut()[..9 * n].par_chunks_mut(9 * 16 * L).enumerate().for_each(
+            |(task, out)| {
+                let lo = task * 16 * L;
+                for r0 in (lo..lo + out.len() / 9).step_by(L) {
+                    let count = (n - r0).min(L);
+                    let mask = if count >= L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+                    // SAFETY: the unmasked lanes lie inside plane ξ
+                    let ld = |xi: usize| unsafe {
+                        _mm512_maskz_loadu_ps(mask, du.as_ptr().add(xi * n + r0))
+                    };
+                    // Gᵀ·dU down the columns (cols[b][k]), then ·G along the rows
+                    let cols = [0, 1, 2, 3, 4, 5].map(|b| {
+                        gt3(&[ld(b), ld(6 + b), ld(12 + b), ld(18 + b), ld(24 + b), ld(30 + b)])
+                    });
+                    let mut g = [[0f32; L]; 9];
+                    for k in 0..3 {
+                        let row = gt3(&[
+                            cols[0][k], cols[1][k], cols[2][k], cols[3][k], cols[4][k], cols[5][k],
+                        ]);
+                        for (l, &val) in row.iter().enumerate() {
+                            // SAFETY: 16 floats
+                            unsafe { _mm512_storeu_ps(g[3 * k + l].as_mut_ptr(), val) };
+                        }
+                    }
+                    let at = (r0 - lo) * 9;
+                    for lane in 0..count {
+                        for (k, gk) in g.iter().enumerate() {
+                            out[at + lane * 9 + k].write(gk[lane]);
+                        }
+                    }
+                }
+            },
+        );
+        // SAFETY: the tasks wrote all 9·n elements (each writes every element of its chunk)
+        unsafe { dw.set_len(9 * n) };
+        dw
     }
 }

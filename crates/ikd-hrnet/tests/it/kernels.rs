@@ -456,7 +456,8 @@ fn upsample_nearest_matches_broadcast_reference() {
     }
 }
 
-/// F(4×4, 3×3) against the f64 direct sum: values, input and weight gradients, on sizes that
+/// F(4×4, 3×3) against the f64 direct sum: values, input and weight gradients (all three on
+/// that path), on sizes that
 /// take it (widths multiples of 32, heights multiples of 4, from 32 on; channel counts that are
 /// not multiples of 8 or 16; an odd number of 8-tile groups) — and it leaves smaller images
 /// and other widths to F(2×2, 3×3) bit for bit.
@@ -484,9 +485,14 @@ fn winograd_f43_matches_the_direct_sum() {
         assert!(err < 1e-5, "{case}: forward {err}");
         kernels::set_winograd_f43(false);
         let f23 = kernels::conv2d(&x, &wt, 1, 1).unwrap();
+        let g23 = probe(&f23, 63).backward().unwrap();
         kernels::set_winograd_f43(true);
         assert_ne!(to_vec(&y), to_vec(&f23), "{case}: F(4×4, 3×3) did not run");
         let g = probe(&y, 63).backward().unwrap();
+        for (v, name) in [(&x, "input"), (&wt, "weight")] {
+            let (a, b) = (to_vec(g.get(v).unwrap()), to_vec(g23.get(v).unwrap()));
+            assert_ne!(a, b, "{case}: F(4×4, 3×3) {name} gradient did not run");
+        }
         let g64 = probe(&reference, 63).backward().unwrap();
         for (v, v64, name) in [(&x, &x64, "input"), (&wt, &w64, "weight")] {
             let err = rel_l2(g.get(v).unwrap(), g64.get(v64).unwrap());
