@@ -4,6 +4,15 @@ use std::path::PathBuf;
 
 use candle_core::Tensor;
 
+/// Held by every test that switches a kernel path (`kernels::set_winograd*`) or checks which
+/// path ran: the switches are process-wide and the tests of this binary run in parallel.
+pub static PATH_SWITCHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`PATH_SWITCHES`] (a test that panicked while holding it does not block the others).
+pub fn switches() -> std::sync::MutexGuard<'static, ()> {
+    PATH_SWITCHES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/hrnet"))
 }

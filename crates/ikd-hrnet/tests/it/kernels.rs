@@ -369,6 +369,7 @@ fn taps_that_only_meet_zeros_get_exact_zero_weight_gradients_below_the_winograd_
         let largest = dw.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         (taps.flatten_all().unwrap().to_vec1::<f32>().unwrap(), largest)
     };
+    let _paths = crate::common::switches();
     let small = kernels::WINOGRAD_WEIGHT_GRAD_MIN_SIDE - 1;
     let (taps, _) = bottom_taps(small);
     assert!(taps.iter().all(|&t| t == 0.), "{small}²: {taps:?}");
@@ -414,6 +415,7 @@ fn conv2d_affine_matches_conv_then_channel_affine() {
 
 #[test]
 fn winograd_switch_changes_only_the_path() {
+    let _paths = crate::common::switches();
     let x = rand(&[2, 8, 33, 34], 41, DType::F32);
     let w = rand(&[6, 8, 3, 3], 42, DType::F32);
     let on = kernels::winograd_enabled();
@@ -463,6 +465,7 @@ fn upsample_nearest_matches_broadcast_reference() {
 /// and other widths to F(2×2, 3×3) bit for bit.
 #[test]
 fn winograd_f43_matches_the_direct_sum() {
+    let _paths = crate::common::switches();
     if !kernels::winograd_f43_enabled() {
         return;
     }
