@@ -10,7 +10,8 @@
 //!   1). 3×3 stride-1 f32 convolutions on AVX-512 CPUs run as Winograd's F(2×2, 3×3) (2.25×
 //!   fewer multiplications, [`set_winograd`]), forward and input gradient, and as F(4×4, 3×3)
 //!   (4× fewer; weight gradient too) on images from [`WINOGRAD_F43_MIN_SIDE`] pixels whose
-//!   width is a multiple of 32 ([`set_winograd_f43`]); everything else as
+//!   width is a multiple of 16, with [`WINOGRAD_F43_MIN_CHANNELS`] channels or more
+//!   ([`set_winograd_f43`]); everything else as
 //!   im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
 //!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im (or, for
 //!   "same" convolutions, as the convolution of dY with the flipped kernel) and the weight
@@ -51,7 +52,9 @@ pub use winograd::{
     set_winograd, set_winograd_weight_grad, winograd_enabled, winograd_weight_grad_enabled,
     WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
 };
-pub use winograd43::{set_winograd_f43, winograd_f43_enabled, WINOGRAD_F43_MIN_SIDE};
+pub use winograd43::{
+    set_winograd_f43, winograd_f43_enabled, WINOGRAD_F43_MIN_CHANNELS, WINOGRAD_F43_MIN_SIDE,
+};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 

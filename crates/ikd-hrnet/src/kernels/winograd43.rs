@@ -8,14 +8,15 @@
 //! results sit about 5–10× further from the exact sum than F(2×2, 3×3)'s (relative L2 error
 //! ~1–3e-6 against ~2–4e-7, growing with the channels). Forward, input gradient and weight
 //! gradient (`dU[ξ] = Σ_tiles (A·dY·Aᵀ)[ξ]·V[ξ]ᵀ`, `dW = Gᵀ·dU·G`: the adjoint transforms, 36
-//! packed products) take it on images at least [`WINOGRAD_F43_MIN_SIDE`] pixels high whose
-//! width is a multiple of 32 and height a multiple of 4 (HRNet-W32's 64- and 32-pixel branches
-//! at 256²); everything else keeps F(2×2, 3×3) (see [`set_winograd_f43`]).
+//! packed products) take it on images at least [`WINOGRAD_F43_MIN_SIDE`] pixels a side whose
+//! width is a multiple of 16 and height a multiple of 4, with at least
+//! [`WINOGRAD_F43_MIN_CHANNELS`] input and output channels (HRNet-W32's 64-, 32- and 16-pixel
+//! branches at 256²); everything else keeps F(2×2, 3×3) (see [`set_winograd_f43`]).
 //!
-//! Lanes: a vector holds 16 tiles as two groups of 8 neighbouring tiles of one tile row (the
-//! width is a multiple of 32 pixels, so groups never straddle rows), each read by contiguous
-//! loads and split by permutes, its outputs interleaved back the same way. f32 only, on x86-64
-//! CPUs with AVX-512F.
+//! Lanes: a vector holds 16 tiles as four quarters of 4 neighbouring tiles of one tile row (the
+//! width is a multiple of 16 pixels, so quarters never straddle rows), each read by contiguous
+//! loads and combined by permutes, its outputs interleaved back the same way. f32 only, on
+//! x86-64 CPUs with AVX-512F.
 
 #![allow(unsafe_code)]
 
@@ -27,18 +28,28 @@ use super::Affine;
 static F43: AtomicBool = AtomicBool::new(true);
 
 /// The smallest image side on which 3×3 stride-1 convolutions take F(4×4, 3×3) (forward, input
-/// and weight gradient). Smaller images keep F(2×2, 3×3): their share of the work is smaller, and
-/// the PyTorch training-trajectory fixture (16-pixel maps at most) stays bit for bit where it was.
+/// and weight gradient; see [`set_winograd_f43`]).
 ///
 /// ```
-/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_F43_MIN_SIDE, 32);
+/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_F43_MIN_SIDE, 16);
 /// ```
-pub const WINOGRAD_F43_MIN_SIDE: usize = 32;
+pub const WINOGRAD_F43_MIN_SIDE: usize = 16;
+
+/// The fewest input and output channels with which 3×3 stride-1 convolutions take
+/// F(4×4, 3×3). With fewer, its larger transforms cost what its products save: fwd + bwd at
+/// 16² and 32² measured the same as F(2×2, 3×3) with 4 and 8 channels, 1.5× faster with 16.
+/// (It also keeps the PyTorch training-trajectory fixture, whose 16-pixel maps have at most 8
+/// channels on one side, on F(2×2, 3×3) bit for bit.)
+///
+/// ```
+/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_F43_MIN_CHANNELS, 16);
+/// ```
+pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
 
 /// Turns F(4×4, 3×3) on or off (default on; `IKD_WINOGRAD_F43=0` in the environment also turns
 /// it off). On, 3×3 stride-1 f32 convolutions on images at least [`WINOGRAD_F43_MIN_SIDE`]
-/// pixels high, with a width that is a multiple of 32 and a height that is a multiple of 4,
-/// take it for the forward pass, the input gradient and (with
+/// pixels a side, with a width that is a multiple of 16 and a height that is a multiple of 4,
+/// and at least [`WINOGRAD_F43_MIN_CHANNELS`] input and output channels, take it for the forward pass, the input gradient and (with
 /// [`super::winograd_weight_grad_enabled`]) the weight gradient: 44 % fewer multiplications
 /// than F(2×2, 3×3), rounding about 5–10× larger in the forward pass and the input gradient
 /// (relative error ~1e-6). Off, they take F(2×2, 3×3). Needs [`super::winograd_enabled`].
@@ -71,9 +82,10 @@ pub fn winograd_f43_enabled() -> bool {
 fn applies(d: &Dims) -> bool {
     d.h >= WINOGRAD_F43_MIN_SIDE
         && d.w >= WINOGRAD_F43_MIN_SIDE
-        && d.w.is_multiple_of(32)
+        && d.w.is_multiple_of(16)
         && d.h.is_multiple_of(4)
-        && d.n * d.c * d.o > 0
+        && d.c.min(d.o) >= WINOGRAD_F43_MIN_CHANNELS
+        && d.n > 0
         && winograd_f43_enabled()
 }
 
@@ -155,16 +167,17 @@ mod avx512 {
     const L: usize = 16;
     /// Tile elements (6×6).
     const XI: usize = 36;
-    /// Slack after the padded input: a group's loads run up to 5 floats past its row.
+    /// Slack after the padded input: a quarter's loads run up to 5 floats past its row.
     const SLACK: usize = 2 * L;
 
     struct Plan {
         d: Dims,
-        /// tiles per image row (a multiple of 8) and column
+        /// tiles per image row (a multiple of 4) and column
         tw: usize,
         th: usize,
-        /// groups of 8 tiles, and vectors (two groups each; the last may hold one)
-        groups: usize,
+        /// quarters (4 neighbouring tiles of a tile row), and vectors (four quarters each; the
+        /// last may hold fewer)
+        quarters: usize,
         vectors: usize,
         /// padded plane `(h + 2) × wp`
         wp: usize,
@@ -177,20 +190,20 @@ mod avx512 {
     impl Plan {
         fn new(d: &Dims) -> Self {
             let (th, tw) = (d.h / 4, d.w / 4);
-            let groups = d.n * th * tw / 8;
-            let vectors = groups.div_ceil(2);
+            let quarters = d.n * th * tw / 4;
+            let vectors = quarters.div_ceil(4);
             // a block's transformed tiles (36·C·16·nb floats) stay near 256 KiB
             let nb = (4096 / (XI * d.c.max(1))).clamp(2, 8).min(vectors);
             let wp = d.w + 2;
             let plane = (d.h + 2) * wp;
-            Self { d: *d, tw, th, groups, vectors, wp, plane, nb, blocks: vectors.div_ceil(nb) }
+            Self { d: *d, tw, th, quarters, vectors, wp, plane, nb, blocks: vectors.div_ceil(nb) }
         }
 
-        /// Group `g`'s first tile: `(image, tile row, tile column)`.
-        fn group(&self, g: usize) -> (usize, usize, usize) {
-            let per_row = self.tw / 8;
-            let (n, r) = (g / (self.th * per_row), g % (self.th * per_row));
-            (n, r / per_row, (r % per_row) * 8)
+        /// Quarter `k`'s first tile: `(image, tile row, tile column)`.
+        fn quarter(&self, k: usize) -> (usize, usize, usize) {
+            let per_row = self.tw / 4;
+            let (n, r) = (k / (self.th * per_row), k % (self.th * per_row));
+            (n, r / per_row, (r % per_row) * 4)
         }
     }
 
@@ -206,8 +219,19 @@ mod avx512 {
         let pad_len = d.n * d.c * p.plane + SLACK;
         let (o8, c8) = (d.o.div_ceil(MR) * MR, d.c.div_ceil(MR) * MR);
         let u_len = XI * o8 * c8;
-        Some(with_big(pad_len + u_len, |big| {
-            let (pad, u) = big.split_at_mut(pad_len);
+        let nbt = p.nb * L;
+        let vlen = XI * d.c * nbt;
+        let obn = o8 / MR;
+        // a product buffer for `groups` groups of MR channels
+        let mlen = |groups: usize| XI * groups * MR * nbt;
+        // few blocks (small images): the products of each block split over groups of output
+        // channels too, so that every thread has work
+        let want = 4 * rayon::current_num_threads().max(1);
+        let slices = want.div_ceil(p.blocks).clamp(1, obn);
+        let vall_len = if slices == 1 { 0 } else { p.blocks * vlen };
+        Some(with_big(pad_len + u_len + vall_len, |big| {
+            let (pad, rest) = big.split_at_mut(pad_len);
+            let (u, vall) = rest.split_at_mut(u_len);
             fill_padded_plane(x, d, (d.h + 2, p.wp), pad);
             // SAFETY: AVX-512F was detected (winograd_enabled)
             unsafe { filters(w, (d.o, d.c), (o8, c8), u) };
@@ -215,22 +239,44 @@ mod avx512 {
             let len = d.n * d.o * d.h * d.w;
             let mut out: Vec<f32> = Vec::with_capacity(len);
             let ptr = Out(out.as_mut_ptr());
-            let nbt = p.nb * L;
-            let vlen = XI * d.c * nbt;
-            let mlen = XI * o8 * nbt;
-            (0..p.blocks).into_par_iter().for_each(|b| {
-                <f32 as super::super::Float>::with_scratch(vlen + L, mlen + L, |vb, mb| {
-                    let vb = aligned(vb, vlen);
-                    let mb = aligned(mb, mlen);
-                    // SAFETY: AVX-512F was detected; the block writes only its own tiles
-                    unsafe {
-                        transform_block(&p, pad, b, 0, vb);
-                        products(&p, vb, (u, c8), b, mb, (ptr, epi));
-                    }
-                })
-            });
-            // SAFETY: the blocks' groups partition every image's tiles and each writes all of
-            // its tiles' outputs for every channel, so all `len` elements are written
+            if slices == 1 {
+                (0..p.blocks).into_par_iter().for_each(|b| {
+                    <f32 as super::super::Float>::with_scratch(vlen + L, mlen(obn) + L, |vb, mb| {
+                        let vb = aligned(vb, vlen);
+                        let mb = aligned(mb, mlen(obn));
+                        // SAFETY: AVX-512F was detected; the block writes only its own tiles
+                        unsafe {
+                            transform_block(&p, pad, b, 0, vb);
+                            products(&p, vb, (u, c8), b, (0, obn), mb, (ptr, epi));
+                        }
+                    })
+                });
+            } else {
+                // every block's tiles transformed once (split over channels), then the
+                // products split over (block, slice of channel groups)
+                let per = d.c.div_ceil(want).max(1);
+                vall.par_chunks_mut(vlen).enumerate().for_each(|(b, vb)| {
+                    vb.par_chunks_mut(XI * nbt * per).enumerate().for_each(|(k, chunk)| {
+                        // SAFETY: AVX-512F was detected
+                        unsafe { transform_block(&p, pad, b, k * per, chunk) }
+                    })
+                });
+                let vall = &*vall;
+                (0..p.blocks * slices).into_par_iter().for_each(|item| {
+                    let (b, sl) = (item / slices, item % slices);
+                    let (lo, hi) = (sl * obn / slices, (sl + 1) * obn / slices);
+                    let vb = &vall[b * vlen..(b + 1) * vlen];
+                    <f32 as super::super::Float>::with_scratch(0, mlen(hi - lo) + L, |_, mb| {
+                        let mb = aligned(mb, mlen(hi - lo));
+                        // SAFETY: AVX-512F was detected; the item writes only its tiles of its
+                        // channels
+                        unsafe { products(&p, vb, (u, c8), b, (lo, hi), mb, (ptr, epi)) };
+                    })
+                });
+            }
+            // SAFETY: the blocks' quarters partition every image's tiles, the slices the
+            // channels, and each item writes all of its tiles' outputs of its channels, so all
+            // `len` elements are written
             unsafe { out.set_len(len) };
             out
         }))
@@ -336,8 +382,8 @@ mod avx512 {
         ]
     }
 
-    /// Permute indices: lanes 0..8 take every fourth element of a pair of vectors, and lanes
-    /// 8..16 do.
+    /// Permute indices: every fourth element of a pair of vectors into lanes 0..8, and into
+    /// lanes 8..16.
     #[target_feature(enable = "avx512f")]
     fn quarter_indices() -> (__m512i, __m512i) {
         (
@@ -346,12 +392,13 @@ mod avx512 {
         )
     }
 
-    /// Where vector `v`'s two groups start in the padded input (channel 0) and in the output
-    /// (channel 0, row 0 of the tiles); the second is `None` past the last group.
-    fn vector_origins(p: &Plan, v: usize) -> [Option<(usize, usize, usize)>; 2] {
-        [2 * v, 2 * v + 1].map(|g| {
-            (g < p.groups).then(|| {
-                let (n, ty, tx0) = p.group(g);
+    /// Where vector `v`'s four quarters (lanes `4k..4k + 4`) start in the padded input
+    /// (channel 0) and in the output (channel 0, row 0 of the tiles); `None` past the last.
+    fn vector_origins(p: &Plan, v: usize) -> [Option<(usize, usize, usize)>; 4] {
+        [0, 1, 2, 3].map(|k| {
+            let q = 4 * v + k;
+            (q < p.quarters).then(|| {
+                let (n, ty, tx0) = p.quarter(q);
                 let pad = n * p.d.c * p.plane + 4 * ty * p.wp + 4 * tx0;
                 (pad, n, 4 * ty * p.d.w + 4 * tx0)
             })
@@ -368,38 +415,35 @@ mod avx512 {
         assert!(c_lo + c_n <= p.d.c);
         let (lo_idx, hi_idx) = quarter_indices();
         for v in 0..nbv {
-            let [g0, g1] = vector_origins(p, b * p.nb + v);
-            let Some((a0, _, _)) = g0 else { continue };
-            let a1 = g1.map(|g| g.0);
+            let origins = vector_origins(p, b * p.nb + v);
+            let Some((a0, _, _)) = origins[0] else { continue };
+            // a missing quarter reads quarter 0 again; its lanes are zeroed
+            let at = origins.map(|o| o.map_or(a0, |o| o.0));
+            let live = origins.iter().enumerate().fold(0u16, |m, (k, o)| {
+                if o.is_some() {
+                    m | (0xf << (4 * k))
+                } else {
+                    m
+                }
+            });
             for c in 0..c_n {
                 let off = (c_lo + c) * p.plane;
-                // a group's window rows: 40 floats from its origin, the last read ending at
-                // origin + 5·wp + 5 + 32 ≤ the padded input + SLACK
-                assert!(a0.max(a1.unwrap_or(0)) + off + 5 * p.wp + 5 + 2 * L <= pad.len());
-                // one element of the 16 windows (a macro, not a closure: inlined for sure)
+                // a quarter's window rows: 16 floats from its origin + q, the last read ending
+                // at origin + 5·wp + 5 + 16 ≤ the padded input + SLACK
+                assert!(at.iter().max().unwrap_or(&a0) + off + 5 * p.wp + 5 + L <= pad.len());
+                // one element of the 16 windows (a macro, not a closure: inlined for sure):
+                // elements 0, 4, 8, 12 of each quarter's load
                 macro_rules! load {
                     ($r:expr, $q:expr) => {{
                         let (r, q): (usize, usize) = ($r, $q);
                         // SAFETY: in bounds (asserted above)
                         unsafe {
-                            let s = pad.as_ptr().add(a0 + off + r * p.wp + q);
-                            let lo = _mm512_permutex2var_ps(
-                                _mm512_loadu_ps(s),
-                                lo_idx,
-                                _mm512_loadu_ps(s.add(L)),
-                            );
-                            match a1 {
-                                Some(a1) => {
-                                    let s = pad.as_ptr().add(a1 + off + r * p.wp + q);
-                                    let hi = _mm512_permutex2var_ps(
-                                        _mm512_loadu_ps(s),
-                                        hi_idx,
-                                        _mm512_loadu_ps(s.add(L)),
-                                    );
-                                    _mm512_mask_blend_ps(0xff00, lo, hi)
-                                }
-                                None => _mm512_maskz_mov_ps(0x00ff, lo),
-                            }
+                            let ld = |k: usize| {
+                                _mm512_loadu_ps(pad.as_ptr().add(at[k] + off + r * p.wp + q))
+                            };
+                            let lo = _mm512_permutex2var_ps(ld(0), lo_idx, ld(1));
+                            let hi = _mm512_permutex2var_ps(ld(2), hi_idx, ld(3));
+                            _mm512_maskz_mov_ps(live, _mm512_mask_blend_ps(0xff00, lo, hi))
                         }
                     }};
                 }
@@ -436,11 +480,13 @@ mod avx512 {
     /// Block `b`'s products, output transform, epilogue and stores, from its transformed
     /// tiles `vb` (see [`transform_block`]) and the transformed filters `u` (rows of `c8`).
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn products(
         p: &Plan,
         vb: &[f32],
         (u, c8): (&[f32], usize),
         b: usize,
+        (ob_lo, ob_hi): (usize, usize),
         mb: &mut [f32],
         (out, epi): (Out, Option<&Affine<'_, f32>>),
     ) {
@@ -449,12 +495,14 @@ mod avx512 {
         let nbt = p.nb * L;
         let o8 = d.o.div_ceil(MR) * MR;
         let plane = o8 * c8;
-        assert!(mb.len() >= XI * o8 * nbt);
+        // this item's output channels o_lo..o_hi, MR per group: mb[ξ][o − o_lo][tile]
+        let rows = (ob_hi - ob_lo) * MR;
+        assert!(mb.len() >= XI * rows * nbt && ob_hi * MR <= o8);
         for xi in 0..XI {
             let vx = &vb[xi * nbt..];
-            for ob in 0..o8 / MR {
+            for ob in ob_lo..ob_hi {
                 let ug = (&u[xi * plane + ob * MR * c8..(xi + 1) * plane], c8, 1);
-                let m0 = (xi * o8 + ob * MR) * nbt;
+                let m0 = (xi * rows + (ob - ob_lo) * MR) * nbt;
                 let mx = &mut mb[m0..m0 + MR * nbt];
                 let mut v = 0;
                 while v + 2 <= nbv {
@@ -466,9 +514,9 @@ mod avx512 {
                 }
             }
         }
-        for o in 0..d.o {
+        for o in ob_lo * MR..(ob_hi * MR).min(d.o) {
             for v in 0..nbv {
-                let mut y = output_transform(mb, o * nbt + v * L, o8 * nbt);
+                let mut y = output_transform(mb, (o - ob_lo * MR) * nbt + v * L, rows * nbt);
                 if let Some(e) = epi {
                     // eval batch norm (+ ReLU) while the outputs are in registers
                     let (a, sh) = (_mm512_set1_ps(e.scale[o]), _mm512_set1_ps(e.shift[o]));
@@ -479,7 +527,7 @@ mod avx512 {
                         }
                     }
                 }
-                // SAFETY: the vector's groups lie in this block, which alone writes them
+                // SAFETY: the vector's quarters lie in this block, which alone writes them
                 unsafe { store(p, &y, vector_origins(p, b * p.nb + v), o, out) };
             }
         }
@@ -507,8 +555,8 @@ mod avx512 {
         [row!(0), row!(1), row!(2), row!(3)]
     }
 
-    /// Writes 16 tiles' 4×4 outputs of channel `o`: per output row, each group's 8 tiles
-    /// interleaved into 32 contiguous pixels.
+    /// Writes 16 tiles' 4×4 outputs of channel `o`: per output row, each quarter's 4 tiles
+    /// interleaved into 16 contiguous pixels.
     ///
     /// # Safety
     /// `out` holds the `(n, o, h, w)` output; no other thread writes these tiles.
@@ -516,34 +564,48 @@ mod avx512 {
     unsafe fn store(
         p: &Plan,
         y: &[[__m512; 4]; 4],
-        groups: [Option<(usize, usize, usize)>; 2],
+        quarters: [Option<(usize, usize, usize)>; 4],
         o: usize,
         out: Out,
     ) {
         let d = p.d;
-        // pairs of columns, lanes 0..8 (first group) or 8..16 (second), then pairs of pairs
-        let pair = [
-            _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
-            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
-        ];
-        let quad_lo = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-        let quad_hi =
-            _mm512_setr_epi32(8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-        for (k, group) in groups.iter().enumerate() {
-            let Some((_, n, at)) = *group else { continue };
+        // columns 0 and 1 (or 2 and 3) of quarter k's tiles in pairs, then the pairs of pairs
+        let pair = [0, 1, 2, 3].map(|k| {
+            let t = 4 * k;
+            _mm512_setr_epi32(
+                t,
+                16 + t,
+                t + 1,
+                17 + t,
+                t + 2,
+                18 + t,
+                t + 3,
+                19 + t,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            )
+        });
+        let quad = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+        for (k, quarter) in quarters.iter().enumerate() {
+            let Some((_, n, at)) = *quarter else { continue };
             let base = (n * d.o + o) * d.h * d.w + at;
             for (i, yi) in y.iter().enumerate() {
                 let p01 = _mm512_permutex2var_ps(yi[0], pair[k], yi[1]);
                 let p23 = _mm512_permutex2var_ps(yi[2], pair[k], yi[3]);
-                let lo = _mm512_permutex2var_ps(p01, quad_lo, p23);
-                let hi = _mm512_permutex2var_ps(p01, quad_hi, p23);
-                // SAFETY: row 4·ty + i of channel o of image n, pixels 4·tx0 .. 4·tx0 + 32,
-                // inside the image (the width is a multiple of 32)
+                // SAFETY: row 4·ty + i of channel o of image n, pixels 4·tx0 .. 4·tx0 + 16,
+                // inside the image (the width is a multiple of 16)
                 unsafe {
-                    let dst = out.add(base + i * d.w);
-                    _mm512_storeu_ps(dst, lo);
-                    _mm512_storeu_ps(dst.add(L), hi);
-                }
+                    _mm512_storeu_ps(
+                        out.add(base + i * d.w),
+                        _mm512_permutex2var_ps(p01, quad, p23),
+                    )
+                };
             }
         }
     }
@@ -603,45 +665,48 @@ mod avx512 {
     }
 
     /// `dM = A·dY·Aᵀ` of every tile for output channel `o`: `mo[ξ·ld + tile]`; the lanes of
-    /// a missing second group get 0.
+    /// missing quarters get 0.
     #[target_feature(enable = "avx512f")]
     fn grad_transform(p: &Plan, dy: &[f32], o: usize, mo: &mut [f32], ld: usize) {
         let d = p.d;
         assert!(mo.len() == XI * ld && p.vectors * L <= ld);
-        // de-interleave 32 pixels of a row (8 tiles × 4 columns): column j of the 8 tiles
-        let take = [
-            _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0),
-            _mm512_setr_epi32(1, 5, 9, 13, 17, 21, 25, 29, 0, 0, 0, 0, 0, 0, 0, 0),
-            _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 0, 0, 0, 0, 0, 0, 0, 0),
-            _mm512_setr_epi32(3, 7, 11, 15, 19, 23, 27, 31, 0, 0, 0, 0, 0, 0, 0, 0),
-        ];
+        // 16 pixels of a row (4 tiles × 4 columns): column j of the 4 tiles into every group of
+        // four lanes (each quarter blends in its own)
+        let take = [0, 1, 2, 3].map(|j| {
+            _mm512_setr_epi32(
+                j,
+                4 + j,
+                8 + j,
+                12 + j,
+                j,
+                4 + j,
+                8 + j,
+                12 + j,
+                j,
+                4 + j,
+                8 + j,
+                12 + j,
+                j,
+                4 + j,
+                8 + j,
+                12 + j,
+            )
+        });
         for v in 0..p.vectors {
-            let groups = vector_origins(p, v);
+            let quarters = vector_origins(p, v);
             // y[i][j]: row i, column j of the 16 tiles' output gradients
             let mut y = [[_mm512_setzero_ps(); 4]; 4];
-            for (k, group) in groups.iter().enumerate() {
-                let Some((_, n, at)) = *group else { continue };
+            for (k, quarter) in quarters.iter().enumerate() {
+                let Some((_, n, at)) = *quarter else { continue };
                 let base = (n * d.o + o) * d.h * d.w + at;
-                assert!(base + 3 * d.w + 2 * L <= dy.len());
+                assert!(base + 3 * d.w + L <= dy.len());
+                let lanes: u16 = 0xf << (4 * k);
                 for (i, yi) in y.iter_mut().enumerate() {
-                    // SAFETY: row 4·ty + i of channel o of image n, 32 pixels from 4·tx0
+                    // SAFETY: row 4·ty + i of channel o of image n, 16 pixels from 4·tx0
                     // (asserted above)
-                    let (a, b) = unsafe {
-                        let s = dy.as_ptr().add(base + i * d.w);
-                        (_mm512_loadu_ps(s), _mm512_loadu_ps(s.add(L)))
-                    };
+                    let a = unsafe { _mm512_loadu_ps(dy.as_ptr().add(base + i * d.w)) };
                     for (j, yij) in yi.iter_mut().enumerate() {
-                        let t = _mm512_permutex2var_ps(a, take[j], b);
-                        *yij = if k == 0 {
-                            _mm512_maskz_mov_ps(0x00ff, t)
-                        } else {
-                            // lanes 8..16 take the second group: shift its 8 values up
-                            let up = _mm512_permutexvar_ps(
-                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7),
-                                t,
-                            );
-                            _mm512_mask_blend_ps(0xff00, *yij, up)
-                        };
+                        *yij = _mm512_mask_permutexvar_ps(*yij, lanes, take[j], a);
                     }
                 }
             }

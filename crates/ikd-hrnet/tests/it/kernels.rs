@@ -459,10 +459,11 @@ fn upsample_nearest_matches_broadcast_reference() {
 }
 
 /// F(4×4, 3×3) against the f64 direct sum: values, input and weight gradients (all three on
-/// that path), on sizes that
-/// take it (widths multiples of 32, heights multiples of 4, from 32 on; channel counts that are
-/// not multiples of 8 or 16; an odd number of 8-tile groups) — and it leaves smaller images
-/// and other widths to F(2×2, 3×3) bit for bit.
+/// that path), on sizes that take it (widths multiples of 16, heights multiples of 4, from 16
+/// on, 16 channels or more; channel counts off the multiples of 8 and 16; vectors with 1–3 of
+/// their four quarters; few blocks split over channel groups, and many blocks not) — and it
+/// leaves smaller images, other widths and heights and fewer channels to F(2×2, 3×3) bit for
+/// bit.
 #[test]
 fn winograd_f43_matches_the_direct_sum() {
     let _paths = crate::common::switches();
@@ -470,11 +471,15 @@ fn winograd_f43_matches_the_direct_sum() {
         return;
     }
     let cases: &[(usize, usize, usize, usize, usize)] = &[
-        (2, 5, 32, 32, 7),
-        (1, 19, 36, 64, 9),
-        (3, 8, 32, 96, 16),
-        (1, 3, 40, 32, 1),
+        (2, 17, 32, 32, 19),
+        (1, 19, 36, 64, 16),
+        (3, 16, 32, 96, 16),
+        (1, 16, 40, 32, 17),
         (2, 64, 32, 32, 64),
+        (2, 32, 16, 16, 24),
+        (1, 20, 20, 48, 16),
+        (3, 16, 16, 16, 16),
+        (2, 16, 64, 128, 16),
     ];
     for &(n, c, h, w, o) in cases {
         let case = format!("{:?}", (n, c, h, w, o));
@@ -502,14 +507,17 @@ fn winograd_f43_matches_the_direct_sum() {
             assert!(err < 1e-5, "{case}: {name} gradient {err}");
         }
     }
-    // below 32 pixels, or a width that is not a multiple of 32: F(2×2, 3×3) as before
-    for (h, w) in [(28, 32), (32, 48), (16, 16)] {
-        let x = rand(&[2, 6, h, w], 64, DType::F32);
-        let wt = rand(&[5, 6, 3, 3], 65, DType::F32);
+    // a side below 16 pixels, a width off the multiples of 16, a height off the multiples of
+    // 4, fewer than 16 input or output channels: F(2×2, 3×3) as before
+    for (h, w, c, o) in
+        [(12, 32, 16, 16), (32, 40, 16, 16), (30, 32, 16, 16), (16, 16, 6, 16), (32, 32, 16, 5)]
+    {
+        let x = rand(&[2, c, h, w], 64, DType::F32);
+        let wt = rand(&[o, c, 3, 3], 65, DType::F32);
         let on = kernels::conv2d(&x, &wt, 1, 1).unwrap();
         kernels::set_winograd_f43(false);
         let off = kernels::conv2d(&x, &wt, 1, 1).unwrap();
         kernels::set_winograd_f43(true);
-        assert_eq!(to_vec(&on), to_vec(&off), "{h}x{w}");
+        assert_eq!(to_vec(&on), to_vec(&off), "{h}x{w}, {c} → {o} channels");
     }
 }

@@ -98,33 +98,36 @@ fn config_txt_names_a_builtin_config() {
     assert_eq!(config_of(dir.path()), HrNetConfig::w18_small());
 }
 
-/// The fixture's input is small enough that every map stays on F(2×2, 3×3), which timm parity
-/// covers. Upscaled to 128² (32-pixel branch-0 maps), the timm-weighted tiny network takes
-/// F(4×4, 3×3) there: its IKD features (eval and train) stay within 1e-5 of F(2×2, 3×3)'s.
+/// The fixture's network and input are small enough that every map stays on F(2×2, 3×3),
+/// which timm parity covers. hrnet_w18_small at 128² (16 channels at 32 px, 32 at 16 px) takes
+/// F(4×4, 3×3) on its first two branches: its IKD features (eval and train) stay within 5e-5 of
+/// F(2×2, 3×3)'s.
 #[test]
-fn winograd_f43_keeps_the_network_where_f23_has_it() {
+fn winograd_f43_keeps_a_network_where_f23_has_it() {
     let _paths = crate::common::switches();
     if !ikd_hrnet::kernels::winograd_f43_enabled() {
         return;
     }
-    let dir = fixtures().join("tiny");
-    let cfg = config_of(&dir);
-    let io = read_safetensors(dir.join("io.safetensors")).unwrap();
-    let x = ikd_hrnet::resize_bilinear_align_corners(&io["input"], 128, 128).unwrap();
-    let features = |train: bool| {
-        // a fresh model each time, so that train mode starts from the same running statistics
-        let (model, _varmap) =
-            HrNet::from_timm_file(&cfg, dir.join("weights.safetensors"), &Device::Cpu).unwrap();
-        model.ikd_features(&x, train).unwrap()
-    };
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+    let model = HrNet::new(&HrNetConfig::w18_small(), vb).unwrap();
+    let x = (candle_core::Tensor::arange(0f32, (2 * 3 * 128 * 128) as f32, &Device::Cpu).unwrap()
+        * 0.618)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .reshape((2, 3, 128, 128))
+        .unwrap();
     for train in [false, true] {
-        let f43 = features(train);
+        // train mode normalises by the batch: the running statistics it updates do not matter
+        let f43 = model.ikd_features(&x, train).unwrap();
         ikd_hrnet::kernels::set_winograd_f43(false);
-        let f23 = features(train);
+        let f23 = model.ikd_features(&x, train).unwrap();
         ikd_hrnet::kernels::set_winograd_f43(true);
         for (i, (a, b)) in f43.iter().zip(&f23).enumerate() {
             let e = rel_l2(a, b);
-            assert!(e > 0. && e < 1e-5, "train {train}: x{i} F(4×4) vs F(2×2) {e:e}");
+            // measured ~1e-6 eval, ~8e-6 train (batch norm over a random-init network)
+            assert!(e > 0. && e < 5e-5, "train {train}: x{i} F(4×4) vs F(2×2) {e:e}");
         }
     }
 }
