@@ -56,7 +56,31 @@ pub use winograd43::{
     set_winograd_f43, winograd_f43_enabled, WINOGRAD_F43_MIN_CHANNELS, WINOGRAD_F43_MIN_SIDE,
 };
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
+/// A process-wide on/off switch: on by default, set by its `set_…` function, and turned off for
+/// good by its environment variable set to `0` (read once, at the first query).
+pub(crate) struct Switch {
+    on: AtomicBool,
+    env: &'static str,
+    env_off: std::sync::OnceLock<bool>,
+}
+
+impl Switch {
+    pub(crate) const fn new(env: &'static str) -> Self {
+        Self { on: AtomicBool::new(true), env, env_off: std::sync::OnceLock::new() }
+    }
+
+    pub(crate) fn set(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    /// Set on, and not turned off by the environment.
+    pub(crate) fn on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+            && !*self.env_off.get_or_init(|| std::env::var(self.env).is_ok_and(|v| v == "0"))
+    }
+}
+
+static ENABLED: Switch = Switch::new("IKD_CPU_KERNELS");
 
 /// Turns the CPU kernels on or off for the whole process (default on). Off, every operation
 /// takes candle's own ops: useful to compare speed or results.
@@ -67,7 +91,7 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// ikd_hrnet::kernels::set_enabled(true);
 /// ```
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
+    ENABLED.set(on);
 }
 
 /// Whether the CPU kernels are on (see [`set_enabled`]; `IKD_CPU_KERNELS=0` in the environment
@@ -77,9 +101,7 @@ pub fn set_enabled(on: bool) {
 /// assert!(ikd_hrnet::kernels::enabled() || std::env::var("IKD_CPU_KERNELS").is_ok());
 /// ```
 pub fn enabled() -> bool {
-    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    ENABLED.load(Ordering::Relaxed)
-        && !*ENV_OFF.get_or_init(|| std::env::var("IKD_CPU_KERNELS").is_ok_and(|v| v == "0"))
+    ENABLED.on()
 }
 
 /// Whether the kernels handle these tensors: CPU device, f32 or f64, and [`enabled`].

@@ -16,9 +16,9 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use super::Switch;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
+static ENABLED: Switch = Switch::new("IKD_WINOGRAD");
 
 /// Turns the Winograd path of 3×3 stride-1 convolutions on or off for the whole process
 /// (default on; `IKD_WINOGRAD=0` in the environment also turns it off). Off, those
@@ -30,7 +30,7 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// ikd_hrnet::kernels::set_winograd(true);
 /// ```
 pub fn set_winograd(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
+    ENABLED.set(on);
 }
 
 /// Whether 3×3 stride-1 f32 convolutions take the Winograd path: switched on (see
@@ -41,13 +41,10 @@ pub fn set_winograd(on: bool) {
 /// assert!(!ikd_hrnet::kernels::winograd_enabled());
 /// ```
 pub fn winograd_enabled() -> bool {
-    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    ENABLED.load(Ordering::Relaxed)
-        && !*ENV_OFF.get_or_init(|| std::env::var("IKD_WINOGRAD").is_ok_and(|v| v == "0"))
-        && cpu_has_avx512()
+    ENABLED.on() && cpu_has_avx512()
 }
 
-static WEIGHT_GRAD: AtomicBool = AtomicBool::new(true);
+static WEIGHT_GRAD: Switch = Switch::new("IKD_WINOGRAD_WEIGHT_GRAD");
 
 /// The smallest image side (height and width) whose 3×3 weight gradients take the Winograd
 /// path; smaller images sum them directly.
@@ -83,7 +80,7 @@ pub const WINOGRAD_WEIGHT_GRAD_MIN_SIDE: usize = 16;
 /// ikd_hrnet::kernels::set_winograd_weight_grad(true);
 /// ```
 pub fn set_winograd_weight_grad(on: bool) {
-    WEIGHT_GRAD.store(on, Ordering::Relaxed);
+    WEIGHT_GRAD.set(on);
 }
 
 /// Whether the weight gradients of 3×3 stride-1 f32 convolutions on images of at least
@@ -96,11 +93,7 @@ pub fn set_winograd_weight_grad(on: bool) {
 /// }
 /// ```
 pub fn winograd_weight_grad_enabled() -> bool {
-    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    WEIGHT_GRAD.load(Ordering::Relaxed)
-        && !*ENV_OFF
-            .get_or_init(|| std::env::var("IKD_WINOGRAD_WEIGHT_GRAD").is_ok_and(|v| v == "0"))
-        && winograd_enabled()
+    WEIGHT_GRAD.on() && winograd_enabled()
 }
 
 fn cpu_has_avx512() -> bool {

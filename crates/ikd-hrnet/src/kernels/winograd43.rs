@@ -20,12 +20,10 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use super::winograd::Dims;
-use super::Affine;
+use super::{Affine, Switch};
 
-static F43: AtomicBool = AtomicBool::new(true);
+static F43: Switch = Switch::new("IKD_WINOGRAD_F43");
 
 /// The smallest image side on which 3×3 stride-1 convolutions take F(4×4, 3×3) (forward, input
 /// and weight gradient; see [`set_winograd_f43`]).
@@ -60,7 +58,7 @@ pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
 /// ikd_hrnet::kernels::set_winograd_f43(true);
 /// ```
 pub fn set_winograd_f43(on: bool) {
-    F43.store(on, Ordering::Relaxed);
+    F43.set(on);
 }
 
 /// Whether F(4×4, 3×3) is on (see [`set_winograd_f43`]); never without
@@ -72,10 +70,7 @@ pub fn set_winograd_f43(on: bool) {
 /// }
 /// ```
 pub fn winograd_f43_enabled() -> bool {
-    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    F43.load(Ordering::Relaxed)
-        && !*ENV_OFF.get_or_init(|| std::env::var("IKD_WINOGRAD_F43").is_ok_and(|v| v == "0"))
-        && super::winograd_enabled()
+    F43.on() && super::winograd_enabled()
 }
 
 /// Whether a convolution of these sizes takes F(4×4, 3×3).
@@ -382,6 +377,14 @@ mod avx512 {
         ]
     }
 
+    /// Permute indices from a function of the lane.
+    #[target_feature(enable = "avx512f")]
+    fn lanes(f: impl Fn(i32) -> i32) -> __m512i {
+        let idx: [i32; L] = std::array::from_fn(|l| f(l as i32));
+        // SAFETY: 16 i32
+        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+    }
+
     /// Permute indices: every fourth element of a pair of vectors into lanes 0..8, and into
     /// lanes 8..16.
     #[target_feature(enable = "avx512f")]
@@ -570,27 +573,9 @@ mod avx512 {
     ) {
         let d = p.d;
         // columns 0 and 1 (or 2 and 3) of quarter k's tiles in pairs, then the pairs of pairs
-        let pair = [0, 1, 2, 3].map(|k| {
-            let t = 4 * k;
-            _mm512_setr_epi32(
-                t,
-                16 + t,
-                t + 1,
-                17 + t,
-                t + 2,
-                18 + t,
-                t + 3,
-                19 + t,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-            )
-        });
+        // (lanes 0..8: tile 4k + l/2 of y[0] or y[1])
+        let pair =
+            [0, 1, 2, 3].map(|k| lanes(|l| if l < 8 { 4 * k + l / 2 + 16 * (l % 2) } else { 0 }));
         let quad = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
         for (k, quarter) in quarters.iter().enumerate() {
             let Some((_, n, at)) = *quarter else { continue };
@@ -672,26 +657,7 @@ mod avx512 {
         assert!(mo.len() == XI * ld && p.vectors * L <= ld);
         // 16 pixels of a row (4 tiles × 4 columns): column j of the 4 tiles into every group of
         // four lanes (each quarter blends in its own)
-        let take = [0, 1, 2, 3].map(|j| {
-            _mm512_setr_epi32(
-                j,
-                4 + j,
-                8 + j,
-                12 + j,
-                j,
-                4 + j,
-                8 + j,
-                12 + j,
-                j,
-                4 + j,
-                8 + j,
-                12 + j,
-                j,
-                4 + j,
-                8 + j,
-                12 + j,
-            )
-        });
+        let take = [0, 1, 2, 3].map(|j| lanes(|l| 4 * (l % 4) + j));
         for v in 0..p.vectors {
             let quarters = vector_origins(p, v);
             // y[i][j]: row i, column j of the 16 tiles' output gradients
