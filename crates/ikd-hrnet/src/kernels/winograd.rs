@@ -456,6 +456,17 @@ pub(super) mod avx512 {
     fn filters(w: &[f32], (o, c): (usize, usize), (o_pad, c_pad): (usize, usize), u: &mut [f32]) {
         let plane = o_pad * c_pad;
         assert!(w.len() == 9 * o * c && u.len() == 16 * plane && o <= o_pad && c <= c_pad);
+        zero_padding(u, plane, (o, c), c_pad);
+        // each task writes row o of every plane
+        let ptr = Out(u.as_mut_ptr());
+        (0..o).into_par_iter().for_each(|row| {
+            filters_row(&w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr)
+        });
+    }
+
+    /// Zeroes the padding of every plane of transformed filters (`plane` floats, rows of
+    /// `c_pad`): the rows from `o` on and, in the first `o` rows, the columns from `c` on.
+    pub(crate) fn zero_padding(u: &mut [f32], plane: usize, (o, c): (usize, usize), c_pad: usize) {
         u.par_chunks_mut(plane).for_each(|pl| {
             pl[o * c_pad..].fill(0.);
             if c < c_pad {
@@ -463,11 +474,6 @@ pub(super) mod avx512 {
                     row[c..].fill(0.);
                 }
             }
-        });
-        // each task writes row o of every plane
-        let ptr = Out(u.as_mut_ptr());
-        (0..o).into_par_iter().for_each(|row| {
-            filters_row(&w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr)
         });
     }
 

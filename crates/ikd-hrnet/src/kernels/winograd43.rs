@@ -153,7 +153,7 @@ mod avx512 {
     use rayon::prelude::*;
 
     use super::super::gemm::{matmul, Mat, Parallelism};
-    use super::super::winograd::avx512::{filter_taps, kernel, Out, MR};
+    use super::super::winograd::avx512::{filter_taps, kernel, zero_padding, Out, MR};
     use super::super::winograd::{fill_padded_plane, with_big};
     use super::super::Affine;
     use super::Dims;
@@ -289,14 +289,8 @@ mod avx512 {
     fn filters(w: &[f32], (o, c): (usize, usize), (o_pad, c_pad): (usize, usize), u: &mut [f32]) {
         let plane = o_pad * c_pad;
         assert!(w.len() == 9 * o * c && u.len() == XI * plane && o <= o_pad && c <= c_pad);
-        u.par_chunks_mut(plane).for_each(|pl| {
-            pl[o * c_pad..].fill(0.);
-            if c < c_pad {
-                for row in pl[..o * c_pad].chunks_mut(c_pad) {
-                    row[c..].fill(0.);
-                }
-            }
-        });
+        zero_padding(u, plane, (o, c), c_pad);
+        // each task writes row o of every plane
         let ptr = Out(u.as_mut_ptr());
         (0..o).into_par_iter().for_each(|row| {
             filters_row(&w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr)
