@@ -248,7 +248,7 @@ pub(super) mod avx512 {
     const L: usize = 16;
 
     /// The mask of the first `n` lanes (all 16 from `n = 16` on).
-    fn first_lanes(n: usize) -> __mmask16 {
+    pub(crate) fn first_lanes(n: usize) -> __mmask16 {
         if n >= L {
             0xffff
         } else {
@@ -550,36 +550,8 @@ pub(super) mod avx512 {
     /// the weight gradient `(O, C, 3, 3)`.
     #[target_feature(enable = "avx512f")]
     fn filter_grads(du: &[f32], o: usize, c: usize) -> Vec<f32> {
-        let n = o * c;
-        assert_eq!(du.len(), 16 * n);
-        let mut dw = Vec::with_capacity(9 * n);
-        dw.spare_capacity_mut()[..9 * n]
-            .par_chunks_mut(9 * 16 * L)
-            .enumerate()
-            .for_each(|(task, out)| filter_grads_task(du, n, task, out));
-        // SAFETY: the tasks wrote all 9·n elements (each writes every element of its chunk)
-        unsafe { dw.set_len(9 * n) };
-        dw
-    }
-
-    /// Task `task` of [`filter_grads`]: the gradients of filters `16·16·task ..` into `out`.
-    #[target_feature(enable = "avx512f")]
-    fn filter_grads_task(
-        du: &[f32],
-        n: usize,
-        task: usize,
-        out: &mut [std::mem::MaybeUninit<f32>],
-    ) {
         let half = _mm512_set1_ps(0.5);
-        let lo = task * 16 * L;
-        for r0 in (lo..lo + out.len() / 9).step_by(L) {
-            let count = (n - r0).min(L);
-            let mask = first_lanes(count);
-            let mut m = [_mm512_setzero_ps(); 16];
-            for (xi, v) in m.iter_mut().enumerate() {
-                // SAFETY: the unmasked lanes lie inside plane ξ
-                *v = unsafe { _mm512_maskz_loadu_ps(mask, du.as_ptr().add(xi * n + r0)) };
-            }
+        filter_grads_by::<16>(du, o * c, |m| {
             // ·G along each row: s[i][b]
             let mut s = [[_mm512_setzero_ps(); 3]; 4];
             for (i, si) in s.iter_mut().enumerate() {
@@ -590,26 +562,58 @@ pub(super) mod avx512 {
                 si[2] = _mm512_add_ps(sum, d3);
             }
             // Gᵀ· down the columns: k = 3a + b
-            let mut g = [[0f32; L]; 9];
+            let mut g = [_mm512_setzero_ps(); 9];
             for b in 0..3 {
                 let sum = _mm512_mul_ps(half, _mm512_add_ps(s[1][b], s[2][b]));
-                let col = [
-                    _mm512_add_ps(s[0][b], sum),
-                    _mm512_mul_ps(half, _mm512_sub_ps(s[1][b], s[2][b])),
-                    _mm512_add_ps(sum, s[3][b]),
-                ];
-                for (a, &val) in col.iter().enumerate() {
-                    // SAFETY: 16 floats
-                    unsafe { _mm512_storeu_ps(g[3 * a + b].as_mut_ptr(), val) };
-                }
+                g[b] = _mm512_add_ps(s[0][b], sum);
+                g[3 + b] = _mm512_mul_ps(half, _mm512_sub_ps(s[1][b], s[2][b]));
+                g[6 + b] = _mm512_add_ps(sum, s[3][b]);
             }
-            let at = (r0 - lo) * 9;
-            for l in 0..count {
-                for (k, gk) in g.iter().enumerate() {
-                    out[at + l * 9 + k].write(gk[l]);
+            g
+        })
+    }
+
+    /// The weight gradient `(n, 3, 3)` from the transformed gradients `du[ξ][filter]`
+    /// (`P × n`), 16 filters at a time, in parallel: `taps` maps the `P` planes of 16 filters
+    /// (lane = filter) to their nine taps (`k = 3·row + column`). Shared by F(2×2, 3×3)
+    /// (`P = 16`) and F(4×4, 3×3) (`P = 36`).
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn filter_grads_by<const P: usize>(
+        du: &[f32],
+        n: usize,
+        taps: impl Fn(&[__m512; P]) -> [__m512; 9] + Sync,
+    ) -> Vec<f32> {
+        assert_eq!(du.len(), P * n);
+        let mut dw = Vec::with_capacity(9 * n);
+        dw.spare_capacity_mut()[..9 * n].par_chunks_mut(9 * 16 * L).enumerate().for_each(
+            |(task, out)| {
+                // filters 16·16·task .., 16 at a time
+                let lo = task * 16 * L;
+                for r0 in (lo..lo + out.len() / 9).step_by(L) {
+                    let count = (n - r0).min(L);
+                    let mask = first_lanes(count);
+                    let mut m = [_mm512_setzero_ps(); P];
+                    for (xi, v) in m.iter_mut().enumerate() {
+                        // SAFETY: the unmasked lanes lie inside plane ξ (asserted above)
+                        *v = unsafe { _mm512_maskz_loadu_ps(mask, du.as_ptr().add(xi * n + r0)) };
+                    }
+                    let mut g = [[0f32; L]; 9];
+                    for (gk, &val) in g.iter_mut().zip(&taps(&m)) {
+                        // SAFETY: 16 floats
+                        unsafe { _mm512_storeu_ps(gk.as_mut_ptr(), val) };
+                    }
+                    let at = (r0 - lo) * 9;
+                    for l in 0..count {
+                        for (k, gk) in g.iter().enumerate() {
+                            out[at + l * 9 + k].write(gk[l]);
+                        }
+                    }
                 }
-            }
-        }
+            },
+        );
+        // SAFETY: the tasks wrote all 9·n elements (each writes every element of its chunk)
+        unsafe { dw.set_len(9 * n) };
+        dw
     }
 
     /// [`filters`] of one filter, 8 rows (for the unit test).

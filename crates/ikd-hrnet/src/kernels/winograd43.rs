@@ -153,7 +153,9 @@ mod avx512 {
     use rayon::prelude::*;
 
     use super::super::gemm::{matmul, Mat, Parallelism};
-    use super::super::winograd::avx512::{filter_taps, kernel, zero_padding, Out, MR};
+    use super::super::winograd::avx512::{
+        filter_grads_by, filter_taps, first_lanes, kernel, zero_padding, Out, MR,
+    };
     use super::super::winograd::{fill_padded_plane, with_big};
     use super::super::Affine;
     use super::Dims;
@@ -323,7 +325,7 @@ mod avx512 {
         let c = w_row.len() / 9;
         for c0 in (0..c).step_by(L) {
             let count = (c - c0).min(L);
-            let mask = if count >= L { 0xffff } else { ((1u32 << count) - 1) as u16 };
+            let mask = first_lanes(count);
             let g = filter_taps(w_row, c0, count);
             // G·g down the columns: t[i][j], then ·Gᵀ along each row
             let [c0s, c1s, c2s] = [0, 1, 2].map(|j| g6(g[j], g[3 + j], g[6 + j]));
@@ -707,43 +709,17 @@ mod avx512 {
     /// the weight gradient `(n, 3, 3)`.
     #[target_feature(enable = "avx512f")]
     fn filter_grads(du: &[f32], n: usize) -> Vec<f32> {
-        assert_eq!(du.len(), XI * n);
-        let mut dw = Vec::with_capacity(9 * n);
-        dw.spare_capacity_mut()[..9 * n].par_chunks_mut(9 * 16 * L).enumerate().for_each(
-            |(task, out)| {
-                let lo = task * 16 * L;
-                for r0 in (lo..lo + out.len() / 9).step_by(L) {
-                    let count = (n - r0).min(L);
-                    let mask = if count >= L { 0xffff } else { ((1u32 << count) - 1) as u16 };
-                    // SAFETY: the unmasked lanes lie inside plane ξ
-                    let ld = |xi: usize| unsafe {
-                        _mm512_maskz_loadu_ps(mask, du.as_ptr().add(xi * n + r0))
-                    };
-                    // Gᵀ·dU down the columns (cols[b][k]), then ·G along the rows
-                    let cols = [0, 1, 2, 3, 4, 5].map(|b| {
-                        gt3(&[ld(b), ld(6 + b), ld(12 + b), ld(18 + b), ld(24 + b), ld(30 + b)])
-                    });
-                    let mut g = [[0f32; L]; 9];
-                    for k in 0..3 {
-                        let row = gt3(&[
-                            cols[0][k], cols[1][k], cols[2][k], cols[3][k], cols[4][k], cols[5][k],
-                        ]);
-                        for (l, &val) in row.iter().enumerate() {
-                            // SAFETY: 16 floats
-                            unsafe { _mm512_storeu_ps(g[3 * k + l].as_mut_ptr(), val) };
-                        }
-                    }
-                    let at = (r0 - lo) * 9;
-                    for lane in 0..count {
-                        for (k, gk) in g.iter().enumerate() {
-                            out[at + lane * 9 + k].write(gk[lane]);
-                        }
-                    }
-                }
-            },
-        );
-        // SAFETY: the tasks wrote all 9·n elements (each writes every element of its chunk)
-        unsafe { dw.set_len(9 * n) };
-        dw
+        filter_grads_by::<XI>(du, n, |m| {
+            // Gᵀ·dU down the columns (cols[b][k]), then ·G along the rows: k = 3·row + column
+            let cols = [0, 1, 2, 3, 4, 5]
+                .map(|b| gt3(&[m[b], m[6 + b], m[12 + b], m[18 + b], m[24 + b], m[30 + b]]));
+            let mut g = [_mm512_setzero_ps(); 9];
+            for k in 0..3 {
+                let row =
+                    gt3(&[cols[0][k], cols[1][k], cols[2][k], cols[3][k], cols[4][k], cols[5][k]]);
+                g[3 * k..3 * k + 3].copy_from_slice(&row);
+            }
+            g
+        })
     }
 }
