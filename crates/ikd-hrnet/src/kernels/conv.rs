@@ -137,14 +137,8 @@ fn im2col_rows<T: Float>(x: &[T], g: &Geom, rows: std::ops::Range<usize>, col: &
                         // interleaved load
                         let (n, s) = (hi - lo, g.stride);
                         let src = &src[start..=start + s * (n - 1)];
-                        if s == 2 {
-                            for (d, pair) in dst[lo..hi].iter_mut().zip(src.chunks(2)) {
-                                *d = pair[0];
-                            }
-                        } else {
-                            for (q, d) in dst[lo..hi].iter_mut().enumerate() {
-                                *d = src[s * q];
-                            }
+                        for (q, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[s * q];
                         }
                     }
                 }
@@ -217,14 +211,8 @@ fn col2im_rows<T: Float>(col: &[T], g: &Geom, rows: std::ops::Range<usize>, dx: 
                     } else {
                         let (n, s) = (hi - lo, g.stride);
                         let dst = &mut dst[start..=start + s * (n - 1)];
-                        if s == 2 {
-                            for (pair, v) in dst.chunks_mut(2).zip(src) {
-                                pair[0] += *v;
-                            }
-                        } else {
-                            for (q, v) in src.iter().enumerate() {
-                                dst[s * q] += *v;
-                            }
+                        for (q, v) in src.iter().enumerate() {
+                            dst[s * q] += *v;
                         }
                     }
                 }
@@ -313,7 +301,7 @@ fn forward_im2col<T: Float>(
             for (xi, oi) in xs.chunks(g.in_len()).zip(outs.chunks_mut(g.out_len())) {
                 if g.pointwise() {
                     matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(xi, p), par);
-                } else if rows == g.ho {
+                } else if shifted(g) {
                     im2col(xi, g, col);
                     matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(col, p), par);
                 } else {
