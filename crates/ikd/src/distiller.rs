@@ -132,6 +132,11 @@ pub fn teacher_weights_file(backbone: &str, weights: &TeacherWeights) -> Result<
     }
 }
 
+/// The seed of a random teacher in a run seeded with `seed` (the student takes `seed` itself).
+pub(crate) fn teacher_seed(seed: u64) -> u64 {
+    seed.wrapping_add(1)
+}
+
 /// Builds an HRNet in a fresh `VarMap`, from a timm-layout file or, without one, from a seeded
 /// initialisation.
 fn build(
@@ -184,7 +189,7 @@ impl Distiller {
     ) -> Result<Self> {
         let teacher_file = teacher_weights_file(&backbone.name, teacher)?;
         let (_, teacher_vars) =
-            build(&backbone.config, teacher_file.as_deref(), seed.wrapping_add(1), device)?;
+            build(&backbone.config, teacher_file.as_deref(), teacher_seed(seed), device)?;
         let teacher = frozen(&backbone.config, &teacher_vars, device)?;
         let (student, student_vars) = build(&backbone.config, student_init, seed, device)?;
         let trainable = ikd_hrnet::named_vars(&student_vars)

@@ -1,7 +1,8 @@
 //! Training a student: the run directory, checkpoints every epoch, resume, the training log.
 //!
 //! A run directory holds `config.json` (every setting, resolved), `train_log.jsonl` (one JSON
-//! object per optimiser step), `checkpoint.safetensors` (student, optimiser moments, AHSM margins
+//! object per optimiser step), `teacher.json` (where the teacher's weights came from and their
+//! SHA-256), `checkpoint.safetensors` (student, optimiser moments, AHSM margins
 //! and position, written atomically after every epoch and when training stops) and, once training
 //! is finished, `student.safetensors` (timm layout).
 
@@ -15,7 +16,7 @@ use ikd_distill::IkdLossConfig;
 
 use crate::checkpoint::{Checkpoint, Position};
 use crate::optim::AdamWParams;
-use crate::{atomic_write, Backbone, Distiller, Error, Result, TeacherWeights};
+use crate::{atomic_write, Backbone, Distiller, Error, Result, TeacherIdentity, TeacherWeights};
 
 /// File names inside a run directory.
 pub mod files {
@@ -29,6 +30,8 @@ pub mod files {
     pub const STUDENT: &str = "student.safetensors";
     /// What `ikd test` measured.
     pub const METRICS: &str = "metrics.json";
+    /// Which teacher the run was trained with ([`crate::TeacherIdentity`]).
+    pub const TEACHER: &str = "teacher.json";
 }
 
 /// Every setting of a training run. `Default` is the paper's recipe (hrnet_w32, ImageNet teacher
@@ -369,6 +372,13 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
             let _ = std::fs::remove_file(&log_path);
         }
         config.save(&config_path)?;
+        let teacher = TeacherIdentity::resolve(
+            &config.backbone()?.name,
+            &config.teacher_weights,
+            config.seed,
+        )?;
+        tracing::info!("teacher: {}", teacher.describe());
+        teacher.save(&run_dir.join(files::TEACHER))?;
     }
     let data = Dataset::train(&category, &transform, opts.progress)?;
     let batches_per_epoch = data.len().div_ceil(config.batch_size) as u64;
