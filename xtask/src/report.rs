@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use ikd::{files, ImageResult, LogEntry, TestMetrics, TrainConfig};
+use ikd::{files, ImageResult, LogEntry, TeacherIdentity, TestMetrics, TrainConfig};
 
 use crate::paper::PaperTable;
 use crate::plot::{render_png, roc_curve, CurvePlot};
@@ -128,12 +128,20 @@ pub struct Results {
     pub means: Vec<Mean>,
     /// Training settings: each setting with its value(s) and the categories that used them.
     pub settings: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// The teachers (source and SHA-256 of their weights, from each run's `teacher.json`) and
+    /// the categories trained with each.
+    pub teachers: BTreeMap<String, Vec<String>>,
+    /// Whether some run was trained with a random teacher (its scores show the pipeline, not the
+    /// method).
+    pub random_teacher: bool,
     /// The machine that wrote the report.
     pub machine: Machine,
 }
 
 struct Run {
     config: TrainConfig,
+    /// `None` for runs trained before runs recorded their teacher.
+    teacher: Option<TeacherIdentity>,
     metrics: TestMetrics,
     pixel_roc: Option<Vec<(f64, f64)>>,
     dir: PathBuf,
@@ -141,6 +149,8 @@ struct Run {
 
 fn load_run(dir: &Path) -> Result<Run> {
     let config = TrainConfig::load(&dir.join(files::CONFIG))?;
+    let tpath = dir.join(files::TEACHER);
+    let teacher = tpath.is_file().then(|| TeacherIdentity::load(&tpath)).transpose()?;
     let mpath = dir.join(files::METRICS);
     let text =
         std::fs::read_to_string(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
@@ -152,7 +162,7 @@ fn load_run(dir: &Path) -> Result<Run> {
         .get("roc_curve")
         .and_then(|v| serde_json::from_value::<Vec<(f64, f64)>>(v.clone()).ok())
         .filter(|c| !c.is_empty());
-    Ok(Run { config, metrics, pixel_roc, dir: dir.to_path_buf() })
+    Ok(Run { config, teacher, metrics, pixel_roc, dir: dir.to_path_buf() })
 }
 
 /// Training steps and seconds from `train_log.jsonl`: every step's images over its throughput.
@@ -423,6 +433,8 @@ pub fn write_report(
         means: means(&rows),
         categories: rows,
         settings: settings(&runs)?,
+        teachers: teachers(&runs),
+        random_teacher: runs.iter().any(|r| r.teacher.as_ref().is_some_and(|t| t.is_random())),
         machine: Machine::detect(),
     };
 
@@ -530,6 +542,38 @@ fn settings_lines(results: &Results) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Each teacher's description with the categories trained with it.
+fn teachers(runs: &[Run]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in runs {
+        let name = r.teacher.as_ref().map_or_else(
+            || format!("{} (not recorded by this run: {} missing)", r.config.teacher_weights, files::TEACHER),
+            TeacherIdentity::describe,
+        );
+        out.entry(name).or_default().push(r.config.category.clone());
+    }
+    out
+}
+
+/// The report's teacher paragraph (plain text): which teacher, and what a random one means.
+fn teacher_text(r: &Results) -> Vec<String> {
+    let mut lines: Vec<String> = if r.teachers.len() == 1 {
+        r.teachers.keys().map(|t| format!("Teacher: {t}.")).collect()
+    } else {
+        r.teachers.iter().map(|(t, cats)| format!("Teacher of {}: {t}.", cats.join(", "))).collect()
+    };
+    if r.random_teacher {
+        lines.push(RANDOM_TEACHER_NOTE.to_string());
+    }
+    lines
+}
+
+/// What the scores of a run with a random teacher mean, and how to get the real one.
+pub const RANDOM_TEACHER_NOTE: &str = "A random teacher is not the paper's ImageNet-pretrained \
+    HRNet: these scores show that the pipeline runs end to end, not what the method achieves. \
+    With network access once, `cargo xtask weights --backbone hrnet_w18_small` (or \
+    `cargo xtask demo --teacher hub`) fetches timm's ImageNet weights into the Hugging Face cache.";
+
 fn machine_line(m: &Machine) -> String {
     let mem = m.memory_gib.map_or(String::new(), |g| format!(", {g:.0} GiB memory"));
     format!("{} — {} logical cores{mem}, {}", m.cpu, m.cores, m.os)
@@ -538,6 +582,9 @@ fn machine_line(m: &Machine) -> String {
 fn markdown(r: &Results, figs: &[CategoryFigures]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# IKD report\n\nGenerated {} from `{}`.\n", r.generated, r.runs_dir);
+    for line in teacher_text(r) {
+        let _ = writeln!(s, "{line}\n");
+    }
     let _ = writeln!(
         s,
         "Pixel AUROC and AU-PRO (FPR ≤ 0.3) in %, next to the values published in Cao et al. 2022 (Tables 1 and 2); Δ = ours − paper. Synthetic categories have no published value (—).\n"
@@ -653,6 +700,10 @@ fn html(dir: &Path, r: &Results, figs: &[CategoryFigures]) -> Result<String> {
         esc(&r.generated),
         esc(&r.runs_dir)
     );
+    for (i, line) in teacher_text(r).iter().enumerate() {
+        let id = if i == 0 { " id=\"teacher\"" } else { "" };
+        let _ = writeln!(s, "<p{id}>{}</p>", esc(line));
+    }
     s.push_str("<h2>Results</h2><p>Pixel AUROC and AU-PRO (FPR ≤ 0.3) in %, next to the values published in Cao et al. 2022 (Tables 1 and 2); Δ = ours − paper. Synthetic categories have no published value (—).</p>\n");
     s.push_str("<table id=\"results\"><thead><tr><th>category</th><th>kind</th><th>pixel AUROC</th><th>paper</th><th>Δ</th><th>AU-PRO</th><th>paper</th><th>Δ</th><th>image AUROC</th></tr></thead><tbody>\n");
     for x in &r.categories {

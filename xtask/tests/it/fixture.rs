@@ -141,19 +141,44 @@ fn build_world() -> World {
 
     // The teacher: a seeded hrnet_w18_small in timm layout, in a Hugging Face cache.
     let hf_home = dir.join("hf");
+    hf_cache_with_teacher(&hf_home);
+    World { dir, manifest: manifest_path, server, hf_home }
+}
+
+/// The teacher in a Hugging Face cache: what `hf_cache_with_teacher` wrote.
+pub struct CachedTeacher {
+    /// The snapshot's commit.
+    pub revision: String,
+    /// SHA-256 of the weights.
+    pub sha256: String,
+}
+
+/// Writes a seeded hrnet_w18_small in timm layout into `hf_home` as `huggingface_hub` lays out
+/// `timm/hrnet_w18_small.ms_in1k`: the file under `blobs/<sha256>`, `snapshots/<rev>/` linking to
+/// it, `refs/main` naming the revision.
+pub fn hf_cache_with_teacher(hf_home: &Path) -> CachedTeacher {
     let repo = hf_home.join("hub").join("models--timm--hrnet_w18_small.ms_in1k");
-    let commit = "0123456789abcdef0123456789abcdef01234567";
-    let snap = repo.join("snapshots").join(commit);
-    std::fs::create_dir_all(&snap).unwrap();
-    std::fs::create_dir_all(repo.join("refs")).unwrap();
-    std::fs::write(repo.join("refs").join("main"), commit).unwrap();
+    let revision = "0123456789abcdef0123456789abcdef01234567".to_string();
     let varmap = VarMap::new();
     let cfg = ikd_hrnet::HrNetConfig::by_name("hrnet_w18_small").unwrap();
     let _net =
         ikd_hrnet::HrNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
             .unwrap();
-    ikd_hrnet::save_safetensors(&varmap, snap.join("model.safetensors")).unwrap();
-    World { dir, manifest: manifest_path, server, hf_home }
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    let tmp = repo.join("blobs").join("incoming");
+    ikd_hrnet::save_safetensors(&varmap, &tmp).unwrap();
+    let sha256 = ikd_data::download::sha256_file(&tmp, false).unwrap();
+    std::fs::rename(&tmp, repo.join("blobs").join(&sha256)).unwrap();
+    let snap = repo.join("snapshots").join(&revision);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::os::unix::fs::symlink(
+        Path::new("../../blobs").join(&sha256),
+        snap.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), &revision).unwrap();
+    CachedTeacher { revision, sha256 }
 }
 
 /// `reproduce` with the tiny world: `extra` arguments appended.
