@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ikd::{TeacherIdentity, TeacherWeights, TrainConfig};
-use ikd_hrnet::HubOptions;
 use ikd_data::synthetic::{generate, SyntheticConfig, Texture};
+use ikd_hrnet::HubOptions;
 
 use crate::pipeline::{run_jobs, Job};
 use crate::util::workspace_root;
@@ -189,7 +189,9 @@ fn choose_teacher(choice: TeacherChoice) -> Result<TeacherWeights> {
             );
             let reason = match cached {
                 Ok(_) => return Ok(TeacherWeights::Hub),
-                Err(_) if opts.offline => "HF_HUB_OFFLINE is set and the cache does not hold them".to_string(),
+                Err(_) if opts.offline => {
+                    "HF_HUB_OFFLINE is set and the cache does not hold them".to_string()
+                }
                 Err(_) => match hub_reachable(&opts, Duration::from_secs(5)) {
                     Err(e) => e,
                     Ok(()) => match fetch() {
@@ -223,7 +225,8 @@ fn hub_reachable(opts: &HubOptions, timeout: Duration) -> Result<(), String> {
     } else {
         format!("{host}:{}", if scheme == "http" { 80 } else { 443 })
     };
-    let addrs = addr.to_socket_addrs().map_err(|e| format!("{endpoint} cannot be resolved: {e}"))?;
+    let addrs =
+        addr.to_socket_addrs().map_err(|e| format!("{endpoint} cannot be resolved: {e}"))?;
     for a in addrs {
         if TcpStream::connect_timeout(&a, timeout).is_ok() {
             return Ok(());

@@ -5,6 +5,7 @@
 //! - `download`, `weights`: the two fetches on their own.
 //! - `report`: the report from finished runs.
 //! - `speed`: training steps/s on a synthetic category (for `gpu-check.sh`).
+//! - `test`: the whole test suite, with what it needs set up first; `lint`: rustfmt and clippy.
 //!
 //! Each task is a module with one `run` function.
 
@@ -16,6 +17,7 @@ mod plot;
 mod report;
 mod reproduce;
 mod speed;
+mod test;
 mod util;
 mod weights;
 
@@ -48,6 +50,10 @@ enum Task {
     Report(report::ReportArgs),
     /// Training throughput (steps/s) on a synthetic 256² category, after a warm-up.
     Speed(speed::SpeedArgs),
+    /// The whole test suite: installs what the tests need when it can, builds, runs every test.
+    Test(test::TestArgs),
+    /// rustfmt and clippy (warnings denied), as CI runs them.
+    Lint,
 }
 
 fn main() {
@@ -69,6 +75,8 @@ fn main() {
         Task::Weights(a) => weights::run(&a),
         Task::Report(a) => report::run(&a).map(|_| ()),
         Task::Speed(a) => speed::run(&a),
+        Task::Test(a) => test::run(&a),
+        Task::Lint => test::lint(),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -547,7 +547,13 @@ fn teachers(runs: &[Run]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in runs {
         let name = r.teacher.as_ref().map_or_else(
-            || format!("{} (not recorded by this run: {} missing)", r.config.teacher_weights, files::TEACHER),
+            || {
+                format!(
+                    "{} (not recorded by this run: {} missing)",
+                    r.config.teacher_weights,
+                    files::TEACHER
+                )
+            },
             TeacherIdentity::describe,
         );
         out.entry(name).or_default().push(r.config.category.clone());

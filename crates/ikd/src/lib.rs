@@ -22,8 +22,8 @@ pub use distiller::{teacher_weights_file, Backbone, Distiller, StepStats, Teache
 pub use error::{Error, Result};
 pub use evaluate::{evaluate_maps, test_run, DefectMetrics, ImageResult, TestMetrics, TestOptions};
 pub use fsutil::{atomic_write, atomic_write_with};
-pub use teacher::TeacherIdentity;
 pub use predict::{expand_inputs, predict, PredictSummary, Prediction};
+pub use teacher::TeacherIdentity;
 pub use train::{
     files, parse_device, resolve_backbone, train, LogEntry, TrainConfig, TrainOptions, TrainSummary,
 };

@@ -45,18 +45,25 @@ fn the_demo_uses_the_hub_teacher_from_the_cache_and_names_it() {
         "hub timm/hrnet_w18_small.ms_in1k at revision {} (SHA-256 {})",
         cached.revision, cached.sha256
     );
-    assert!(log.contains(&format!("teacher: {named}")), "the terminal does not name the teacher:\n{log}");
+    assert!(
+        log.contains(&format!("teacher: {named}")),
+        "the terminal does not name the teacher:\n{log}"
+    );
     assert!(!log.contains("random teacher"), "{log}");
     // Each run records it, and the report states it.
     for category in ["carpet", "tile"] {
-        let t = std::fs::read_to_string(dir.join("runs").join(category).join("teacher.json")).unwrap();
+        let t =
+            std::fs::read_to_string(dir.join("runs").join(category).join("teacher.json")).unwrap();
         let t: serde_json::Value = serde_json::from_str(&t).unwrap();
         assert_eq!(t["source"], "hub");
         assert_eq!(t["sha256"], cached.sha256.as_str());
         assert_eq!(t["revision"], cached.revision.as_str());
     }
     let html = std::fs::read_to_string(dir.join("report").join("report.html")).unwrap();
-    assert!(html.contains(&format!("<p id=\"teacher\">Teacher: {named}.</p>")), "report names no teacher");
+    assert!(
+        html.contains(&format!("<p id=\"teacher\">Teacher: {named}.</p>")),
+        "report names no teacher"
+    );
     assert!(!html.contains("random teacher"), "a hub teacher's report warns of a random one");
     let md = std::fs::read_to_string(dir.join("report").join("report.md")).unwrap();
     assert!(md.contains(&named));
@@ -74,8 +81,13 @@ fn without_weights_auto_falls_back_to_a_random_teacher_and_says_so() {
     let t = std::fs::read_to_string(dir.join("runs").join("carpet").join("teacher.json")).unwrap();
     assert!(t.contains("\"source\": \"random\""), "{t}");
     let html = std::fs::read_to_string(dir.join("report").join("report.html")).unwrap();
-    assert!(html.contains("Teacher: random (seeded initialisation, seed 1)."), "report names no teacher");
-    assert!(html.contains("these scores show that the pipeline runs end to end, not what the method achieves"));
+    assert!(
+        html.contains("Teacher: random (seeded initialisation, seed 1)."),
+        "report names no teacher"
+    );
+    assert!(html.contains(
+        "these scores show that the pipeline runs end to end, not what the method achieves"
+    ));
 
     // `--teacher hub` insists: with nothing cached and no hub, it fails and names the repository.
     let out = demo(&dir, "hub");

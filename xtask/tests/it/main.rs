@@ -2,6 +2,7 @@
 //! dataset, a local Hugging Face cache for the weights), and the report rendered in headless
 //! Chromium.
 
+mod demo;
 mod fixture;
 mod render;
 mod reproduce;

@@ -32,7 +32,7 @@ fn the_report_renders_in_headless_chromium() {
         Ok(r) => r,
         Err(e) => panic!(
             "cannot start `chromium` ({e}): this test needs Debian's chromium package \
-             (`apt-get install -y chromium`), which .ci/run installs"
+             (`sudo apt-get install chromium`), which `cargo xtask test` installs when run as root"
         ),
     };
     assert!(run.status.success(), "chromium failed:\n{}", text(&run));

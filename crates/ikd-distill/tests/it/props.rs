@@ -88,7 +88,16 @@ proptest! {
 /// norm 4e-8 differed by 724× itself). The maps' pixel vectors are now kept away from zero.
 #[test]
 fn one_channel_beta_zero_gradient_is_rounding_noise() {
-    let case = LossCase { n: 2, c0: 1, c1: 1, h: 4, w: 2, variant: 0, beta: 0.0, seed: 11132637876275627836 };
+    let case = LossCase {
+        n: 2,
+        c0: 1,
+        c1: 1,
+        h: 4,
+        w: 2,
+        variant: 0,
+        beta: 0.0,
+        seed: 11132637876275627836,
+    };
     check_loss_against_naive(case).unwrap();
 }
 
@@ -122,16 +131,28 @@ fn check_loss_against_naive(case: LossCase) -> Result<(), TestCaseError> {
         beta,
         levels: vec![0, 1],
         weights: vec![1.0, 2.0],
-        ..[IkdLossConfig::paper(), IkdLossConfig::no_context(), IkdLossConfig::no_mining(), IkdLossConfig::stpm()][variant].clone()
+        ..[
+            IkdLossConfig::paper(),
+            IkdLossConfig::no_context(),
+            IkdLossConfig::no_mining(),
+            IkdLossConfig::stpm(),
+        ][variant]
+            .clone()
     };
     let mut loss = IkdLoss::new(cfg.clone()).unwrap();
     let mut margins = vec![0.0; 2];
     for step in 0..3u64 {
         let shapes = [[n, c0, h, w], [n, c1, h, w]];
-        let teacher: Vec<Tensor> = shapes.iter().enumerate()
-            .map(|(i, s)| map_away_from_zero(seed ^ (step * 16 + i as u64), s)).collect();
-        let student: Vec<Tensor> = shapes.iter().enumerate()
-            .map(|(i, s)| map_away_from_zero(seed ^ (step * 16 + 8 + i as u64), s)).collect();
+        let teacher: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| map_away_from_zero(seed ^ (step * 16 + i as u64), s))
+            .collect();
+        let student: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| map_away_from_zero(seed ^ (step * 16 + 8 + i as u64), s))
+            .collect();
         let sv = vars(&student);
         let out = loss.forward(&teacher, &as_tensors(&sv)).unwrap();
         let (naive, naive_margins) = naive_loss(&cfg, &margins, &teacher, &sv);
@@ -139,7 +160,10 @@ fn check_loss_against_naive(case: LossCase) -> Result<(), TestCaseError> {
         for (a, b) in out.margins.iter().zip(&margins) {
             prop_assert!(close(*a, *b, 1e-12, 1e-15), "margin {a} vs naive {b}");
         }
-        let (f, s) = (out.total.to_scalar::<f32>().unwrap() as f64, naive.to_scalar::<f32>().unwrap() as f64);
+        let (f, s) = (
+            out.total.to_scalar::<f32>().unwrap() as f64,
+            naive.to_scalar::<f32>().unwrap() as f64,
+        );
         prop_assert!(close(f, s, 1e-4, 1e-6), "step {step}: loss {f} vs naive {s}");
         let gf = out.total.backward().unwrap();
         let gn = naive.backward().unwrap();
@@ -149,7 +173,12 @@ fn check_loss_against_naive(case: LossCase) -> Result<(), TestCaseError> {
             let zero = b.zeros_like().unwrap();
             let e = rel_l2(a, b);
             let abs = rel_l2(&(a - b).unwrap(), &zero);
-            prop_assert!(e <= 1e-3 || abs <= 1e-5, "step {step}: gradient relative L2 error {e} (|a| {}, |b| {}, |a-b| {abs})", rel_l2(a, &zero), rel_l2(b, &zero));
+            prop_assert!(
+                e <= 1e-3 || abs <= 1e-5,
+                "step {step}: gradient relative L2 error {e} (|a| {}, |b| {}, |a-b| {abs})",
+                rel_l2(a, &zero),
+                rel_l2(b, &zero)
+            );
         }
     }
     Ok(())
