@@ -580,6 +580,14 @@ pub const RANDOM_TEACHER_NOTE: &str = "A random teacher is not the paper's Image
     With network access once, `cargo xtask weights --backbone hrnet_w18_small` (or \
     `cargo xtask demo --teacher hub`) fetches timm's ImageNet weights into the Hugging Face cache.";
 
+/// Markdown's `code` spans of an escaped line as HTML `<code>` elements.
+fn code_spans(line: &str) -> String {
+    line.split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { format!("<code>{part}</code>") } else { part.to_string() })
+        .collect()
+}
+
 fn machine_line(m: &Machine) -> String {
     let mem = m.memory_gib.map_or(String::new(), |g| format!(", {g:.0} GiB memory"));
     format!("{} — {} logical cores{mem}, {}", m.cpu, m.cores, m.os)
@@ -708,7 +716,7 @@ fn html(dir: &Path, r: &Results, figs: &[CategoryFigures]) -> Result<String> {
     );
     for (i, line) in teacher_text(r).iter().enumerate() {
         let id = if i == 0 { " id=\"teacher\"" } else { "" };
-        let _ = writeln!(s, "<p{id}>{}</p>", esc(line));
+        let _ = writeln!(s, "<p{id}>{}</p>", code_spans(&esc(line)));
     }
     s.push_str("<h2>Results</h2><p>Pixel AUROC and AU-PRO (FPR ≤ 0.3) in %, next to the values published in Cao et al. 2022 (Tables 1 and 2); Δ = ours − paper. Synthetic categories have no published value (—).</p>\n");
     s.push_str("<table id=\"results\"><thead><tr><th>category</th><th>kind</th><th>pixel AUROC</th><th>paper</th><th>Δ</th><th>AU-PRO</th><th>paper</th><th>Δ</th><th>image AUROC</th></tr></thead><tbody>\n");
@@ -811,6 +819,12 @@ mod tests {
             test_images_per_s: 1.0,
             roc_level: "image".into(),
         }
+    }
+
+    #[test]
+    fn code_spans_become_code_elements() {
+        assert_eq!(code_spans("run `a b` or `c`."), "run <code>a b</code> or <code>c</code>.");
+        assert_eq!(code_spans("no code"), "no code");
     }
 
     #[test]
