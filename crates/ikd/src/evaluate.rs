@@ -10,7 +10,7 @@ use ikd_metrics::{Accumulator, IkdProConfig, MetricsConfig};
 
 use crate::maps::{write_tiff, AnomalyMap};
 use crate::train::{files, parse_device, TrainConfig};
-use crate::{atomic_write, atomic_write_with, viz, Error, Result};
+use crate::{atomic_write_with, viz, Error, Result};
 
 /// Pixel AUROC of one defect type (its images and the defect-free ones).
 ///
@@ -285,8 +285,7 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
             write_tiff(&path, &full)?;
         }
     }
-    let json = serde_json::to_string_pretty(&metrics).map_err(|e| Error::Config(e.to_string()))?;
-    atomic_write(&run_dir.join(files::METRICS), json.as_bytes())?;
+    crate::fsutil::write_json(&run_dir.join(files::METRICS), &metrics)?;
     Ok(metrics)
 }
 

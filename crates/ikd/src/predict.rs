@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::evaluate::{load_run, save_png, to_original_size};
 use crate::train::files;
-use crate::{atomic_write, viz, Error, Result, TestMetrics};
+use crate::{viz, Error, Result, TestMetrics};
 
 /// What `ikd predict` reports for one image.
 ///
@@ -157,7 +157,6 @@ pub fn predict(
     }
     pb.finish_and_clear();
     let summary = PredictSummary { run: run_dir.to_path_buf(), threshold, images };
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Config(e.to_string()))?;
-    atomic_write(&out.join("summary.json"), json.as_bytes())?;
+    crate::fsutil::write_json(&out.join("summary.json"), &summary)?;
     Ok(summary)
 }

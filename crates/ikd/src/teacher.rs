@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{atomic_write, teacher_weights_file, Error, Result, TeacherWeights};
+use crate::fsutil::{read_json, write_json};
+use crate::{teacher_weights_file, Result, TeacherWeights};
 
 /// Where a teacher's weights came from.
 ///
@@ -94,16 +95,12 @@ impl TeacherIdentity {
 
     /// Reads a run's `teacher.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::bad_file(path, format!("not a teacher identity: {e}")))
+        read_json(path, "a teacher identity")
     }
 
     /// Writes `teacher.json` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| Error::bad_file(path, e.to_string()))?;
-        atomic_write(path, json.as_bytes())
+        write_json(path, self)
     }
 }
 

@@ -158,9 +158,7 @@ impl TrainConfig {
     /// # Ok::<(), ikd::Error>(())
     /// ```
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::bad_file(path, format!("not an ikd run configuration: {e}")))
+        crate::fsutil::read_json(path, "an ikd run configuration")
     }
 
     /// Writes `config.json` atomically.
@@ -170,9 +168,7 @@ impl TrainConfig {
     /// # Ok::<(), ikd::Error>(())
     /// ```
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| Error::bad_file(path, e.to_string()))?;
-        atomic_write(path, json.as_bytes())
+        crate::fsutil::write_json(path, self)
     }
 
     /// Builds the teacher/student pair for this configuration on `device`.
