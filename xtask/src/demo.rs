@@ -117,7 +117,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let data =
         args.data.clone().unwrap_or_else(|| root.join("data").join(format!("synthetic{suffix}")));
     let teacher_weights = choose_teacher(args.teacher)?;
-    let teacher = TeacherIdentity::resolve(BACKBONE, &teacher_weights, 0)?;
+    // The runs' seed is the default one (`base` below), from which a random teacher's derives.
+    let teacher =
+        TeacherIdentity::resolve(BACKBONE, &teacher_weights, TrainConfig::default().seed)?;
     println!("teacher: {}", teacher.describe());
     // Runs with different teachers are different runs: each teacher has its own folder.
     let runs = args.runs.clone().unwrap_or_else(|| {
