@@ -2,22 +2,21 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// The workspace root (the folder above `xtask/`): default paths are anchored here.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Writes `bytes` to `path` atomically (temporary file + rename), creating parent folders.
+/// Writes `bytes` to `path` atomically ([`ikd_io::atomic_write`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    ikd::atomic_write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    Ok(ikd_io::atomic_write(path, bytes)?)
 }
 
-/// Copies `from` to `to` atomically.
+/// Copies `from` to `to` atomically ([`ikd_io::atomic_copy`]).
 pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    write_atomic(to, &bytes)
+    Ok(ikd_io::atomic_copy(from, to)?)
 }
 
 /// The current UTC time as `YYYY-MM-DD HH:MM UTC`.

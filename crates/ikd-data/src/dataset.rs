@@ -163,20 +163,6 @@ pub struct Dataset {
     masks: Option<Vec<Option<GrayImage>>>,
 }
 
-fn progress_bar(len: usize, msg: String, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:>24} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(msg);
-    pb
-}
-
 fn load_prepared(path: &Path, t: &Transform) -> Result<(RgbImage, (u32, u32))> {
     let img = load_image(path)?;
     let dims = (img.width(), img.height());
@@ -226,7 +212,7 @@ impl Dataset {
         progress: bool,
         msg: String,
     ) -> Result<Self> {
-        let pb = progress_bar(paths.len(), msg, progress);
+        let pb = ikd_io::progress::bar(paths.len() as u64, &msg, progress);
         let images = paths
             .par_iter()
             .map(|p| {
@@ -260,7 +246,11 @@ impl Dataset {
     /// # Ok::<(), ikd_data::DataError>(())
     /// ```
     pub fn test(category: &Category, transform: &Transform, progress: bool) -> Result<Self> {
-        let pb = progress_bar(category.test.len(), format!("{} test", category.name), progress);
+        let pb = ikd_io::progress::bar(
+            category.test.len() as u64,
+            &format!("{} test", category.name),
+            progress,
+        );
         let loaded = category
             .test
             .par_iter()

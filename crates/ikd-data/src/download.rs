@@ -260,23 +260,6 @@ impl Default for FetchOptions {
     }
 }
 
-fn bytes_bar(len: Option<u64>, msg: &str, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = match len {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:>12} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(msg.to_string());
-    pb
-}
-
 /// `<path>` with `suffix` appended to its file name.
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -395,7 +378,7 @@ pub fn download_resumable(
         File::create(part).at(part)?
     };
     let total = expected_size.or(content_length.map(|l| l + have));
-    let pb = bytes_bar(total, "download", progress);
+    let pb = ikd_io::progress::bytes(total, "download", progress);
     pb.set_position(have);
     let mut reader = resp.into_body().into_reader();
     let mut buf = vec![0u8; 1 << 20];
@@ -439,7 +422,7 @@ pub fn download_resumable(
 pub fn sha256_file(path: &Path, progress: bool) -> Result<String> {
     let mut f = File::open(path).at(path)?;
     let len = f.metadata().at(path)?.len();
-    let pb = bytes_bar(Some(len), "sha-256", progress);
+    let pb = ikd_io::progress::bytes(Some(len), "sha-256", progress);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -495,7 +478,7 @@ fn unsafe_path(p: &Path) -> Option<&'static str> {
 /// A reader that reports the bytes it reads to a progress bar.
 struct Counting<R> {
     inner: R,
-    pb: indicatif::ProgressBar,
+    pb: ikd_io::progress::ProgressBar,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -530,7 +513,7 @@ impl<R: Read> Read for Counting<R> {
 pub fn extract_tar_xz(archive: &Path, into: &Path, progress: bool) -> Result<()> {
     let file = File::open(archive).at(archive)?;
     let len = file.metadata().at(archive)?.len();
-    let pb = bytes_bar(Some(len), "extract", progress);
+    let pb = ikd_io::progress::bytes(Some(len), "extract", progress);
     fs::create_dir_all(into).at(into)?;
     let reader = Counting { inner: BufReader::with_capacity(1 << 20, file), pb: pb.clone() };
     let xz = liblzma::read::XzDecoder::new_multi_decoder(reader);
@@ -697,8 +680,8 @@ pub fn ensure_dataset(
 /// Steps: an existing `<dest>/<extract_dir>` is verified and returned; an existing
 /// `<dest>/<file_name>` is verified (never deleted) instead of downloading; otherwise the archive
 /// is downloaded to `<file_name>.part` with up to `opts.retries` automatic resumptions, verified
-/// and renamed. It is then extracted into `<dest>/.<extract_dir>.partial`, counted, and renamed
-/// to `<dest>/<extract_dir>`.
+/// and renamed. It is then extracted into a staging folder beside the target
+/// ([`ikd_io::StagedDir`]), counted, and renamed to `<dest>/<extract_dir>`.
 ///
 /// ```no_run
 /// use ikd_data::download::{fetch_mvtec, FetchOptions, Manifest};
@@ -757,19 +740,11 @@ pub fn fetch_mvtec(manifest: &Manifest, dest: &Path, opts: &FetchOptions) -> Res
         fs::rename(&part, &archive).at(&archive)?;
     }
 
-    let staging = dest.join(format!(".{}.partial", manifest.extract_dir));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).at(&staging)?;
-    }
-    let result = extract_tar_xz(&archive, &staging, opts.progress)
-        .and_then(|()| dataset_root_in(&staging, manifest))
-        .and_then(|root| verify_extracted(&root, manifest).map(|_| root))
-        .and_then(|root| fs::rename(&root, &target).at(&target));
-    if staging.exists() {
-        // Our own staging folder: remove what is left (everything, on failure).
-        let _ = fs::remove_dir_all(&staging);
-    }
-    result?;
+    let staged = ikd_io::StagedDir::new(&target)?;
+    extract_tar_xz(&archive, staged.path(), opts.progress)?;
+    let root = dataset_root_in(staged.path(), manifest)?;
+    verify_extracted(&root, manifest)?;
+    staged.commit_subfolder(&root)?;
     if !opts.keep_archive {
         fs::remove_file(&archive).at(&archive)?;
     }

@@ -183,6 +183,12 @@ pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
 }
 
+impl From<ikd_io::Error> for DataError {
+    fn from(e: ikd_io::Error) -> Self {
+        DataError::Io { path: e.path, source: e.cause }
+    }
+}
+
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|source| DataError::Io { path: path.into(), source })

@@ -731,7 +731,8 @@ fn save_png(path: &Path, write: impl FnOnce(&Path) -> image::ImageResult<()>) ->
 
 /// Writes the configured categories under `out_root` in MVTec AD layout, in parallel.
 ///
-/// Each category is written into a hidden staging folder and renamed into place when complete,
+/// Each category is written into a staging folder ([`ikd_io::StagedDir`]) and renamed into place
+/// when complete,
 /// with a [`MARKER`] file holding the configuration. An existing category folder is replaced
 /// only if it carries that marker (i.e. was generated); any other folder is left alone and
 /// reported as [`DataError::AlreadyExists`].
@@ -778,10 +779,8 @@ pub fn generate(
     let mut jobs = Vec::new();
     let mut staged = Vec::new();
     for &t in &cfg.categories {
-        let staging = out_root.join(format!(".{}.partial-{}", t.name(), std::process::id()));
-        if staging.exists() {
-            fs::remove_dir_all(&staging).at(&staging)?;
-        }
+        let stage = ikd_io::StagedDir::new(out_root.join(t.name()))?;
+        let staging = stage.path().to_path_buf();
         let mk = |p: PathBuf| fs::create_dir_all(&p).at(&p);
         mk(staging.join("train/good"))?;
         for i in 0..cfg.n_train {
@@ -826,7 +825,7 @@ pub fn generate(
                 mask: Some(staging.join(format!("ground_truth/{}/{i:03}_mask.png", kind.name()))),
             });
         }
-        staged.push((t, staging));
+        staged.push((t, stage));
     }
 
     let written = jobs.par_iter().try_for_each(|job| {
@@ -838,32 +837,24 @@ pub fn generate(
         }
         Ok::<(), DataError>(())
     });
-    if let Err(e) = written {
-        for (_, staging) in &staged {
-            let _ = fs::remove_dir_all(staging);
-        }
-        return Err(e);
-    }
+    // on an error, dropping `staged` removes every staging folder
+    written?;
 
     let counts =
         Counts { train: cfg.n_train, test_good: cfg.n_test_good, test_defect: cfg.n_test_defect };
     let mut out = Vec::new();
-    for (t, staging) in staged {
+    for (t, stage) in staged {
         let marker = serde_json::json!({
             "generator": "ikd-data synthetic",
             "category": t.name(),
             "config": cfg,
             "counts": counts,
         });
-        let marker_path = staging.join(MARKER);
         let text = serde_json::to_string_pretty(&marker)
             .map_err(|e| DataError::InvalidArgument(format!("marker: {e}")))?;
-        fs::write(&marker_path, text).at(&marker_path)?;
-        let final_dir = out_root.join(t.name());
-        if final_dir.exists() {
-            fs::remove_dir_all(&final_dir).at(&final_dir)?;
-        }
-        fs::rename(&staging, &final_dir).at(&final_dir)?;
+        ikd_io::atomic_write(&stage.path().join(MARKER), text.as_bytes())?;
+        // an existing folder here carries the marker (checked above): a generated one, replaced
+        let final_dir = stage.commit_replacing()?;
         out.push(GeneratedCategory { name: t.name().to_string(), dir: final_dir, counts });
     }
     Ok(out)

@@ -127,7 +127,7 @@ impl IkdLossState {
         Ok(Self { levels, margins: v[l..2 * l].to_vec(), steps: as_count(v[2 * l], "step count")? })
     }
 
-    /// Writes the state as JSON, atomically (temporary file in the same folder, then rename).
+    /// Writes the state as JSON, atomically ([`ikd_io::atomic_write`]).
     ///
     /// ```
     /// use ikd_distill::{IkdLossConfig, IkdLossState};
@@ -142,20 +142,10 @@ impl IkdLossState {
     /// ```
     pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let io = |source| DistillError::Io { path: path.to_path_buf(), source };
         let text = serde_json::to_string_pretty(self)
             .map_err(|source| DistillError::Json { path: path.to_path_buf(), source })?;
-        let file_name =
-            path.file_name().ok_or_else(|| io(std::io::Error::other("not a file path")))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(".tmp{}", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+        ikd_io::atomic_write(path, text.as_bytes())
+            .map_err(|e| DistillError::Io { path: e.path, source: e.cause })
     }
 
     /// Reads a state written by [`save_json`](Self::save_json).

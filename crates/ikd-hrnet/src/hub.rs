@@ -151,19 +151,12 @@ pub fn fetch_timm_weights_with(name: &str, opts: &HubOptions) -> Result<PathBuf>
 /// An indicatif progress bar for hf-hub downloads.
 #[derive(Debug, Default)]
 struct DownloadBar {
-    bar: Option<indicatif::ProgressBar>,
+    bar: Option<ikd_io::progress::ProgressBar>,
 }
 
 impl hf_hub::api::Progress for DownloadBar {
     fn init(&mut self, size: usize, filename: &str) {
-        let bar = indicatif::ProgressBar::new(size as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        ) {
-            bar.set_style(style);
-        }
-        bar.set_message(filename.to_string());
-        self.bar = Some(bar);
+        self.bar = Some(ikd_io::progress::bytes(Some(size as u64), filename, true));
     }
 
     fn update(&mut self, size: usize) {

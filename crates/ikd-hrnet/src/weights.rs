@@ -9,7 +9,7 @@
 //! with timm's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -215,8 +215,8 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor
 
 /// Writes every variable of `varmap` to a safetensors file under its (timm) name, plus an I64
 /// `num_batches_tracked` of 0 for every BatchNorm, so that PyTorch's
-/// `model.load_state_dict(..., strict=False)` accepts it. The file is written to a temporary
-/// name in the same directory and renamed into place: a crash never leaves a half-written file.
+/// `model.load_state_dict(..., strict=False)` accepts it, atomically ([`ikd_io::atomic_write`]): a
+/// crash never leaves a half-written file.
 ///
 /// ```
 /// use candle_core::{DType, Device};
@@ -243,22 +243,11 @@ pub fn save_safetensors(varmap: &VarMap, path: impl AsRef<Path>) -> Result<()> {
         }
         out.insert(name, var.as_tensor().detach().to_device(&Device::Cpu)?);
     }
-    let tmp = temp_path(path);
-    let write = candle_core::safetensors::save(&out, &tmp)
-        .map_err(|source| Error::Safetensors { path: path.to_path_buf(), source });
-    if let Err(e) = write {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Io { path: path.to_path_buf(), source }
-    })
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let bytes = safetensors::tensor::serialize(out, None).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        source: candle_core::Error::wrap(e),
+    })?;
+    ikd_io::atomic_write(path, &bytes).map_err(|e| Error::Io { path: e.path, source: e.cause })
 }
 
 impl HrNet {

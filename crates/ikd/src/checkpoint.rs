@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use ikd_distill::IkdLossState;
 
-use crate::{atomic_write, Error, Result};
+use crate::{Error, Result};
 
 const META_KEY: &str = "ikd_checkpoint";
 
@@ -80,7 +80,7 @@ impl Checkpoint {
             .collect::<Result<_>>()?;
         let bytes = safetensors::tensor::serialize(cpu, info)
             .map_err(|e| Error::bad_file(path, e.to_string()))?;
-        atomic_write(path, &bytes)
+        Ok(ikd_io::atomic_write(path, &bytes)?)
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`], tensors onto `device`.

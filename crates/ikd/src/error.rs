@@ -46,6 +46,12 @@ pub enum Error {
     Data(#[from] ikd_data::DataError),
 }
 
+impl From<ikd_io::Error> for Error {
+    fn from(e: ikd_io::Error) -> Self {
+        Error::Io { path: e.path, source: e.cause }
+    }
+}
+
 impl Error {
     /// An I/O error on `path`.
     ///

@@ -10,7 +10,7 @@ use ikd_metrics::{Accumulator, IkdProConfig, MetricsConfig};
 
 use crate::maps::{write_tiff, AnomalyMap};
 use crate::train::{files, parse_device, TrainConfig};
-use crate::{atomic_write_with, viz, Error, Result};
+use crate::{viz, Error, Result};
 
 /// Pixel AUROC of one defect type (its images and the defect-free ones).
 ///
@@ -206,7 +206,7 @@ pub(crate) fn load_run(
     run_dir: &Path,
     device: Option<&str>,
 ) -> Result<(TrainConfig, crate::Distiller, Device)> {
-    let config = TrainConfig::load(&run_dir.join(files::CONFIG))?;
+    let config = TrainConfig::load_run(run_dir)?;
     let device = parse_device(device.unwrap_or(&config.device))?;
     let student = run_dir.join(files::STUDENT);
     if !student.exists() {
@@ -238,7 +238,7 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     let side = transform.image_size as usize;
     let start = Instant::now();
     let mut maps: Vec<AnomalyMap> = Vec::with_capacity(data.len());
-    let pb = crate::progress::bar(data.len() as u64, "test", opts.progress);
+    let pb = ikd_io::progress::bar(data.len() as u64, "test", opts.progress);
     for batch in data.batches(opts.batch_size.max(1), Order::Sequential, &device)? {
         let batch = batch?;
         let m = distiller.anomaly_maps_resized(&batch.images, side, side)?;
@@ -322,11 +322,10 @@ where
     P: image::PixelWithColorType,
     [P::Subpixel]: image::EncodableLayout,
 {
-    atomic_write_with(path, |f| {
-        let mut buf = std::io::BufWriter::new(f);
-        img.write_to(&mut buf, image::ImageFormat::Png)
-            .map_err(|e| Error::bad_file(path, e.to_string()))
-    })
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| Error::bad_file(path, e.to_string()))?;
+    Ok(ikd_io::atomic_write(path, bytes.get_ref())?)
 }
 
 /// Scores anomaly maps made by any method, stored in MVTec AD's evaluation layout

@@ -13,7 +13,6 @@ pub mod init;
 pub mod maps;
 pub mod optim;
 mod predict;
-mod progress;
 mod teacher;
 mod train;
 pub mod viz;
@@ -21,7 +20,6 @@ pub mod viz;
 pub use distiller::{teacher_weights_file, Backbone, Distiller, StepStats, TeacherWeights};
 pub use error::{Error, Result};
 pub use evaluate::{evaluate_maps, test_run, DefectMetrics, ImageResult, TestMetrics, TestOptions};
-pub use fsutil::{atomic_write, atomic_write_with};
 pub use predict::{expand_inputs, predict, PredictSummary, Prediction};
 pub use teacher::TeacherIdentity;
 pub use train::{

@@ -1,10 +1,10 @@
 //! Anomaly maps on disk: 32-bit float TIFF (the layout MVTec AD's evaluation script reads) and PNG.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::Path;
 
-use crate::{atomic_write_with, Error, Result};
+use crate::{Error, Result};
 
 /// A single-channel anomaly map, row-major.
 ///
@@ -44,13 +44,12 @@ impl AnomalyMap {
 /// assert_eq!(ikd::maps::read_map(&p).unwrap(), m);
 /// ```
 pub fn write_tiff(path: &Path, map: &AnomalyMap) -> Result<()> {
-    atomic_write_with(path, |file| {
-        let mut enc = tiff::encoder::TiffEncoder::new(BufWriter::new(file))
-            .map_err(|e| Error::bad_file(path, e.to_string()))?;
-        enc.write_image::<tiff::encoder::colortype::Gray32Float>(map.width, map.height, &map.data)
-            .map_err(|e| Error::bad_file(path, e.to_string()))?;
-        Ok(())
-    })
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    let mut enc = tiff::encoder::TiffEncoder::new(&mut bytes)
+        .map_err(|e| Error::bad_file(path, e.to_string()))?;
+    enc.write_image::<tiff::encoder::colortype::Gray32Float>(map.width, map.height, &map.data)
+        .map_err(|e| Error::bad_file(path, e.to_string()))?;
+    Ok(ikd_io::atomic_write(path, bytes.get_ref())?)
 }
 
 /// Reads an anomaly map: a TIFF (32-bit float, or 8/16-bit integer) or a grey PNG (values as they are).

@@ -118,7 +118,7 @@ pub fn predict(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let side = transform.image_size as usize;
     let mut images = Vec::with_capacity(files_in.len());
-    let pb = crate::progress::bar(files_in.len() as u64, "predict", true);
+    let pb = ikd_io::progress::bar(files_in.len() as u64, "predict", true);
     for path in &files_in {
         let img = ikd_data::load_image(path)?;
         let x = transform.apply_image(&img, &device)?.unsqueeze(0)?;
