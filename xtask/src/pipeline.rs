@@ -31,27 +31,14 @@ pub fn is_finished(run_dir: &Path) -> bool {
     run_dir.join(files::STUDENT).is_file() && run_dir.join(files::METRICS).is_file()
 }
 
-/// The settings (besides the device and `max_steps`, which a resumed run may change) in which a run's `config.json` differs from `wanted`, as
-/// `name: stored → wanted`; empty when they agree or there is no readable config.
+/// The settings (besides the device and `max_steps`, which a resumed run may change) in which
+/// the run in `run_dir` differs from `wanted` ([`TrainConfig::changes_from`]); empty when they
+/// agree or there is no run yet.
 pub fn changed_settings(run_dir: &Path, wanted: &TrainConfig) -> Result<Vec<String>> {
-    let path = run_dir.join(files::CONFIG);
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
-    let stored: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a JSON run configuration", path.display()))?;
-    let wanted = serde_json::to_value(wanted).context("serialising the run configuration")?;
-    let (Some(stored), Some(wanted)) = (stored.as_object(), wanted.as_object()) else {
-        anyhow::bail!("{}: not a JSON object", path.display())
-    };
-    Ok(wanted
-        .iter()
-        .filter(|(k, v)| {
-            !matches!(k.as_str(), "device" | "max_steps") && stored.get(k.as_str()) != Some(v)
-        })
-        .map(|(k, v)| {
-            let old = stored.get(k.as_str()).map_or("(absent)".to_string(), |o| o.to_string());
-            format!("{k}: {old} → {v}")
-        })
-        .collect())
+    if TrainConfig::run_file(run_dir).is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(wanted.changes_from(&TrainConfig::load_run(run_dir)?))
 }
 
 /// Trains (resuming from a checkpoint when there is one) and tests one job on `device`. A run
@@ -74,13 +61,13 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
     }
     let config = TrainConfig { device: device.to_string(), ..job.config.clone() };
     if !dir.join(files::STUDENT).is_file() {
-        let resume = dir.join(files::CONFIG).is_file() && dir.join(files::CHECKPOINT).is_file();
+        let saved = TrainConfig::run_file(dir);
+        let resume = saved.is_some() && dir.join(files::CHECKPOINT).is_file();
         if resume {
             tracing::info!("{name}: resuming the interrupted run in {}", dir.display());
-        } else if dir.join(files::CONFIG).is_file() {
+        } else if let Some(saved) = saved {
             // A run that stopped before its first checkpoint: start it again.
-            std::fs::remove_file(dir.join(files::CONFIG))
-                .with_context(|| format!("cleaning {}", dir.display()))?;
+            std::fs::remove_file(&saved).with_context(|| format!("cleaning {}", dir.display()))?;
             let _ = std::fs::remove_file(dir.join(files::TRAIN_LOG));
         }
         tracing::info!("{name}: training on {device} into {}", dir.display());
@@ -200,14 +187,19 @@ mod tests {
         let config = TrainConfig { category: "tile".into(), epochs: 2, ..TrainConfig::default() };
         assert!(changed_settings(dir.path(), &config).unwrap().is_empty(), "no run yet");
         let stored = TrainConfig { device: "cuda:0".into(), ..config.clone() };
-        std::fs::write(dir.path().join(files::CONFIG), serde_json::to_string(&stored).unwrap())
-            .unwrap();
+        // a run made before config.toml, with its config.json, is read too
+        std::fs::write(
+            dir.path().join(files::LEGACY_CONFIG),
+            serde_json::to_string(&stored).unwrap(),
+        )
+        .unwrap();
         assert!(changed_settings(dir.path(), &config).unwrap().is_empty(), "device may differ");
         let more = TrainConfig { epochs: 12, ..config.clone() };
-        assert_eq!(changed_settings(dir.path(), &more).unwrap(), vec!["epochs: 2 → 12"]);
+        assert_eq!(changed_settings(dir.path(), &more).unwrap(), vec!["epochs: 2 saved, 12 given"]);
+        stored.save(&dir.path().join(files::CONFIG)).unwrap();
         let job = Job { config: more, run_dir: dir.path().to_path_buf() };
         let err = run_job(&job, "cpu", false).unwrap_err().to_string();
-        assert!(err.contains("other settings (epochs: 2 → 12)"), "{err}");
+        assert!(err.contains("other settings (epochs: 2 saved, 12 given)"), "{err}");
     }
 
     #[test]

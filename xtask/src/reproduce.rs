@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use ikd::{TeacherWeights, TrainConfig};
+use ikd_cli::TrainSettings;
 use ikd_data::download::Manifest;
 
 use crate::download::DownloadArgs;
 use crate::pipeline::{parse_devices, resolve_device, run_jobs, Job};
 
-/// Arguments of `cargo xtask reproduce`. The training settings default to the paper's.
+/// Arguments of `cargo xtask reproduce`. The training settings default to the paper's
+/// ([`TrainSettings`], as in `ikd train`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReproduceArgs {
     /// Every category of the manifest.
@@ -23,35 +25,10 @@ pub struct ReproduceArgs {
     /// The dataset.
     #[command(flatten)]
     pub download: DownloadArgs,
-    /// timm HRNet name of teacher and student.
-    #[arg(long, default_value = "hrnet_w32")]
-    pub backbone: String,
-    /// The teacher's weights: `hub` (timm's ImageNet weights via the Hugging Face cache), a
-    /// timm-layout safetensors file, or `random`.
-    #[arg(long, default_value = "hub")]
-    pub teacher_weights: TeacherWeights,
-    /// Passes over the training images.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: u64,
-    /// Side of the square crop fed to the networks.
-    #[arg(long, default_value_t = TrainConfig::default().image_size)]
-    pub image_size: u32,
-    /// Side the images are resized to before the crop (default: the image size).
-    #[arg(long)]
-    pub load_size: Option<u32>,
-    /// Images per optimiser step.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-    pub batch_size: usize,
-    /// AdamW's learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().lr)]
-    pub lr: f64,
-    /// Seed of the student's initialisation and the shuffling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// `auto` (the first CUDA GPU when built with `--features cuda` and one is present, else the
-    /// CPU), `cpu` or `cuda:N`.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// The training recipe (default: the paper's). `--device` also takes `auto`: the first
+    /// CUDA GPU when built with `--features cuda` and one is present, else the CPU (the default).
+    #[command(flatten)]
+    pub settings: TrainSettings,
     /// Run categories concurrently, one per device: GPU indices (`0,1`), or `cpu`/`cuda:N` entries.
     #[arg(long)]
     pub devices: Option<String>,
@@ -84,29 +61,18 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         }
         args.category.clone()
     };
+    let mut base = args.settings.resolve()?;
     let data_root = args.download.ensure()?;
-    if args.teacher_weights == TeacherWeights::Hub {
-        let path = ikd_hrnet::fetch_timm_weights(&args.backbone)
-            .with_context(|| format!("fetching the teacher's weights ({})", args.backbone))?;
+    if base.teacher_weights == TeacherWeights::Hub {
+        let path = ikd_hrnet::fetch_timm_weights(&base.backbone)
+            .with_context(|| format!("fetching the teacher's weights ({})", base.backbone))?;
         tracing::info!("teacher weights: {}", path.display());
     }
     let devices = match &args.devices {
         Some(spec) => parse_devices(spec)?,
-        None => vec![resolve_device(&args.device)],
+        None => vec![resolve_device(args.settings.device.as_deref().unwrap_or("auto"))],
     };
-    let base = TrainConfig {
-        data_root: std::path::absolute(&data_root).unwrap_or(data_root),
-        backbone: args.backbone.clone(),
-        teacher_weights: args.teacher_weights.clone(),
-        image_size: args.image_size,
-        load_size: args.load_size.unwrap_or(args.image_size),
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        seed: args.seed,
-        ..TrainConfig::default()
-    };
-    base.validate()?;
+    base.data_root = std::path::absolute(&data_root).unwrap_or(data_root);
     let jobs = categories
         .iter()
         .map(|c| Job {

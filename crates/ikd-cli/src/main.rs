@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use ikd::{TeacherWeights, TestOptions, TrainConfig, TrainOptions};
-use ikd_distill::IkdLossConfig;
+use ikd::{TeacherWeights, TestOptions, TrainOptions};
+use ikd_cli::TrainSettings;
 
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
 /// (`ikd::tune_cpu_threads` turns its purging off).
@@ -38,66 +38,18 @@ enum Command {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Folder holding the categories in MVTec AD layout.
-    #[arg(long)]
-    data_root: PathBuf,
-    /// The category to train on.
-    #[arg(long)]
-    category: String,
     /// The run directory to create (or continue with --resume).
     #[arg(long)]
     out: PathBuf,
-    /// hrnet_w18_small | hrnet_w18_small_v2 | hrnet_w18 | hrnet_w32 | hrnet_w48, or a timm cfg JSON file.
-    #[arg(long, default_value = "hrnet_w32")]
-    backbone: String,
-    /// hub (timm's ImageNet weights via the Hugging Face hub) | PATH.safetensors | random.
-    #[arg(long, default_value = "hub")]
-    teacher_weights: String,
-    /// Start the student from these weights (timm layout) instead of a seeded initialisation.
+    /// Folder holding the categories in MVTec AD layout.
+    #[arg(long, value_name = "DIR")]
+    data_root: Option<PathBuf>,
+    /// The category to train on (a folder of the data root).
     #[arg(long)]
-    student_init: Option<PathBuf>,
-    /// Side of the centre crop fed to the networks.
-    #[arg(long, default_value_t = 256)]
-    image_size: u32,
-    /// Side the images are resized to before cropping.
-    #[arg(long, default_value_t = 256)]
-    load_size: u32,
-    #[arg(long, default_value_t = 50)]
-    epochs: u64,
-    #[arg(long, default_value_t = 2)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    lr: f64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Feature levels of the loss (0..3), comma-separated.
-    #[arg(long, default_value = "1,2", value_delimiter = ',')]
-    levels: Vec<usize>,
-    /// Weight of each level, comma-separated.
-    #[arg(long, default_value = "1,2", value_delimiter = ',')]
-    level_weights: Vec<f64>,
-    /// AHSM margin momentum.
-    #[arg(long, default_value_t = 0.01)]
-    alpha: f64,
-    /// AHSM margin: mean + beta * std.
-    #[arg(long, default_value_t = 2.0)]
-    beta: f64,
-    /// Weight of the context-similarity loss (0 switches it off).
-    #[arg(long, default_value_t = 1.0)]
-    gamma: f64,
-    /// Keep every pixel (no hard-sample mining).
-    #[arg(long)]
-    no_mining: bool,
-    /// Visit the training images in sorted file order instead of shuffling them.
-    #[arg(long)]
-    no_shuffle: bool,
-    /// Stop after this many optimiser steps in all.
-    #[arg(long)]
-    max_steps: Option<u64>,
-    /// cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Continue the run in --out from its last checkpoint.
+    category: Option<String>,
+    #[command(flatten)]
+    settings: TrainSettings,
+    /// Continue the run in --out from its last checkpoint, with its saved settings.
     #[arg(long)]
     resume: bool,
     /// Do not test the run when training has finished.
@@ -157,38 +109,33 @@ struct EvaluateArgs {
 }
 
 fn train(args: TrainArgs, progress: bool) -> Result<()> {
-    let loss = IkdLossConfig {
-        alpha: args.alpha,
-        beta: args.beta,
-        gamma: args.gamma,
-        levels: args.levels,
-        weights: args.level_weights,
-        mining: !args.no_mining,
-        context: args.gamma != 0.0,
+    let config = if args.resume {
+        let saved = args.settings.resolve_resume(&args.out)?;
+        if let Some(d) = args.data_root.filter(|d| *d != saved.data_root) {
+            bail!(
+                "--data-root: {} saved, {} given: a run resumes on its own data",
+                saved.data_root.display(),
+                d.display()
+            );
+        }
+        if let Some(c) = args.category.filter(|c| *c != saved.category) {
+            bail!("--category: {} saved, {c} given: a run resumes on its own data", saved.category);
+        }
+        saved
+    } else {
+        let mut config = args.settings.resolve()?;
+        config.data_root = args.data_root.unwrap_or(config.data_root);
+        config.category = args.category.unwrap_or(config.category);
+        if config.data_root.as_os_str().is_empty() || config.category.is_empty() {
+            bail!("pass --data-root and --category (or set data_root and category in --config)");
+        }
+        config
     };
-    let teacher_weights: TeacherWeights = args.teacher_weights.parse().expect("infallible");
-    if let TeacherWeights::File(p) = &teacher_weights {
+    if let TeacherWeights::File(p) = &config.teacher_weights {
         if !p.is_file() {
             bail!("{}: teacher weights file not found", p.display());
         }
     }
-    let config = TrainConfig {
-        data_root: args.data_root,
-        category: args.category,
-        backbone: args.backbone,
-        teacher_weights,
-        student_init: args.student_init,
-        image_size: args.image_size,
-        load_size: args.load_size,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        seed: args.seed,
-        loss,
-        shuffle: !args.no_shuffle,
-        max_steps: args.max_steps,
-        device: args.device,
-    };
     let summary = ikd::train(&config, &args.out, TrainOptions { resume: args.resume, progress })?;
     println!(
         "trained {} steps ({} epochs) in {:.1} s, {:.2} images/s, last loss {}",
@@ -260,8 +207,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     }
     if let Some(path) = args.json {
         let json = serde_json::to_string_pretty(&results)?;
-        ikd::atomic_write(&path, json.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+        ikd_io::atomic_write(&path, json.as_bytes())?;
     }
     Ok(())
 }

@@ -32,6 +32,7 @@ use crate::{DistillError, Result};
 /// assert_eq!(serde_json::from_str::<IkdLossConfig>(&json).unwrap(), cfg);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct IkdLossConfig {
     /// Momentum of the margin: m ← α·m + (1 − α)·(mean(d) + β·std(d)). In `[0, 1]`.
     pub alpha: f64,

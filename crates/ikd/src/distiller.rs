@@ -48,7 +48,7 @@ impl Backbone {
 /// assert!(matches!("w.safetensors".parse::<TeacherWeights>().unwrap(), TeacherWeights::File(_)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(from = "TeacherWeightsRepr", into = "String")]
 pub enum TeacherWeights {
     /// timm's ImageNet weights `timm/<backbone>.ms_in1k` from the Hugging Face hub (or its cache).
     Hub,
@@ -56,6 +56,33 @@ pub enum TeacherWeights {
     File(PathBuf),
     /// Seeded random initialisation (for tests and offline demos; not a useful teacher).
     Random,
+}
+
+/// How [`TeacherWeights`] is written in a configuration: `"hub"`, `"random"` or a path, as on the
+/// command line; runs written before took `{"file": PATH}` for a path, which is still read.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum TeacherWeightsRepr {
+    Text(String),
+    File { file: PathBuf },
+}
+
+impl From<TeacherWeightsRepr> for TeacherWeights {
+    fn from(r: TeacherWeightsRepr) -> Self {
+        match r {
+            TeacherWeightsRepr::Text(s) => match s.parse() {
+                Ok(w) => w,
+                Err(e) => match e {},
+            },
+            TeacherWeightsRepr::File { file } => TeacherWeights::File(file),
+        }
+    }
+}
+
+impl From<TeacherWeights> for String {
+    fn from(w: TeacherWeights) -> Self {
+        w.to_string()
+    }
 }
 
 impl std::str::FromStr for TeacherWeights {

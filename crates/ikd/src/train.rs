@@ -16,12 +16,14 @@ use ikd_distill::IkdLossConfig;
 
 use crate::checkpoint::{Checkpoint, Position};
 use crate::optim::AdamWParams;
-use crate::{atomic_write, Backbone, Distiller, Error, Result, TeacherIdentity, TeacherWeights};
+use crate::{Backbone, Distiller, Error, Result, TeacherIdentity, TeacherWeights};
 
 /// File names inside a run directory.
 pub mod files {
-    /// Every setting of the run, resolved.
-    pub const CONFIG: &str = "config.json";
+    /// Every setting of the run, resolved (TOML: `ikd train --config` reads it).
+    pub const CONFIG: &str = "config.toml";
+    /// Where runs made before `config.toml` keep their settings (still read).
+    pub const LEGACY_CONFIG: &str = "config.json";
     /// One JSON object per optimiser step.
     pub const TRAIN_LOG: &str = "train_log.jsonl";
     /// The last checkpoint.
@@ -44,6 +46,7 @@ pub mod files {
 /// assert_eq!(c.backbone, "hrnet_w32");
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// Folder holding the categories in MVTec AD layout.
     pub data_root: PathBuf,
@@ -151,24 +154,121 @@ impl TrainConfig {
         Ok(Transform::new(self.load_size, self.image_size)?)
     }
 
-    /// Reads a run's `config.json`.
+    /// Reads settings from a TOML file (JSON for a `.json` file). Settings the file leaves out
+    /// keep their [`Default`] (the paper's), but for `load_size`, which is `image_size` unless
+    /// given; an unknown key is an error naming it.
     ///
-    /// ```no_run
-    /// let c = ikd::TrainConfig::load("runs/bottle/config.json".as_ref())?;
-    /// # Ok::<(), ikd::Error>(())
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("run.toml");
+    /// std::fs::write(&path, "category = \"carpet\"\nepochs = 100\n[loss]\nbeta = 3.0\n")?;
+    /// let c = ikd::TrainConfig::load(&path)?;
+    /// assert_eq!((c.epochs, c.loss.beta, c.lr), (100, 3.0, 5e-5));
+    /// std::fs::write(&path, "epoch = 100\n")?;
+    /// assert!(ikd::TrainConfig::load(&path).unwrap_err().to_string().contains("unknown field `epoch`"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load(path: &Path) -> Result<Self> {
-        crate::fsutil::read_json(path, "an ikd run configuration")
+        const WHAT: &str = "an ikd training configuration";
+        if path.extension().is_some_and(|e| e == "json") {
+            return crate::fsutil::read_json(path, WHAT);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: &dyn std::fmt::Display| Error::bad_file(path, format!("not {WHAT}: {e}"));
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            // one line: where, and what (toml's own message quotes the file over several)
+            let at = e.span().map_or(0, |s| s.start.min(text.len()));
+            let line = text.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            bad(&format!("line {line}: {}", e.message().trim()))
+        })?;
+        let has_load_size = table.contains_key("load_size");
+        let mut config: Self = table.try_into().map_err(|e| bad(&e))?;
+        if !has_load_size {
+            // no resizing before the crop unless asked for, as with `--image-size` alone
+            config.load_size = config.image_size;
+        }
+        Ok(config)
     }
 
-    /// Writes `config.json` atomically.
+    /// Reads the settings of the run in `run_dir` (`config.toml`, or `config.json` of a run made
+    /// before it).
     ///
     /// ```no_run
-    /// ikd::TrainConfig::default().save("runs/x/config.json".as_ref())?;
+    /// let c = ikd::TrainConfig::load_run("runs/bottle".as_ref())?;
     /// # Ok::<(), ikd::Error>(())
     /// ```
+    pub fn load_run(run_dir: &Path) -> Result<Self> {
+        match Self::run_file(run_dir) {
+            Some(path) => Self::load(&path),
+            None => Err(Error::Config(format!(
+                "{} holds no run: it has no {}",
+                run_dir.display(),
+                files::CONFIG
+            ))),
+        }
+    }
+
+    /// The settings file of the run in `run_dir`, if it has one.
+    pub fn run_file(run_dir: &Path) -> Option<PathBuf> {
+        [files::CONFIG, files::LEGACY_CONFIG].iter().map(|f| run_dir.join(f)).find(|p| p.is_file())
+    }
+
+    /// Writes the settings as TOML (JSON for a `.json` path), atomically.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("config.toml");
+    /// let c = ikd::TrainConfig { category: "carpet".into(), ..Default::default() };
+    /// c.save(&path)?;
+    /// assert_eq!(ikd::TrainConfig::load(&path)?, c);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::fsutil::write_json(path, self)
+        if path.extension().is_some_and(|e| e == "json") {
+            return crate::fsutil::write_json(path, self);
+        }
+        let text = toml::to_string(self).map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(ikd_io::atomic_write(path, text.as_bytes())?)
+    }
+
+    /// The settings in which `self` differs from `saved`, as `name: <saved> saved, <self>
+    /// given` (loss settings as `loss.<name>`), leaving out the device and `max_steps`, which
+    /// a resumed run may change. Empty when they agree.
+    ///
+    /// ```
+    /// let saved = ikd::TrainConfig::default();
+    /// let given = ikd::TrainConfig { epochs: 100, ..saved.clone() };
+    /// assert_eq!(given.changes_from(&saved), ["epochs: 50 saved, 100 given"]);
+    /// ```
+    pub fn changes_from(&self, saved: &TrainConfig) -> Vec<String> {
+        fn flat(prefix: &str, v: serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        flat(&format!("{prefix}{k}."), v, out);
+                    }
+                }
+                v => out.push((prefix.trim_end_matches('.').to_string(), v)),
+            }
+        }
+        let (mut given, mut old) = (Vec::new(), Vec::new());
+        flat("", serde_json::to_value(self).unwrap_or_default(), &mut given);
+        flat("", serde_json::to_value(saved).unwrap_or_default(), &mut old);
+        let old: std::collections::HashMap<_, _> = old.into_iter().collect();
+        let show = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "none".to_string(),
+            v => v.to_string(),
+        };
+        given
+            .into_iter()
+            .filter(|(k, _)| k != "device" && k != "max_steps")
+            .filter(|(k, v)| old.get(k) != Some(v))
+            .map(|(k, v)| {
+                let before = old.get(&k).map_or("none".to_string(), show);
+                format!("{k}: {before} saved, {} given", show(&v))
+            })
+            .collect()
     }
 
     /// Builds the teacher/student pair for this configuration on `device`.
@@ -314,7 +414,7 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     if kept == text {
         return Ok(());
     }
-    atomic_write(path, kept.as_bytes())
+    Ok(ikd_io::atomic_write(path, kept.as_bytes())?)
 }
 
 /// Trains a student in `run_dir` (created if needed) with `config`.
@@ -332,15 +432,16 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
 pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result<TrainSummary> {
     config.validate()?;
     let config_path = run_dir.join(files::CONFIG);
+    let saved_config = TrainConfig::run_file(run_dir);
     let ckpt_path = run_dir.join(files::CHECKPOINT);
     let log_path = run_dir.join(files::TRAIN_LOG);
     let mut config = config.clone();
     if opts.resume {
-        let saved = TrainConfig::load(&config_path)?;
+        let saved = TrainConfig::load_run(run_dir)?;
         let max_steps = config.max_steps;
         let device = config.device.clone();
         config = TrainConfig { max_steps, device, ..saved };
-    } else if config_path.exists() || ckpt_path.exists() {
+    } else if saved_config.is_some() || ckpt_path.exists() {
         return Err(Error::Config(format!(
             "{} already holds a run: pass --resume to continue it, or choose another --out",
             run_dir.display()
@@ -386,7 +487,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         .append(true)
         .open(&log_path)
         .map_err(|e| Error::io(&log_path, e))?;
-    let pb = crate::progress::bar(limit, "train", opts.progress);
+    let pb = ikd_io::progress::bar(limit, "train", opts.progress);
     pb.set_position(position.step);
     let start = Instant::now();
     let mut images = 0usize;

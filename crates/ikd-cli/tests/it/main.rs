@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod pipeline;
+mod settings;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

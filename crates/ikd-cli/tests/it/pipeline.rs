@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{dataset, ikd_ok, train_args};
+use super::{dataset, ikd_err, ikd_ok, train_args};
 
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap())
@@ -30,12 +30,16 @@ fn train_resume_test_predict_evaluate() {
     assert!(out.contains("--resume"), "{out}");
     assert!(run.join("checkpoint.safetensors").is_file());
     assert!(!run.join("student.safetensors").exists(), "not finished yet");
+    // a different setting on resume is an error naming it; the run is untouched
     let mut args = train_args(root_s, run_s);
-    args.push("--resume");
-    ikd_ok(&args);
+    args.extend(["--resume", "--lr", "1e-3"]);
+    let err = ikd_err(&args);
+    assert!(err.contains("lr: 0.00005 saved, 0.001 given"), "{err}");
+    // --resume needs only --out
+    ikd_ok(&["train", "--out", run_s, "--resume"]);
 
     for f in [
-        "config.json",
+        "config.toml",
         "train_log.jsonl",
         "checkpoint.safetensors",
         "student.safetensors",
@@ -43,9 +47,8 @@ fn train_resume_test_predict_evaluate() {
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
-    let config = read_json(&run.join("config.json"));
-    assert_eq!(config["backbone"], "hrnet_w18_small");
-    assert_eq!(config["lr"], 5e-5);
+    let config = ikd::TrainConfig::load(&run.join("config.toml")).unwrap();
+    assert_eq!((config.backbone.as_str(), config.lr), ("hrnet_w18_small", 5e-5));
     let log = std::fs::read_to_string(run.join("train_log.jsonl")).unwrap();
     let steps: Vec<serde_json::Value> =
         log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

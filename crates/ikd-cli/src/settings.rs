@@ -1,0 +1,210 @@
+//! [`TrainSettings`]: the training recipe as command-line flags over a TOML file over the paper.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use ikd::{TeacherWeights, TrainConfig};
+
+/// `what [default: value]` with the value from [`TrainConfig::default`].
+fn with_default(what: &str, value: impl Display) -> String {
+    format!("{what} [default: {value}]")
+}
+
+/// A list as the command line takes it: `1,2`.
+fn list<T: Display>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The training recipe of `ikd train` (and of `cargo xtask`'s training tasks): every setting of
+/// [`TrainConfig`] but the data (the data root and the category, which each command takes its
+/// own way).
+///
+/// Each flag overrides the same setting of `--config FILE`, which overrides the paper's recipe
+/// ([`TrainConfig::default`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrainSettings {
+    /// Read the settings from this TOML file (a run's config.toml is one; JSON for a .json
+    /// file); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// timm's HRNet name, or a timm cfg as a JSON file.
+    #[arg(long, value_name = "NAME|FILE", help = with_default(
+        "hrnet_w18_small | hrnet_w18_small_v2 | hrnet_w18 | hrnet_w32 | hrnet_w48, or a timm cfg JSON file",
+        TrainConfig::default().backbone))]
+    pub backbone: Option<String>,
+    /// Where the teacher's weights come from.
+    #[arg(long, value_name = "hub|random|FILE", help = with_default(
+        "The teacher's weights: hub (timm's ImageNet weights via the Hugging Face hub), random, or a timm safetensors file",
+        TrainConfig::default().teacher_weights))]
+    pub teacher_weights: Option<TeacherWeights>,
+    /// Start the student from these weights (timm layout) instead of a seeded initialisation.
+    #[arg(long, value_name = "FILE")]
+    pub student_init: Option<PathBuf>,
+    /// Side of the square crop fed to the networks.
+    #[arg(long, value_name = "PX", help = with_default(
+        "Side of the centre crop fed to the networks (a multiple of 32)",
+        TrainConfig::default().image_size))]
+    pub image_size: Option<u32>,
+    /// Side the images are resized to before the crop.
+    #[arg(long, value_name = "PX", help = with_default(
+        "Side the images are resized to before cropping (with --image-size alone: that size)",
+        TrainConfig::default().load_size))]
+    pub load_size: Option<u32>,
+    /// Passes over the training images.
+    #[arg(long, value_name = "N", help = with_default(
+        "Passes over the training images", TrainConfig::default().epochs))]
+    pub epochs: Option<u64>,
+    /// Images per optimiser step.
+    #[arg(long, value_name = "N", help = with_default(
+        "Images per optimiser step", TrainConfig::default().batch_size))]
+    pub batch_size: Option<usize>,
+    /// AdamW's learning rate.
+    #[arg(long, help = with_default(
+        "AdamW's learning rate", TrainConfig::default().lr))]
+    pub lr: Option<f64>,
+    /// Seed of the student's initialisation and the shuffling.
+    #[arg(long, help = with_default(
+        "Seed of the student's initialisation and the shuffling", TrainConfig::default().seed))]
+    pub seed: Option<u64>,
+    /// Feature levels of the loss.
+    #[arg(long, value_delimiter = ',', value_name = "L,L", help = with_default(
+        "Feature levels of the loss (0..3), comma-separated",
+        list(&TrainConfig::default().loss.levels)))]
+    pub levels: Option<Vec<usize>>,
+    /// Weight of each level.
+    #[arg(long, value_delimiter = ',', value_name = "W,W", help = with_default(
+        "Weight of each level, comma-separated",
+        list(&TrainConfig::default().loss.weights)))]
+    pub level_weights: Option<Vec<f64>>,
+    /// AHSM margin momentum.
+    #[arg(long, help = with_default(
+        "AHSM margin momentum", TrainConfig::default().loss.alpha))]
+    pub alpha: Option<f64>,
+    /// AHSM margin: mean + β·std.
+    #[arg(long, help = with_default(
+        "AHSM margin: mean + beta * std", TrainConfig::default().loss.beta))]
+    pub beta: Option<f64>,
+    /// Weight of the context-similarity loss.
+    #[arg(long, help = with_default(
+        "Weight of the context-similarity loss (0 switches it off)",
+        TrainConfig::default().loss.gamma))]
+    pub gamma: Option<f64>,
+    /// Keep every pixel (no hard-sample mining).
+    #[arg(long)]
+    pub no_mining: bool,
+    /// Visit the training images in sorted file order instead of shuffling them.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Stop after this many optimiser steps in all.
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+    /// `cpu` or `cuda:N`.
+    #[arg(long, value_name = "cpu|cuda:N", help = with_default(
+        "The device", TrainConfig::default().device))]
+    pub device: Option<String>,
+}
+
+impl TrainSettings {
+    /// The settings without flags: the `--config` file's, or the paper's.
+    pub fn base(&self) -> Result<TrainConfig> {
+        match &self.config {
+            Some(path) => Ok(TrainConfig::load(path)?),
+            None => Ok(TrainConfig::default()),
+        }
+    }
+
+    /// Sets in `config` every setting given as a flag.
+    pub fn apply(&self, config: &mut TrainConfig) {
+        fn set<T: Clone>(to: &mut T, from: &Option<T>) {
+            if let Some(v) = from {
+                *to = v.clone();
+            }
+        }
+        set(&mut config.backbone, &self.backbone);
+        set(&mut config.teacher_weights, &self.teacher_weights);
+        if self.student_init.is_some() {
+            config.student_init = self.student_init.clone();
+        }
+        if let Some(side) = self.image_size {
+            config.image_size = side;
+            config.load_size = self.load_size.unwrap_or(side);
+        }
+        set(&mut config.load_size, &self.load_size);
+        set(&mut config.epochs, &self.epochs);
+        set(&mut config.batch_size, &self.batch_size);
+        set(&mut config.lr, &self.lr);
+        set(&mut config.seed, &self.seed);
+        set(&mut config.loss.levels, &self.levels);
+        set(&mut config.loss.weights, &self.level_weights);
+        set(&mut config.loss.alpha, &self.alpha);
+        set(&mut config.loss.beta, &self.beta);
+        if let Some(g) = self.gamma {
+            config.loss.gamma = g;
+            config.loss.context = g != 0.0;
+        }
+        if self.no_mining {
+            config.loss.mining = false;
+        }
+        if self.no_shuffle {
+            config.shuffle = false;
+        }
+        if self.max_steps.is_some() {
+            config.max_steps = self.max_steps;
+        }
+        set(&mut config.device, &self.device);
+    }
+
+    /// The settings of a new run: [`base`](Self::base) with the flags
+    /// [applied](Self::apply), checked.
+    pub fn resolve(&self) -> Result<TrainConfig> {
+        let mut config = self.base()?;
+        self.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The settings to resume the run in `run_dir` with: its saved ones. Settings given as
+    /// flags or in `--config` must agree with them (besides `--max-steps` and `--device`); each
+    /// difference is named in the error. The saved `max_steps` is not carried over: the run
+    /// goes on to its last epoch unless a limit is given again.
+    pub fn resolve_resume(&self, run_dir: &Path) -> Result<TrainConfig> {
+        let saved = TrainConfig::load_run(run_dir)?;
+        let mut given = match &self.config {
+            Some(_) => self.base()?,
+            None => saved.clone(),
+        };
+        self.apply(&mut given);
+        let changes = given.changes_from(&saved);
+        if !changes.is_empty() {
+            anyhow::bail!(
+                "{} was trained with other settings ({}): resume it with its own, or train a new run",
+                run_dir.display(),
+                changes.join("; ")
+            );
+        }
+        // a step limit holds for the command it is given to: resumed without one, a run goes on
+        // to its last epoch
+        let max_steps = if self.config.is_some() { given.max_steps } else { self.max_steps };
+        Ok(TrainConfig { max_steps, device: given.device, ..saved })
+    }
+}
+
+/// [`TrainSettings`] of a training task with its own defaults (e.g. `cargo xtask demo`): the
+/// task's configuration with the user's flags on top, checked.
+///
+/// ```
+/// let task = ikd::TrainConfig { category: "carpet".into(), epochs: 40, ..Default::default() };
+/// let flags = ikd_cli::TrainSettings { lr: Some(1e-4), ..Default::default() };
+/// let c = ikd_cli::settings_over(&flags, task)?;
+/// assert_eq!((c.epochs, c.lr), (40, 1e-4));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn settings_over(flags: &TrainSettings, mut config: TrainConfig) -> Result<TrainConfig> {
+    if let Some(path) = &flags.config {
+        config = TrainConfig::load(path)?;
+    }
+    flags.apply(&mut config);
+    config.validate()?;
+    Ok(config)
+}
