@@ -71,8 +71,12 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             let _ = std::fs::remove_file(dir.join(files::TRAIN_LOG));
         }
         tracing::info!("{name}: training on {device} into {}", dir.display());
-        let s = ikd::train(&config, dir, TrainOptions { resume, progress })
-            .with_context(|| format!("training {name} in {}", dir.display()))?;
+        let s = ikd::train(
+            &config,
+            dir,
+            TrainOptions { resume, progress, stop: Some(ikd_cli::stop_on_signals()?) },
+        )
+        .with_context(|| format!("training {name} in {}", dir.display()))?;
         tracing::info!(
             "{name}: {} steps in {:.1} s ({:.2} images/s), last loss {:?}",
             s.steps,
@@ -80,6 +84,13 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             s.images_per_s,
             s.last_loss
         );
+        if s.interrupted {
+            anyhow::bail!(
+                "interrupted: {name}'s checkpoint of step {} is in {}; the same command resumes it",
+                s.steps,
+                dir.display()
+            );
+        }
         if !s.finished {
             anyhow::bail!(
                 "training {name} stopped before its end (max_steps?); no student to test in {}",

@@ -22,4 +22,33 @@
 
 mod settings;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
 pub use settings::{settings_over, TrainSettings};
+
+/// Process exit status after SIGINT (128 + 2), as shells report an interrupted command.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A flag that SIGINT and SIGTERM set, for [`ikd::TrainOptions::stop`]: training finishes its
+/// step, writes a checkpoint and returns. A second signal while the flag is set exits at once
+/// with [`EXIT_INTERRUPTED`]. Installed once per process; later calls return the same flag.
+///
+/// A process-wide setting, for binaries (`ikd`, `cargo xtask`) only.
+pub fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    if let Some(flag) = FLAG.get() {
+        return Ok(flag.clone());
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // registered first, so it sees the flag as the earlier signal left it
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            EXIT_INTERRUPTED.into(),
+            flag.clone(),
+        )?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(FLAG.get_or_init(|| flag).clone())
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ikd::{TeacherWeights, TestOptions, TrainOptions};
 use ikd_cli::TrainSettings;
@@ -108,7 +108,7 @@ struct EvaluateArgs {
     json: Option<PathBuf>,
 }
 
-fn train(args: TrainArgs, progress: bool) -> Result<()> {
+fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
     let config = if args.resume {
         let saved = args.settings.resolve_resume(&args.out)?;
         if let Some(d) = args.data_root.filter(|d| *d != saved.data_root) {
@@ -136,7 +136,17 @@ fn train(args: TrainArgs, progress: bool) -> Result<()> {
             bail!("{}: teacher weights file not found", p.display());
         }
     }
-    let summary = ikd::train(&config, &args.out, TrainOptions { resume: args.resume, progress })?;
+    let stop = ikd_cli::stop_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
+    let opts = TrainOptions { resume: args.resume, progress, stop: Some(stop) };
+    let summary = ikd::train(&config, &args.out, opts)?;
+    if summary.interrupted {
+        eprintln!(
+            "interrupted after step {}: checkpoint written; continue with `ikd train --out {} --resume`",
+            summary.steps,
+            args.out.display()
+        );
+        return Ok(ExitCode::from(ikd_cli::EXIT_INTERRUPTED));
+    }
     println!(
         "trained {} steps ({} epochs) in {:.1} s, {:.2} images/s, last loss {}",
         summary.steps,
@@ -147,10 +157,10 @@ fn train(args: TrainArgs, progress: bool) -> Result<()> {
     );
     if !summary.finished {
         println!(
-            "stopped before the last epoch: continue with `ikd train --resume --out {} ...`",
+            "stopped before the last epoch: continue with `ikd train --out {} --resume`",
             args.out.display()
         );
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     if !args.no_eval {
         test(
@@ -158,7 +168,7 @@ fn train(args: TrainArgs, progress: bool) -> Result<()> {
             progress,
         )?;
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test(args: TestArgs, progress: bool) -> Result<()> {
@@ -226,12 +236,12 @@ fn main() -> ExitCode {
     let progress = !cli.quiet;
     let result = match cli.command {
         Command::Train(a) => train(a, progress),
-        Command::Test(a) => test(a, progress),
-        Command::Predict(a) => predict(a),
-        Command::Evaluate(a) => evaluate(a),
+        Command::Test(a) => test(a, progress).map(|()| ExitCode::SUCCESS),
+        Command::Predict(a) => predict(a).map(|()| ExitCode::SUCCESS),
+        Command::Evaluate(a) => evaluate(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -367,8 +367,11 @@ pub struct TrainSummary {
     pub steps: u64,
     /// Whole epochs completed.
     pub epochs_done: u64,
-    /// Whether every epoch ran (false when stopped by `max_steps`).
+    /// Whether every epoch ran (false when stopped by `max_steps` or [`TrainOptions::stop`]).
     pub finished: bool,
+    /// Whether [`TrainOptions::stop`] ended training early (a checkpoint of the last step was
+    /// written).
+    pub interrupted: bool,
     /// Wall time of this invocation's training.
     pub seconds: f64,
     /// Training images per second in this invocation.
@@ -380,15 +383,26 @@ pub struct TrainSummary {
 /// Options of one invocation of [`train`] that are not settings of the run.
 ///
 /// ```
-/// let o = ikd::TrainOptions { resume: true, progress: false };
-/// assert!(o.resume);
+/// let o = ikd::TrainOptions { resume: true, ..Default::default() };
+/// assert!(o.resume && o.stop.is_none());
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
-    /// Continue from `checkpoint.safetensors` (the run's `config.json` must match `config`).
+    /// Continue from `checkpoint.safetensors` with the run's saved settings.
     pub resume: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// Set (by a signal handler, another thread, …) to stop training: the current step
+    /// finishes, a checkpoint of it is written and [`train`] returns with
+    /// [`TrainSummary::interrupted`]. Resuming then gives the same student as an uninterrupted
+    /// run.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl TrainOptions {
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 fn check_writable(dir: &Path) -> Result<()> {
@@ -451,7 +465,9 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     let category = Category::open(&config.data_root, &config.category)?;
     let transform = config.transform()?;
     let mut distiller = config.distiller(&device)?;
-    check_writable(run_dir)?;
+    // Every image is decoded before anything is written: a start that fails on a bad image
+    // leaves no run behind.
+    let data = Dataset::train(&category, &transform, opts.progress)?;
     let mut position = Position { step: 0, epoch: 0, batch: 0 };
     if opts.resume && ckpt_path.exists() {
         let ck = Checkpoint::load(&ckpt_path, &device)?;
@@ -465,19 +481,32 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
             ckpt_path.display()
         );
     } else {
-        if !opts.resume {
-            let _ = std::fs::remove_file(&log_path);
-        }
-        config.save(&config_path)?;
         let teacher = TeacherIdentity::resolve(
             &config.backbone()?.name,
             &config.teacher_weights,
             config.seed,
         )?;
         tracing::info!("teacher: {}", teacher.describe());
-        teacher.save(&run_dir.join(files::TEACHER))?;
+        let made_dir = !run_dir.exists();
+        let written = (|| {
+            check_writable(run_dir)?;
+            if !opts.resume {
+                let _ = std::fs::remove_file(&log_path);
+            }
+            config.save(&config_path)?;
+            teacher.save(&run_dir.join(files::TEACHER))
+        })();
+        if let Err(e) = written {
+            // a start that did not take leaves no run behind
+            if !opts.resume {
+                let _ = std::fs::remove_file(&config_path);
+                if made_dir {
+                    let _ = std::fs::remove_dir_all(run_dir);
+                }
+            }
+            return Err(e);
+        }
     }
-    let data = Dataset::train(&category, &transform, opts.progress)?;
     let batches_per_epoch = data.len().div_ceil(config.batch_size) as u64;
     let total = batches_per_epoch * config.epochs;
     let limit = config.max_steps.map_or(total, |m| m.min(total));
@@ -492,6 +521,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     let start = Instant::now();
     let mut images = 0usize;
     let mut last_loss = None;
+    let mut interrupted = false;
     let save = |d: &Distiller, pos: Position| -> Result<()> {
         let (tensors, step, loss_state) = d.training_state();
         debug_assert_eq!(step, pos.step);
@@ -528,6 +558,10 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
                 .map_err(|e| Error::bad_file(&log_path, e.to_string()))?;
             writeln!(log, "{line}").map_err(|e| Error::io(&log_path, e))?;
             last_loss = Some(stats.loss);
+            if opts.stop_requested() {
+                interrupted = true;
+                break 'epochs;
+            }
             pb.set_position(position.step);
             pb.set_message(format!(
                 "epoch {}/{} loss {:.4} margins {:?} {:.1} img/s",
@@ -541,6 +575,10 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         position.epoch += 1;
         position.batch = 0;
         save(&distiller, position)?;
+        if opts.stop_requested() {
+            interrupted = position.epoch < config.epochs;
+            break;
+        }
     }
     log.flush().map_err(|e| Error::io(&log_path, e))?;
     let finished = position.epoch >= config.epochs;
@@ -555,6 +593,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         steps: position.step,
         epochs_done: position.epoch,
         finished,
+        interrupted,
         seconds,
         images_per_s: if seconds > 0.0 { images as f64 / seconds } else { 0.0 },
         last_loss,

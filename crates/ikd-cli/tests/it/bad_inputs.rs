@@ -30,10 +30,17 @@ fn corrupt_png() {
     let tmp = tempfile::tempdir().unwrap();
     let root = dataset(tmp.path());
     let bad = root.join("tile/train/good/001.png");
+    let good = std::fs::read(&bad).unwrap();
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
     let out = tmp.path().join("run");
-    let err = ikd_err(&train_args(root.to_str().unwrap(), out.to_str().unwrap()));
+    let mut args = train_args(root.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--max-steps", "1"]);
+    let err = ikd_err(&args);
     assert!(err.contains("001.png"), "{err}");
+    // the failed start left no run: once the image is fixed, the same command trains
+    assert!(!out.exists(), "a failed start left {}", out.display());
+    std::fs::write(&bad, good).unwrap();
+    ikd_ok(&args);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod bad_inputs;
 mod pipeline;
 mod settings;
+mod signal;
 mod trajectory;
 
 use std::path::{Path, PathBuf};
