@@ -79,7 +79,7 @@ fn main() {
         Task::Lint => test::lint(),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", ikd_cli::error_line(&e));
         std::process::exit(1);
     }
 }

@@ -27,6 +27,34 @@ use std::sync::{Arc, OnceLock};
 
 pub use settings::{settings_over, TrainSettings};
 
+/// An error and its causes on one line, each said once: `outer: cause: root cause`, leaving out
+/// a cause whose message the line already holds (many errors repeat their source's message in
+/// their own, and printing the chain said it twice).
+///
+/// ```
+/// let io = std::io::Error::other("unexpected end of file");
+/// let e = anyhow::Error::new(io).context("run/student.safetensors: unexpected end of file");
+/// let e = e.context("loading the student");
+/// assert_eq!(
+///     ikd_cli::error_line(&e),
+///     "loading the student: run/student.safetensors: unexpected end of file"
+/// );
+/// ```
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if msg.is_empty() || line.contains(&msg) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&msg);
+    }
+    line
+}
+
 /// Process exit status after SIGINT (128 + 2), as shells report an interrupted command.
 pub const EXIT_INTERRUPTED: u8 = 130;
 

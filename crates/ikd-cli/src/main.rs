@@ -243,7 +243,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", ikd_cli::error_line(&e));
             ExitCode::FAILURE
         }
     }

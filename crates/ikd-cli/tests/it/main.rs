@@ -50,6 +50,10 @@ pub fn ikd_err(args: &[&str]) -> String {
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert!(err.starts_with("error: "), "unexpected stderr: {err}");
     assert_eq!(err.lines().count(), 1, "the error should be one line: {err}");
+    let parts: Vec<&str> = err.split(": ").filter(|p| p.len() >= 8).collect();
+    for (i, p) in parts.iter().enumerate() {
+        assert!(!parts[i + 1..].contains(p), "the error says `{p}` twice: {err}");
+    }
     err
 }
 
