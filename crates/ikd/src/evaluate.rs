@@ -216,7 +216,7 @@ pub(crate) fn load_run(
                 .into(),
         ));
     }
-    let mut d = config.distiller(&device)?;
+    let mut d = config.distiller_of_run(run_dir, &device)?;
     d.load_student(&student)?;
     Ok((config, d, device))
 }

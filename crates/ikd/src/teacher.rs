@@ -71,6 +71,66 @@ impl TeacherIdentity {
         })
     }
 
+    /// The weights to build this teacher from: the file that was loaded, or the seeded
+    /// initialisation (whose seed [`crate::Distiller::new`] derives from the run's).
+    pub fn weights(&self) -> TeacherWeights {
+        match self {
+            Self::Hub { path, .. } | Self::File { path, .. } => TeacherWeights::File(path.clone()),
+            Self::Random { .. } => TeacherWeights::Random,
+        }
+    }
+
+    /// SHA-256 of the weights file, lowercase hex (`None` for a random teacher).
+    pub fn sha256(&self) -> Option<&str> {
+        match self {
+            Self::Hub { sha256, .. } | Self::File { sha256, .. } => Some(sha256),
+            Self::Random { .. } => None,
+        }
+    }
+
+    /// Keeps the weights file in `run_dir` as [`files::TEACHER_WEIGHTS`](crate::files) — a
+    /// hard link where the file system allows one, else a copy — so that the run can be
+    /// rebuilt without the network, the Hugging Face cache or the original file. Nothing to
+    /// keep for a random teacher.
+    pub fn keep_in(&self, run_dir: &Path) -> Result<()> {
+        let TeacherWeights::File(src) = self.weights() else { return Ok(()) };
+        let dst = run_dir.join(crate::files::TEACHER_WEIGHTS);
+        let _ = std::fs::remove_file(&dst);
+        if std::fs::hard_link(&src, &dst).is_err() {
+            ikd_io::atomic_copy(&src, &dst)?;
+        }
+        Ok(())
+    }
+
+    /// The teacher weights the run in `run_dir` is rebuilt with: the run's own copy of the file
+    /// (checked against the SHA-256 in its `teacher.json`: a changed or corrupt copy is an error
+    /// naming both) or the seeded initialisation; `None` for a run made before runs kept their
+    /// teacher (it is rebuilt from its configuration).
+    pub fn of_run(run_dir: &Path) -> Result<Option<TeacherWeights>> {
+        let id_path = run_dir.join(crate::files::TEACHER);
+        if !id_path.is_file() {
+            return Ok(None);
+        }
+        let id = Self::load(&id_path)?;
+        let Some(expected) = id.sha256() else { return Ok(Some(TeacherWeights::Random)) };
+        let kept = run_dir.join(crate::files::TEACHER_WEIGHTS);
+        if !kept.is_file() {
+            return Ok(None);
+        }
+        let found = ikd_data::download::sha256_file(&kept, false)?;
+        if found != expected {
+            return Err(crate::Error::bad_file(
+                &kept,
+                format!(
+                    "SHA-256 {found}, but the run was trained with a teacher of SHA-256 {expected} \
+                     ({}): the file was changed or is corrupt",
+                    crate::files::TEACHER
+                ),
+            ));
+        }
+        Ok(Some(TeacherWeights::File(kept)))
+    }
+
     /// Whether the teacher is a random initialisation.
     pub fn is_random(&self) -> bool {
         matches!(self, Self::Random { .. })

@@ -1,10 +1,11 @@
 //! Training a student: the run directory, checkpoints every epoch, resume, the training log.
 //!
-//! A run directory holds `config.json` (every setting, resolved), `train_log.jsonl` (one JSON
+//! A run directory holds `config.toml` (every setting, resolved), `train_log.jsonl` (one JSON
 //! object per optimiser step), `teacher.json` (where the teacher's weights came from and their
-//! SHA-256), `checkpoint.safetensors` (student, optimiser moments, AHSM margins
-//! and position, written atomically after every epoch and when training stops) and, once training
-//! is finished, `student.safetensors` (timm layout).
+//! SHA-256) with `teacher.safetensors` (a hard link or copy of those weights, so that the run is
+//! rebuilt without the network or the Hugging Face cache), `checkpoint.safetensors` (student,
+//! optimiser moments, AHSM margins and position, written atomically after every epoch and when
+//! training stops) and, once training is finished, `student.safetensors` (timm layout).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub mod files {
     pub const METRICS: &str = "metrics.json";
     /// Which teacher the run was trained with ([`crate::TeacherIdentity`]).
     pub const TEACHER: &str = "teacher.json";
+    /// The run's own copy (or hard link) of its teacher's weights file.
+    pub const TEACHER_WEIGHTS: &str = "teacher.safetensors";
 }
 
 /// Every setting of a training run. `Default` is the paper's recipe (hrnet_w32, ImageNet teacher
@@ -278,10 +281,27 @@ impl TrainConfig {
     /// # Ok::<(), ikd::Error>(())
     /// ```
     pub fn distiller(&self, device: &Device) -> Result<Distiller> {
+        self.distiller_with(&self.teacher_weights, self.student_init.as_deref(), device)
+    }
+
+    /// The teacher/student pair of the run in `run_dir` (made with these settings), with the
+    /// run's own teacher ([`TeacherIdentity::of_run`]); the student is left to be loaded from
+    /// the run's checkpoint or `student.safetensors`.
+    pub(crate) fn distiller_of_run(&self, run_dir: &Path, device: &Device) -> Result<Distiller> {
+        let teacher = TeacherIdentity::of_run(run_dir)?.unwrap_or(self.teacher_weights.clone());
+        self.distiller_with(&teacher, None, device)
+    }
+
+    fn distiller_with(
+        &self,
+        teacher: &TeacherWeights,
+        student_init: Option<&Path>,
+        device: &Device,
+    ) -> Result<Distiller> {
         Distiller::new(
             &self.backbone()?,
-            &self.teacher_weights,
-            self.student_init.as_deref(),
+            teacher,
+            student_init,
             self.loss.clone(),
             AdamWParams { lr: self.lr, ..Default::default() },
             self.seed,
@@ -464,12 +484,14 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     let device = parse_device(&config.device)?;
     let category = Category::open(&config.data_root, &config.category)?;
     let transform = config.transform()?;
-    let mut distiller = config.distiller(&device)?;
     // Every image is decoded before anything is written: a start that fails on a bad image
     // leaves no run behind.
     let data = Dataset::train(&category, &transform, opts.progress)?;
     let mut position = Position { step: 0, epoch: 0, batch: 0 };
+    let mut distiller;
     if opts.resume && ckpt_path.exists() {
+        // the run's own teacher: a newer hub revision or a changed file would change the run
+        distiller = config.distiller_of_run(run_dir, &device)?;
         let ck = Checkpoint::load(&ckpt_path, &device)?;
         distiller.restore_training_state(&ck.tensors, ck.position.step, ck.loss_state)?;
         position = ck.position;
@@ -487,6 +509,8 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
             config.seed,
         )?;
         tracing::info!("teacher: {}", teacher.describe());
+        distiller =
+            config.distiller_with(&teacher.weights(), config.student_init.as_deref(), &device)?;
         let made_dir = !run_dir.exists();
         let written = (|| {
             check_writable(run_dir)?;
@@ -494,12 +518,14 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
                 let _ = std::fs::remove_file(&log_path);
             }
             config.save(&config_path)?;
+            teacher.keep_in(run_dir)?;
             teacher.save(&run_dir.join(files::TEACHER))
         })();
         if let Err(e) = written {
             // a start that did not take leaves no run behind
             if !opts.resume {
                 let _ = std::fs::remove_file(&config_path);
+                let _ = std::fs::remove_file(run_dir.join(files::TEACHER_WEIGHTS));
                 if made_dir {
                     let _ = std::fs::remove_dir_all(run_dir);
                 }

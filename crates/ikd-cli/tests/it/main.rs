@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod pipeline;
+mod portable;
 mod settings;
 mod signal;
 mod trajectory;
