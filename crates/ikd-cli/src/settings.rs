@@ -165,8 +165,8 @@ impl TrainSettings {
     }
 
     /// The settings to resume the run in `run_dir` with: its saved ones. Settings given as
-    /// flags or in `--config` must agree with them (besides `--max-steps` and `--device`); each
-    /// difference is named in the error. The saved `max_steps` is not carried over: the run
+    /// flags or in `--config` must agree with them, the device included (but for
+    /// `--max-steps`); each difference is named in the error. The saved `max_steps` is not carried over: the run
     /// goes on to its last epoch unless a limit is given again.
     pub fn resolve_resume(&self, run_dir: &Path) -> Result<TrainConfig> {
         let saved = TrainConfig::load_run(run_dir)?;
@@ -175,7 +175,11 @@ impl TrainSettings {
             None => saved.clone(),
         };
         self.apply(&mut given);
-        let changes = given.changes_from(&saved);
+        let mut changes = given.changes_from(&saved);
+        // the device is a setting too: --device with --resume must name the saved one
+        if let Some(d) = self.device.as_ref().filter(|d| **d != saved.device) {
+            changes.push(format!("device: {} saved, {d} given", saved.device));
+        }
         if !changes.is_empty() {
             anyhow::bail!(
                 "{} was trained with other settings ({}): resume it with its own, or train a new run",
@@ -186,7 +190,7 @@ impl TrainSettings {
         // a step limit holds for the command it is given to: resumed without one, a run goes on
         // to its last epoch
         let max_steps = if self.config.is_some() { given.max_steps } else { self.max_steps };
-        Ok(TrainConfig { max_steps, device: given.device, ..saved })
+        Ok(TrainConfig { max_steps, ..saved })
     }
 }
 

@@ -35,6 +35,12 @@ fn train_resume_test_predict_evaluate() {
     args.extend(["--resume", "--lr", "1e-3"]);
     let err = ikd_err(&args);
     assert!(err.contains("lr: 0.00005 saved, 0.001 given"), "{err}");
+    let err = ikd_err(&["train", "--out", run_s, "--resume", "--device", "cuda:0"]);
+    assert!(err.contains("device: cpu saved, cuda:0 given"), "{err}");
+    // a folder without a run says so
+    let empty = tmp.path().join("empty");
+    let err = ikd_err(&["train", "--out", empty.to_str().unwrap(), "--resume"]);
+    assert!(err.contains("holds no run"), "{err}");
     // --resume needs only --out
     ikd_ok(&["train", "--out", run_s, "--resume"]);
 
