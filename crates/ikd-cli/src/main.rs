@@ -190,6 +190,9 @@ fn print_metrics(m: &ikd::TestMetrics) {
         "{}: pixel AUROC {:.4}  AU-PRO {:.4}  PRO (IKD, 200 thr.) {:.4}  image AUROC {:.4}  AP {:.4}  F1-max {:.4} at {:.5}",
         m.category, m.pixel_auroc, m.au_pro, m.pro_ikd200, m.image_auroc, m.pixel_ap, m.f1_max, m.threshold
     );
+    if let (Some(ap), Some(f1), Some(t)) = (m.image_ap, m.image_f1_max, m.image_threshold) {
+        println!("  images: AP {ap:.4}  F1-max {f1:.4}  OK/NG threshold {t:.5}");
+    }
     for (defect, d) in &m.per_defect {
         println!("  {defect:<24} {:>4} images  pixel AUROC {:.4}", d.images, d.pixel_auroc);
     }

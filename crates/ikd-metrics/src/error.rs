@@ -103,6 +103,12 @@ pub enum MetricsError {
         /// Number of images seen.
         images: usize,
     },
+    /// Image AP and F1 need at least one defective image.
+    #[error("none of the {images} images is defective: image AP and F1 need at least one")]
+    NoDefectiveImage {
+        /// Number of images.
+        images: usize,
+    },
     /// Image AUROC needs at least one image with and one without defects.
     #[error(
         "image AUROC needs images with and without defects, but {defective} of the {images} \

@@ -46,6 +46,7 @@ pub struct ReadmeDoctests;
 mod accumulator;
 mod config;
 mod error;
+mod image;
 mod key;
 mod label;
 mod result;
@@ -56,6 +57,7 @@ use rayon::prelude::*;
 pub use accumulator::Accumulator;
 pub use config::{CurveDetail, IkdProConfig, ImageScore, MetricsConfig};
 pub use error::MetricsError;
+pub use image::{image_average_precision, image_f1_max, ImageF1Max};
 pub use label::{label_components, Components, Connectivity, MaskPixel};
 pub use result::{AuPro, Curve, F1Max, IkdPro, Metrics};
 

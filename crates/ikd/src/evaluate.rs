@@ -82,6 +82,80 @@ pub struct TestMetrics {
     pub image_results: Vec<ImageResult>,
     /// The PRO curve (FPR, PRO) from (0, 0) to (1, 1), sampled, for plots.
     pub pro_curve: Vec<(f64, f64)>,
+    /// Image average precision (the images' scores against their labels); `None` without a
+    /// defective test image.
+    #[serde(default)]
+    pub image_ap: Option<f64>,
+    /// Best image F1.
+    #[serde(default)]
+    pub image_f1_max: Option<f64>,
+    /// The image threshold reaching `image_f1_max`: the OK/NG rule ([`Decision`]).
+    #[serde(default)]
+    pub image_threshold: Option<f64>,
+    /// Lowest and highest image score of the test set (the normalisation of [`Decision`]).
+    #[serde(default)]
+    pub image_score_range: Option<(f64, f64)>,
+}
+
+impl TestMetrics {
+    /// The run's OK/NG rule, from its test: `None` when the test set had no defective image.
+    ///
+    /// ```
+    /// # let mut m: ikd::TestMetrics = serde_json::from_str(r#"{"category":"c","pixel_auroc":1,
+    /// #   "au_pro":1,"pro_ikd200":1,"image_auroc":1,"pixel_ap":1,"f1_max":1,"threshold":0.5,
+    /// #   "per_defect":{},"images":0,"score_range":[0,1],"inference_seconds":0,
+    /// #   "images_per_s":0,"image_results":[],"pro_curve":[]}"#).unwrap();
+    /// assert!(m.decision().is_none(), "a run tested before image thresholds");
+    /// m.image_threshold = Some(2.0);
+    /// m.image_score_range = Some((1.0, 5.0));
+    /// let d = m.decision().unwrap();
+    /// assert!(d.is_anomalous(2.0) && !d.is_anomalous(1.9));
+    /// assert_eq!(d.normalized(2.0), 0.5);
+    /// ```
+    pub fn decision(&self) -> Option<Decision> {
+        let (threshold, (min, max)) = (self.image_threshold?, self.image_score_range?);
+        Some(Decision { threshold, min, max })
+    }
+}
+
+/// The OK/NG rule of a tested run: an image is anomalous when its score reaches the image
+/// threshold (the one of the best image F1 on the run's test set). Scores are normalised as
+/// anomalib does: `clip((score − threshold) / (max − min) + 0.5, 0, 1)`, with `min` and `max`
+/// the test set's image scores, so that the threshold maps to 0.5.
+///
+/// ```
+/// let d = ikd::Decision { threshold: 3.0, min: 1.0, max: 5.0 };
+/// assert_eq!((d.normalized(3.0), d.normalized(4.0), d.normalized(9.0)), (0.5, 0.75, 1.0));
+/// assert!(d.is_anomalous(3.0) && !d.is_anomalous(2.5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Decision {
+    /// Image scores from this one up are anomalous.
+    pub threshold: f64,
+    /// The lowest image score of the test set.
+    pub min: f64,
+    /// The highest image score of the test set.
+    pub max: f64,
+}
+
+impl Decision {
+    /// Whether an image with this score is anomalous (NG).
+    pub fn is_anomalous(&self, score: f64) -> bool {
+        score >= self.threshold
+    }
+
+    /// The score in `[0, 1]`, the threshold at 0.5.
+    pub fn normalized(&self, score: f64) -> f64 {
+        let span = self.max - self.min;
+        let v = if span > 0.0 {
+            (score - self.threshold) / span + 0.5
+        } else if self.is_anomalous(score) {
+            1.0
+        } else {
+            0.0
+        };
+        v.clamp(0.0, 1.0)
+    }
 }
 
 /// Scores maps against masks: one entry per image, `(defect, stem, map, mask)` with maps and masks
@@ -125,6 +199,12 @@ fn score(category: &str, items: &[(String, String, AnomalyMap, Vec<u8>)]) -> Res
         });
     }
     let m = acc.finish().map_err(metrics_err)?;
+    let image_scores: Vec<f64> = image_results.iter().map(|r| r.score).collect();
+    let image_labels: Vec<bool> = image_results.iter().map(|r| r.anomalous).collect();
+    let image_best = ikd_metrics::image_f1_max(&image_scores, &image_labels).ok();
+    let image_score_range = image_scores.iter().fold(None, |r: Option<(f64, f64)>, &s| {
+        Some(r.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s))))
+    });
     let per_defect = per_defect
         .into_iter()
         .map(|(k, (n, a))| {
@@ -154,6 +234,10 @@ fn score(category: &str, items: &[(String, String, AnomalyMap, Vec<u8>)]) -> Res
         images_per_s: 0.0,
         image_results,
         pro_curve,
+        image_ap: ikd_metrics::image_average_precision(&image_scores, &image_labels).ok(),
+        image_f1_max: image_best.map(|b| b.f1),
+        image_threshold: image_best.map(|b| b.threshold),
+        image_score_range,
     })
 }
 

@@ -19,7 +19,9 @@ pub mod viz;
 
 pub use distiller::{teacher_weights_file, Backbone, Distiller, StepStats, TeacherWeights};
 pub use error::{Error, Result};
-pub use evaluate::{evaluate_maps, test_run, DefectMetrics, ImageResult, TestMetrics, TestOptions};
+pub use evaluate::{
+    evaluate_maps, test_run, Decision, DefectMetrics, ImageResult, TestMetrics, TestOptions,
+};
 pub use predict::{expand_inputs, predict, PredictSummary, Prediction};
 pub use teacher::TeacherIdentity;
 pub use train::{

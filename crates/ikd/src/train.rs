@@ -377,9 +377,13 @@ pub struct LogEntry {
 
 /// What [`train`] did.
 ///
-/// ```
-/// let s = ikd::TrainSummary { steps: 3, epochs_done: 1, finished: true, seconds: 1.0, images_per_s: 6.0, last_loss: Some(0.5) };
-/// assert!(s.finished);
+/// ```no_run
+/// let config = ikd::TrainConfig { data_root: "data".into(), category: "carpet".into(), ..Default::default() };
+/// let s = ikd::train(&config, "runs/carpet".as_ref(), ikd::TrainOptions::default())?;
+/// if !s.finished {
+///     println!("stopped at step {}: train again with `resume: true` to go on", s.steps);
+/// }
+/// # Ok::<(), ikd::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainSummary {

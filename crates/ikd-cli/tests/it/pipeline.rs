@@ -80,12 +80,37 @@ fn train_resume_test_predict_evaluate() {
 
     // Test (done by train) wrote metrics and heat maps.
     let m = read_json(&run.join("metrics.json"));
-    for k in
-        ["pixel_auroc", "au_pro", "pro_ikd200", "image_auroc", "pixel_ap", "f1_max", "threshold"]
-    {
+    for k in [
+        "pixel_auroc",
+        "au_pro",
+        "pro_ikd200",
+        "image_auroc",
+        "pixel_ap",
+        "f1_max",
+        "threshold",
+        "image_ap",
+        "image_f1_max",
+        "image_threshold",
+    ] {
         let v = m[k].as_f64().unwrap_or_else(|| panic!("metrics.json lacks {k}"));
         assert!(v.is_finite(), "{k} = {v}");
     }
+    // the OK/NG threshold is the best image F1's, over the test images' scores and labels
+    let tm: ikd::TestMetrics =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    let scores: Vec<f64> = tm.image_results.iter().map(|r| r.score).collect();
+    let labels: Vec<bool> = tm.image_results.iter().map(|r| r.anomalous).collect();
+    let best = ikd_metrics::image_f1_max(&scores, &labels).unwrap();
+    assert_eq!((tm.image_threshold, tm.image_f1_max), (Some(best.threshold), Some(best.f1)));
+    let d = tm.decision().unwrap();
+    let called: Vec<bool> = scores.iter().map(|&s| d.is_anomalous(s)).collect();
+    let tp = called.iter().zip(&labels).filter(|(c, l)| **c && **l).count() as f64;
+    let (pred, pos) = (
+        called.iter().filter(|c| **c).count() as f64,
+        labels.iter().filter(|l| **l).count() as f64,
+    );
+    assert!((2.0 * tp / (pred + pos) - best.f1).abs() < 1e-12, "the decisions reach F1-max");
+    assert_eq!(d.normalized(best.threshold), 0.5);
     assert!(!m["per_defect"].as_object().unwrap().is_empty());
     let heat = run.join("heatmaps");
     let n_heat =

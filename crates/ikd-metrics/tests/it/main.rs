@@ -3,5 +3,6 @@
 
 mod errors;
 mod fixtures;
+mod image;
 mod props;
 mod reference;
