@@ -47,7 +47,6 @@ use std::path::PathBuf;
 mod batch_norm;
 mod config;
 mod hub;
-pub mod kernels;
 mod model;
 mod resize;
 mod weights;
@@ -58,7 +57,9 @@ pub use hub::{
     fetch_timm_weights, fetch_timm_weights_with, timm_repo_id, HubOptions, DEFAULT_TAG,
     WEIGHTS_FILE,
 };
-pub use kernels::upsample_nearest;
+/// The CPU kernels HRNet runs on (the `ikd-kernels` crate).
+pub use ikd_kernels as kernels;
+pub use ikd_kernels::upsample_nearest;
 pub use model::HrNet;
 pub use resize::{
     interpolation_matrix_align_corners, interpolation_matrix_half_pixel,

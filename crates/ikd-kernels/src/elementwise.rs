@@ -76,7 +76,7 @@ impl candle_core::CustomOp2 for AddReluOp {
 /// use candle_core::{Device, Tensor};
 /// let a = Tensor::new(&[1f32, -2., 3.], &Device::Cpu)?;
 /// let b = Tensor::new(&[1f32, 1., -4.], &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::add_relu(&a, &b)?;
+/// let y = ikd_kernels::add_relu(&a, &b)?;
 /// assert_eq!(y.to_vec1::<f32>()?, vec![2., 0., 0.]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
@@ -180,7 +180,7 @@ impl candle_core::CustomOp1 for UpsampleOp {
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let x = Tensor::new(&[[[[1f32, 2.]]]], &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::upsample_nearest(&x, 2)?;
+/// let y = ikd_kernels::upsample_nearest(&x, 2)?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![1., 1., 2., 2., 1., 1., 2., 2.]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```

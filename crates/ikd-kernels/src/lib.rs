@@ -30,7 +30,7 @@
 //! Work is split over images (a batch of 2 keeps 2 cores busy without synchronisation) or,
 //! for a single image, inside the matrix products, on rayon's global pool. Each kernel has
 //! gradient tests against candle's reference ops and central finite differences
-//! (`tests/it/kernels.rs`). [`set_enabled`] switches them off to compare with candle's ops.
+//! (`ikd-hrnet`'s `tests/it/kernels.rs`). [`set_enabled`] switches them off to compare with candle's ops.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,9 +86,9 @@ static ENABLED: Switch = Switch::new("IKD_CPU_KERNELS");
 /// takes candle's own ops: useful to compare speed or results.
 ///
 /// ```
-/// ikd_hrnet::kernels::set_enabled(false);
-/// assert!(!ikd_hrnet::kernels::enabled());
-/// ikd_hrnet::kernels::set_enabled(true);
+/// ikd_kernels::set_enabled(false);
+/// assert!(!ikd_kernels::enabled());
+/// ikd_kernels::set_enabled(true);
 /// ```
 pub fn set_enabled(on: bool) {
     ENABLED.set(on);
@@ -98,7 +98,7 @@ pub fn set_enabled(on: bool) {
 /// also turns them off).
 ///
 /// ```
-/// assert!(ikd_hrnet::kernels::enabled() || std::env::var("IKD_CPU_KERNELS").is_ok());
+/// assert!(ikd_kernels::enabled() || std::env::var("IKD_CPU_KERNELS").is_ok());
 /// ```
 pub fn enabled() -> bool {
     ENABLED.on()
@@ -109,9 +109,9 @@ pub fn enabled() -> bool {
 /// ```
 /// use candle_core::{DType, Device, Tensor};
 /// let x = Tensor::zeros((1, 2, 3, 3), DType::F32, &Device::Cpu)?;
-/// assert_eq!(ikd_hrnet::kernels::applies(&[&x]), ikd_hrnet::kernels::enabled());
+/// assert_eq!(ikd_kernels::applies(&[&x]), ikd_kernels::enabled());
 /// let h = Tensor::zeros((1, 2, 3, 3), DType::F16, &Device::Cpu)?;
-/// assert!(!ikd_hrnet::kernels::applies(&[&h]));
+/// assert!(!ikd_kernels::applies(&[&h]));
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn applies(ts: &[&Tensor]) -> bool {
@@ -335,10 +335,10 @@ pub(crate) fn tensor<T: Float>(data: Vec<T>, shape: impl Into<Shape>) -> Tensor 
 /// The kernels split each operation over the pool's threads. Called from outside the pool,
 /// every operation hands its work to the pool and puts the caller to sleep until it is done;
 /// a whole forward pass or training step run inside the pool pays that hand-over once.
-/// [`crate::HrNet::forward_t`] and the engine's training step use it.
+/// `ikd_hrnet::HrNet::forward_t` and the engine's training step use it.
 ///
 /// ```
-/// let on_pool = ikd_hrnet::kernels::in_pool(|| rayon::current_thread_index().is_some());
+/// let on_pool = ikd_kernels::in_pool(|| rayon::current_thread_index().is_some());
 /// assert!(on_pool);
 /// ```
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {

@@ -563,7 +563,7 @@ impl candle_core::CustomOp2 for Conv2dOp {
 /// use candle_core::{Device, Tensor};
 /// let x = Tensor::randn(0f32, 1., (2, 3, 9, 9), &Device::Cpu)?;
 /// let w = Tensor::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::conv2d(&x, &w, 2, 1)?;
+/// let y = ikd_kernels::conv2d(&x, &w, 2, 1)?;
 /// let reference = x.conv2d(&w, 1, 2, 1, 1)?;
 /// assert_eq!(y.dims(), &[2, 4, 5, 5]);
 /// assert!((y - reference)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
@@ -696,9 +696,9 @@ impl candle_core::CustomOp3 for Conv2dAffineOp {
 /// let x = Tensor::randn(0f32, 1., (2, 3, 9, 9), &Device::Cpu)?;
 /// let w = Tensor::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
 /// let (scale, shift) = (Tensor::new(&[1f32, 2., 0.5, -1.], &Device::Cpu)?, Tensor::new(&[0f32, 1., -1., 0.], &Device::Cpu)?);
-/// let y = ikd_hrnet::kernels::conv2d_affine(&x, &w, 1, 1, &scale, &shift, true)?;
-/// let c = ikd_hrnet::kernels::conv2d(&x, &w, 1, 1)?;
-/// let reference = ikd_hrnet::kernels::channel_affine(&c, &scale, &shift, true)?;
+/// let y = ikd_kernels::conv2d_affine(&x, &w, 1, 1, &scale, &shift, true)?;
+/// let c = ikd_kernels::conv2d(&x, &w, 1, 1)?;
+/// let reference = ikd_kernels::channel_affine(&c, &scale, &shift, true)?;
 /// assert!((y - reference)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
 /// # Ok::<(), candle_core::Error>(())
 /// ```

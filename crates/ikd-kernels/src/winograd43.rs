@@ -29,7 +29,7 @@ static F43: Switch = Switch::new("IKD_WINOGRAD_F43");
 /// and weight gradient; see [`set_winograd_f43`]).
 ///
 /// ```
-/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_F43_MIN_SIDE, 16);
+/// assert_eq!(ikd_kernels::WINOGRAD_F43_MIN_SIDE, 16);
 /// ```
 pub const WINOGRAD_F43_MIN_SIDE: usize = 16;
 
@@ -40,7 +40,7 @@ pub const WINOGRAD_F43_MIN_SIDE: usize = 16;
 /// channels on one side, on F(2×2, 3×3) bit for bit.)
 ///
 /// ```
-/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_F43_MIN_CHANNELS, 16);
+/// assert_eq!(ikd_kernels::WINOGRAD_F43_MIN_CHANNELS, 16);
 /// ```
 pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
 
@@ -53,9 +53,9 @@ pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
 /// (relative error ~1e-6). Off, they take F(2×2, 3×3). Needs [`super::winograd_enabled`].
 ///
 /// ```
-/// ikd_hrnet::kernels::set_winograd_f43(false);
-/// assert!(!ikd_hrnet::kernels::winograd_f43_enabled());
-/// ikd_hrnet::kernels::set_winograd_f43(true);
+/// ikd_kernels::set_winograd_f43(false);
+/// assert!(!ikd_kernels::winograd_f43_enabled());
+/// ikd_kernels::set_winograd_f43(true);
 /// ```
 pub fn set_winograd_f43(on: bool) {
     F43.set(on);
@@ -65,8 +65,8 @@ pub fn set_winograd_f43(on: bool) {
 /// [`super::winograd_enabled`].
 ///
 /// ```
-/// if !ikd_hrnet::kernels::winograd_enabled() {
-///     assert!(!ikd_hrnet::kernels::winograd_f43_enabled());
+/// if !ikd_kernels::winograd_enabled() {
+///     assert!(!ikd_kernels::winograd_f43_enabled());
 /// }
 /// ```
 pub fn winograd_f43_enabled() -> bool {

@@ -24,7 +24,7 @@ impl BatchStats {
     /// follows.
     ///
     /// ```
-    /// let s = ikd_hrnet::kernels::BatchStats { mean: vec![0.], var: vec![1.], count: 4 };
+    /// let s = ikd_kernels::BatchStats { mean: vec![0.], var: vec![1.], count: 4 };
     /// assert_eq!(s.unbiased_var(), vec![4. / 3.]);
     /// ```
     pub fn unbiased_var(&self) -> Vec<f64> {
@@ -266,14 +266,14 @@ impl candle_core::CustomOp3 for BnTrainOp {
 /// Training-mode batch norm of `x (N, C, H, W)` with the batch's statistics (biased
 /// variance), `gamma` and `beta` of length `C`, then a ReLU if `relu`; returns the output and
 /// the batch statistics (for the running estimates). Differentiable in `x`, `gamma` and
-/// `beta`. CPU, f32 or f64 only (see [`super::applies`]): elsewhere [`crate::BatchNorm2d`]
+/// `beta`. CPU, f32 or f64 only (see [`super::applies`]): elsewhere `ikd_hrnet::BatchNorm2d`
 /// uses candle's ops.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let x = Tensor::new(&[[[[1f64, 3.]], [[2., 2.]]]], &Device::Cpu)?; // (1, 2, 1, 2)
 /// let (g, b) = (Tensor::new(&[1f64, 1.], &Device::Cpu)?, Tensor::new(&[0f64, 0.], &Device::Cpu)?);
-/// let (y, stats) = ikd_hrnet::kernels::batch_norm_train(&x, &g, &b, 1e-5, false)?;
+/// let (y, stats) = ikd_kernels::batch_norm_train(&x, &g, &b, 1e-5, false)?;
 /// assert_eq!((stats.mean, stats.var), (vec![2., 2.], vec![1., 0.]));
 /// let y = y.flatten_all()?.to_vec1::<f64>()?;
 /// let expected = [-1., 1., 0., 0.];
@@ -472,7 +472,7 @@ impl candle_core::CustomOp3 for AffineOp {
 /// let x = Tensor::new(&[[[[1f32, -3.]], [[2., 2.]]]], &Device::Cpu)?;
 /// let a = Tensor::new(&[2f32, 1.], &Device::Cpu)?;
 /// let b = Tensor::new(&[0f32, -5.], &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::channel_affine(&x, &a, &b, true)?;
+/// let y = ikd_kernels::channel_affine(&x, &a, &b, true)?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![2., 0., 0., 0.]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```

@@ -25,9 +25,9 @@ static ENABLED: Switch = Switch::new("IKD_WINOGRAD");
 /// convolutions take the im2col path like every other: useful to compare speed or results.
 ///
 /// ```
-/// ikd_hrnet::kernels::set_winograd(false);
-/// assert!(!ikd_hrnet::kernels::winograd_enabled());
-/// ikd_hrnet::kernels::set_winograd(true);
+/// ikd_kernels::set_winograd(false);
+/// assert!(!ikd_kernels::winograd_enabled());
+/// ikd_kernels::set_winograd(true);
 /// ```
 pub fn set_winograd(on: bool) {
     ENABLED.set(on);
@@ -37,8 +37,8 @@ pub fn set_winograd(on: bool) {
 /// [`set_winograd`]) and the CPU has AVX-512F.
 ///
 /// ```
-/// ikd_hrnet::kernels::set_winograd(false);
-/// assert!(!ikd_hrnet::kernels::winograd_enabled());
+/// ikd_kernels::set_winograd(false);
+/// assert!(!ikd_kernels::winograd_enabled());
 /// ```
 pub fn winograd_enabled() -> bool {
     ENABLED.on() && cpu_has_avx512()
@@ -62,7 +62,7 @@ static WEIGHT_GRAD: Switch = Switch::new("IKD_WINOGRAD_WEIGHT_GRAD");
 ///
 /// ```
 /// // hrnet_w32 at 256²: branches of 64, 32 and 16 pixels take it, the 8-pixel branch does not
-/// assert_eq!(ikd_hrnet::kernels::WINOGRAD_WEIGHT_GRAD_MIN_SIDE, 16);
+/// assert_eq!(ikd_kernels::WINOGRAD_WEIGHT_GRAD_MIN_SIDE, 16);
 /// ```
 pub const WINOGRAD_WEIGHT_GRAD_MIN_SIDE: usize = 16;
 
@@ -75,9 +75,9 @@ pub const WINOGRAD_WEIGHT_GRAD_MIN_SIDE: usize = 16;
 /// [`set_winograd`] alone.
 ///
 /// ```
-/// ikd_hrnet::kernels::set_winograd_weight_grad(false);
-/// assert!(!ikd_hrnet::kernels::winograd_weight_grad_enabled());
-/// ikd_hrnet::kernels::set_winograd_weight_grad(true);
+/// ikd_kernels::set_winograd_weight_grad(false);
+/// assert!(!ikd_kernels::winograd_weight_grad_enabled());
+/// ikd_kernels::set_winograd_weight_grad(true);
 /// ```
 pub fn set_winograd_weight_grad(on: bool) {
     WEIGHT_GRAD.set(on);
@@ -88,8 +88,8 @@ pub fn set_winograd_weight_grad(on: bool) {
 /// [`set_winograd_weight_grad`]); never without [`winograd_enabled`].
 ///
 /// ```
-/// if !ikd_hrnet::kernels::winograd_enabled() {
-///     assert!(!ikd_hrnet::kernels::winograd_weight_grad_enabled());
+/// if !ikd_kernels::winograd_enabled() {
+///     assert!(!ikd_kernels::winograd_weight_grad_enabled());
 /// }
 /// ```
 pub fn winograd_weight_grad_enabled() -> bool {
