@@ -43,17 +43,14 @@ mod conv;
 mod elementwise;
 mod gemm;
 mod winograd;
-mod winograd43;
 
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
 pub use conv::{conv2d, conv2d_affine};
 pub use elementwise::{add_relu, upsample_nearest};
 pub use winograd::{
-    set_winograd, set_winograd_weight_grad, winograd_enabled, winograd_weight_grad_enabled,
-    WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
-};
-pub use winograd43::{
-    set_winograd_f43, winograd_f43_enabled, WINOGRAD_F43_MIN_CHANNELS, WINOGRAD_F43_MIN_SIDE,
+    set_winograd, set_winograd_f43, set_winograd_weight_grad, winograd_enabled,
+    winograd_f43_enabled, winograd_weight_grad_enabled, WINOGRAD_F43_MIN_CHANNELS,
+    WINOGRAD_F43_MIN_SIDE, WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
 };
 
 /// A process-wide on/off switch: on by default, set by its `set_…` function, and turned off for
