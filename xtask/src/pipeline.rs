@@ -84,7 +84,8 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             let _ = std::fs::remove_file(dir.join(files::TRAIN_LOG));
         }
         tracing::info!("{name}: training on {device} into {}", dir.display());
-        let s = ikd::train(&config, dir, TrainOptions { resume, progress })
+        let kernels = ikd::KernelPolicy::from_env();
+        let s = ikd::train(&config, dir, TrainOptions { resume, progress, kernels })
             .with_context(|| format!("training {name} in {}", dir.display()))?;
         tracing::info!(
             "{name}: {} steps in {:.1} s ({:.2} images/s), last loss {:?}",
@@ -100,7 +101,9 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             );
         }
     }
-    let opts = TestOptions { device: Some(device.to_string()), progress, ..TestOptions::default() };
+    let kernels = ikd::KernelPolicy::from_env();
+    let device = Some(device.to_string());
+    let opts = TestOptions { device, progress, kernels, ..TestOptions::default() };
     let m = ikd::test_run(dir, &opts)
         .with_context(|| format!("testing {name} in {}", dir.display()))?;
     tracing::info!("{name}: pixel AUROC {:.4}, AU-PRO {:.4}", m.pixel_auroc, m.au_pro);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ikd::{TeacherWeights, TestOptions, TrainConfig, TrainOptions};
+use ikd::{KernelPolicy, TeacherWeights, TestOptions, TrainConfig, TrainOptions};
 use ikd_distill::IkdLossConfig;
 
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
@@ -189,7 +189,8 @@ fn train(args: TrainArgs, progress: bool) -> Result<()> {
         max_steps: args.max_steps,
         device: args.device,
     };
-    let summary = ikd::train(&config, &args.out, TrainOptions { resume: args.resume, progress })?;
+    let opts = TrainOptions { resume: args.resume, progress, kernels: KernelPolicy::from_env() };
+    let summary = ikd::train(&config, &args.out, opts)?;
     println!(
         "trained {} steps ({} epochs) in {:.1} s, {:.2} images/s, last loss {}",
         summary.steps,
@@ -220,6 +221,7 @@ fn test(args: TestArgs, progress: bool) -> Result<()> {
         device: args.device,
         save_maps: args.save_maps,
         progress,
+        kernels: KernelPolicy::from_env(),
         ..TestOptions::default()
     };
     let m = ikd::test_run(&args.run, &opts)?;
@@ -239,8 +241,9 @@ fn print_metrics(m: &ikd::TestMetrics) {
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
-    let s =
-        ikd::predict(&args.run, &args.inputs, &args.out, args.threshold, args.device.as_deref())?;
+    let device = args.device.as_deref();
+    let kernels = KernelPolicy::from_env();
+    let s = ikd::predict(&args.run, &args.inputs, &args.out, args.threshold, device, kernels)?;
     for p in &s.images {
         println!(
             "{}\t{:.5}\t{}",

@@ -22,6 +22,7 @@ pub use distiller::{teacher_weights_file, Backbone, Distiller, StepStats, Teache
 pub use error::{Error, Result};
 pub use evaluate::{evaluate_maps, test_run, DefectMetrics, ImageResult, TestMetrics, TestOptions};
 pub use fsutil::{atomic_write, atomic_write_with};
+pub use ikd_kernels::KernelPolicy;
 pub use predict::{expand_inputs, predict, PredictSummary, Prediction};
 pub use teacher::TeacherIdentity;
 pub use train::{

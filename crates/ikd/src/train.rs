@@ -280,8 +280,8 @@ pub struct TrainSummary {
 /// Options of one invocation of [`train`] that are not settings of the run.
 ///
 /// ```
-/// let o = ikd::TrainOptions { resume: true, progress: false };
-/// assert!(o.resume);
+/// let o = ikd::TrainOptions { resume: true, ..Default::default() };
+/// assert!(o.resume && o.kernels == ikd::KernelPolicy::default());
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TrainOptions {
@@ -289,6 +289,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// The CPU kernels the networks run on (the binaries read it from the environment with
+    /// `KernelPolicy::from_env`).
+    pub kernels: ikd_kernels::KernelPolicy,
 }
 
 fn check_writable(dir: &Path) -> Result<()> {
@@ -350,6 +353,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     let category = Category::open(&config.data_root, &config.category)?;
     let transform = config.transform()?;
     let mut distiller = config.distiller(&device)?;
+    distiller.set_kernel_policy(opts.kernels);
     check_writable(run_dir)?;
     let mut position = Position { step: 0, epoch: 0, batch: 0 };
     if opts.resume && ckpt_path.exists() {

@@ -22,8 +22,8 @@ use super::avx512::{
     aligned, filter_grads_by, filter_taps, first_lanes, kernel, zero_padding, Out, L, MR,
 };
 use super::{fill_padded_plane, with_big, Dims};
+use crate::cpu::Affine;
 use crate::gemm::{matmul, Mat, Parallelism};
-use crate::Affine;
 
 /// Permute indices that pick the even and the odd elements of two vectors (32 floats).
 #[target_feature(enable = "avx512f")]
@@ -158,7 +158,7 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
         fill_padded(x, &p, pad);
         let pad = &*pad;
         v.par_chunks_mut(16 * ld * per).enumerate().for_each(|(k, chunk)| {
-            // SAFETY: AVX-512F was detected (winograd_enabled)
+            // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
             unsafe { transform_block(&all, pad, 0, k * per, chunk) }
         });
         let org = match p.lanes {
@@ -166,7 +166,7 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
             Lanes::Rows { .. } => Vec::new(),
         };
         m.par_chunks_mut(16 * ld).enumerate().for_each(|(o, mo)| {
-            // SAFETY: AVX-512F was detected (winograd_enabled)
+            // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
             unsafe { grad_transform(&p, dy, &org, o, mo, ld) }
         });
         // dU[ξ] (O×C) = dM[ξ] (O×T) · V[ξ]ᵀ (T×C): one packed matrix product per ξ (the
@@ -177,7 +177,7 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
             matmul(d.o, d.c, tp, out, d.c, false, lhs, rhs, Parallelism::None);
         });
         // dW = Gᵀ·dU·G per filter
-        // SAFETY: AVX-512F was detected (winograd_enabled)
+        // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
         unsafe { filter_grads(du, d.o, d.c) }
     }))
 }
@@ -379,7 +379,7 @@ pub(super) fn conv3x3(
         let (pad, rest) = big.split_at_mut(pad_len);
         let (u, vall) = rest.split_at_mut(u_len);
         fill_padded(x, &p, pad);
-        // SAFETY: AVX-512F was detected (winograd_enabled)
+        // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
         unsafe { filters(w, (of, cf), (o8, c8), u) };
         let u = Filt { u: &*u, plane: o8 * c8, ld: c8, flip };
         let pad = &*pad;
@@ -392,7 +392,7 @@ pub(super) fn conv3x3(
         if p.slices == 1 {
             // each block transforms its tiles into a buffer that stays in cache
             (0..p.blocks).into_par_iter().for_each(|b| {
-                <f32 as crate::Float>::with_scratch(vlen + L, mlen(p.obn), |vb, mb| {
+                <f32 as crate::cpu::Float>::with_scratch(vlen + L, mlen(p.obn), |vb, mb| {
                     let vb = aligned(vb, vlen);
                     // SAFETY: AVX-512F was detected; the block writes only its own tiles
                     unsafe {
@@ -415,7 +415,7 @@ pub(super) fn conv3x3(
                 let (b, s) = (item / p.slices, item % p.slices);
                 let (ob_lo, ob_hi) = slice(s);
                 let vb = &vall[b * vlen..(b + 1) * vlen];
-                <f32 as crate::Float>::with_scratch(0, mlen(ob_hi - ob_lo), |_, mb| {
+                <f32 as crate::cpu::Float>::with_scratch(0, mlen(ob_hi - ob_lo), |_, mb| {
                     // SAFETY: AVX-512F was detected; the item writes only its tiles × channels
                     unsafe { products(&p, vb, &u, b, (ob_lo, ob_hi), mb, (ptr, epi)) };
                 })
@@ -720,14 +720,14 @@ mod tests {
 
     #[test]
     fn filter_transform_of_a_delta_filter_and_its_adjoint() {
-        if !super::super::winograd_enabled() {
+        if !super::super::cpu_has_avx512() {
             return;
         }
         // the centre tap alone: U's middle 2×2 is ±¼, its border 0 (padded rows too)
         let mut g = [0f32; 9];
         g[4] = 1.;
         let mut u = [f32::NAN; 128];
-        // SAFETY: AVX-512F is there (winograd_enabled)
+        // SAFETY: AVX-512F is there (checked above)
         unsafe { filters_for_test(&g, &mut u) };
         let expect = [0., 0., 0., 0., 0., 0.25, -0.25, 0., 0., -0.25, 0.25, 0., 0., 0., 0., 0.];
         for (xi, e) in expect.iter().enumerate() {

@@ -11,7 +11,7 @@
 //! packed products) take it on images at least [`super::WINOGRAD_F43_MIN_SIDE`] pixels a side whose
 //! width is a multiple of 16 and height a multiple of 4, with at least
 //! [`super::WINOGRAD_F43_MIN_CHANNELS`] input and output channels (HRNet-W32's 64-, 32- and 16-pixel
-//! branches at 256²); everything else keeps F(2×2, 3×3) (see [`super::set_winograd_f43`]).
+//! branches at 256²); everything else keeps F(2×2, 3×3) (see [`crate::KernelPolicy::winograd_f43`]).
 //!
 //! Lanes: a vector holds 16 tiles as four quarters of 4 neighbouring tiles of one tile row (the
 //! width is a multiple of 16 pixels, so quarters never straddle rows), each read by contiguous
@@ -26,8 +26,8 @@ use super::avx512::{
     aligned, filter_grads_by, filter_taps, first_lanes, kernel, zero_padding, Out, L, MR,
 };
 use super::{fill_padded_plane, with_big, Dims};
+use crate::cpu::Affine;
 use crate::gemm::{matmul, Mat, Parallelism};
-use crate::Affine;
 
 /// Tile elements (6×6).
 const XI: usize = 36;
@@ -97,7 +97,7 @@ pub(super) fn conv3x3(
         let (pad, rest) = big.split_at_mut(pad_len);
         let (u, vall) = rest.split_at_mut(u_len);
         fill_padded_plane(x, d, (d.h + 2, p.wp), pad);
-        // SAFETY: AVX-512F was detected (winograd_enabled)
+        // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
         unsafe { filters(w, (d.o, d.c), (o8, c8), u) };
         let (pad, u) = (&*pad, &*u);
         let len = d.n * d.o * d.h * d.w;
@@ -105,7 +105,7 @@ pub(super) fn conv3x3(
         let ptr = Out(out.as_mut_ptr());
         if slices == 1 {
             (0..p.blocks).into_par_iter().for_each(|b| {
-                <f32 as crate::Float>::with_scratch(vlen + L, mlen(obn) + L, |vb, mb| {
+                <f32 as crate::cpu::Float>::with_scratch(vlen + L, mlen(obn) + L, |vb, mb| {
                     let vb = aligned(vb, vlen);
                     let mb = aligned(mb, mlen(obn));
                     // SAFETY: AVX-512F was detected; the block writes only its own tiles
@@ -130,7 +130,7 @@ pub(super) fn conv3x3(
                 let (b, sl) = (item / slices, item % slices);
                 let (lo, hi) = (sl * obn / slices, (sl + 1) * obn / slices);
                 let vb = &vall[b * vlen..(b + 1) * vlen];
-                <f32 as crate::Float>::with_scratch(0, mlen(hi - lo) + L, |_, mb| {
+                <f32 as crate::cpu::Float>::with_scratch(0, mlen(hi - lo) + L, |_, mb| {
                     let mb = aligned(mb, mlen(hi - lo));
                     // SAFETY: AVX-512F was detected; the item writes only its tiles of its
                     // channels
@@ -464,11 +464,11 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
         fill_padded_plane(x, d, (d.h + 2, p.wp), pad);
         let pad = &*pad;
         v.par_chunks_mut(XI * ld * per).enumerate().for_each(|(k, chunk)| {
-            // SAFETY: AVX-512F was detected (winograd_enabled)
+            // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
             unsafe { transform_block(&all, pad, 0, k * per, chunk) }
         });
         m.par_chunks_mut(XI * ld).enumerate().for_each(|(o, mo)| {
-            // SAFETY: AVX-512F was detected (winograd_enabled)
+            // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
             unsafe { grad_transform(&p, dy, o, mo, ld) }
         });
         // dU[ξ] (O×C) = dM[ξ] (O×T) · V[ξ]ᵀ (T×C), one packed product per ξ (the lanes
@@ -478,7 +478,7 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
             let rhs = Mat { data: &v[xi * ld..], rs: 1, cs: XI * ld };
             matmul(d.o, d.c, tp, out, d.c, false, lhs, rhs, Parallelism::None);
         });
-        // SAFETY: AVX-512F was detected (winograd_enabled)
+        // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
         unsafe { filter_grads(du, d.o * d.c) }
     }))
 }

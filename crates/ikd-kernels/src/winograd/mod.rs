@@ -12,7 +12,8 @@
 
 #![allow(unsafe_code)]
 
-use super::{Affine, Switch};
+use crate::cpu::Affine;
+use crate::KernelPolicy;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -20,34 +21,6 @@ mod avx512;
 mod f2x2;
 #[cfg(target_arch = "x86_64")]
 mod f4x4;
-
-static ENABLED: Switch = Switch::new("IKD_WINOGRAD");
-
-/// Turns the Winograd path of 3×3 stride-1 convolutions on or off for the whole process
-/// (default on; `IKD_WINOGRAD=0` in the environment also turns it off). Off, those
-/// convolutions take the im2col path like every other: useful to compare speed or results.
-///
-/// ```
-/// ikd_kernels::set_winograd(false);
-/// assert!(!ikd_kernels::winograd_enabled());
-/// ikd_kernels::set_winograd(true);
-/// ```
-pub fn set_winograd(on: bool) {
-    ENABLED.set(on);
-}
-
-/// Whether 3×3 stride-1 f32 convolutions take the Winograd path: switched on (see
-/// [`set_winograd`]) and the CPU has AVX-512F.
-///
-/// ```
-/// ikd_kernels::set_winograd(false);
-/// assert!(!ikd_kernels::winograd_enabled());
-/// ```
-pub fn winograd_enabled() -> bool {
-    ENABLED.on() && cpu_has_avx512()
-}
-
-static WEIGHT_GRAD: Switch = Switch::new("IKD_WINOGRAD_WEIGHT_GRAD");
 
 /// The smallest image side (height and width) whose 3×3 weight gradients take the Winograd
 /// path; smaller images sum them directly.
@@ -69,37 +42,27 @@ static WEIGHT_GRAD: Switch = Switch::new("IKD_WINOGRAD_WEIGHT_GRAD");
 /// ```
 pub const WINOGRAD_WEIGHT_GRAD_MIN_SIDE: usize = 16;
 
-/// Turns the Winograd weight gradient of 3×3 stride-1 convolutions on or off (default on;
-/// `IKD_WINOGRAD_WEIGHT_GRAD=0` in the environment also turns it off). On, images at least
-/// [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] pixels high and wide take it: 2.25× fewer multiplications
-/// than the direct sum (`dY·colᵀ`), rounding within a few ulp of it (see
-/// [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] for why smaller images do not). Off, every weight gradient
-/// is summed directly, as PyTorch sums it. The forward pass and the input gradient follow
-/// [`set_winograd`] alone.
+/// The smallest image side on which 3×3 stride-1 convolutions take F(4×4, 3×3) (forward, input
+/// and weight gradient; see [`KernelPolicy::winograd_f43`]).
 ///
 /// ```
-/// ikd_kernels::set_winograd_weight_grad(false);
-/// assert!(!ikd_kernels::winograd_weight_grad_enabled());
-/// ikd_kernels::set_winograd_weight_grad(true);
+/// assert_eq!(ikd_kernels::WINOGRAD_F43_MIN_SIDE, 16);
 /// ```
-pub fn set_winograd_weight_grad(on: bool) {
-    WEIGHT_GRAD.set(on);
-}
+pub const WINOGRAD_F43_MIN_SIDE: usize = 16;
 
-/// Whether the weight gradients of 3×3 stride-1 f32 convolutions on images of at least
-/// [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] pixels take the Winograd path (see
-/// [`set_winograd_weight_grad`]); never without [`winograd_enabled`].
+/// The fewest input and output channels with which 3×3 stride-1 convolutions take
+/// F(4×4, 3×3). With fewer, its larger transforms cost what its products save: fwd + bwd at
+/// 16² and 32² measured the same as F(2×2, 3×3) with 4 and 8 channels, 1.5× faster with 16.
+/// (It also keeps the PyTorch training-trajectory fixture, whose 16-pixel maps have at most 8
+/// channels on one side, on F(2×2, 3×3) bit for bit.)
 ///
 /// ```
-/// if !ikd_kernels::winograd_enabled() {
-///     assert!(!ikd_kernels::winograd_weight_grad_enabled());
-/// }
+/// assert_eq!(ikd_kernels::WINOGRAD_F43_MIN_CHANNELS, 16);
 /// ```
-pub fn winograd_weight_grad_enabled() -> bool {
-    WEIGHT_GRAD.on() && winograd_enabled()
-}
+pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
 
-fn cpu_has_avx512() -> bool {
+/// Whether the CPU has AVX-512F (checked at run time; the result is cached).
+pub(crate) fn cpu_has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -120,22 +83,42 @@ pub(crate) struct Dims {
     pub o: usize,
 }
 
-/// The convolution's output `(n, o, h, w)`, or `None` where this path does not run (no
-/// AVX-512F, switched off, or an input too large for 32-bit gather offsets).
+impl Dims {
+    /// No input or no output.
+    fn is_empty(&self) -> bool {
+        self.n * self.c * self.h * self.w == 0 || self.o == 0
+    }
+
+    /// Whether a convolution of these sizes takes F(4×4, 3×3) where the policy allows it.
+    fn fits_f43(&self) -> bool {
+        self.h >= WINOGRAD_F43_MIN_SIDE
+            && self.w >= WINOGRAD_F43_MIN_SIDE
+            && self.w.is_multiple_of(16)
+            && self.h.is_multiple_of(4)
+            && self.c.min(self.o) >= WINOGRAD_F43_MIN_CHANNELS
+            && self.n > 0
+    }
+}
+
+/// The convolution's output `(n, o, h, w)` followed by `epi`, by F(4×4, 3×3) where it fits
+/// and `policy` allows it, by F(2×2, 3×3) otherwise; `None` where no Winograd path runs (no
+/// AVX-512F, off in `policy`, or an input too large for 32-bit gather offsets).
 pub(crate) fn conv3x3(
     x: &[f32],
     w: &[f32],
     d: &Dims,
     epi: Option<&Affine<'_, f32>>,
+    policy: &KernelPolicy,
 ) -> Option<Vec<f32>> {
-    if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
+    let p = policy.effective();
+    if !p.winograd || d.is_empty() {
         return None;
-    }
-    if let Some(y) = f43_conv3x3(x, w, d, epi) {
-        return Some(y);
     }
     #[cfg(target_arch = "x86_64")]
     {
+        if p.winograd_f43 && d.fits_f43() {
+            return f4x4::conv3x3(x, w, d, epi);
+        }
         f2x2::conv3x3(x, w, d, false, epi)
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -146,44 +129,72 @@ pub(crate) fn conv3x3(
 }
 
 /// The input gradient `(n, c, h, w)` of the same convolution from its output gradient `dy`: the
-/// convolution of `dy` with the flipped, transposed filters, which the filter transform reads
-/// straight from `w`. `None` where [`conv3x3`] would be `None`.
-pub(crate) fn input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
-    if !winograd_enabled() || d.n * d.c * d.h * d.w == 0 || d.o == 0 {
+/// convolution of `dy` with the flipped, transposed filters (F(2×2, 3×3) reads them straight
+/// from `w` in its filter transform, F(4×4, 3×3) from an explicit copy). `None` where
+/// [`conv3x3`] would be `None`.
+pub(crate) fn input_grad3x3(
+    dy: &[f32],
+    w: &[f32],
+    d: &Dims,
+    policy: &KernelPolicy,
+) -> Option<Vec<f32>> {
+    let p = policy.effective();
+    if !p.winograd || d.is_empty() {
         return None;
     }
-    if let Some(dx) = f43_input_grad3x3(dy, w, d) {
-        return Some(dx);
-    }
+    let t = Dims { c: d.o, o: d.c, ..*d };
     #[cfg(target_arch = "x86_64")]
     {
-        f2x2::conv3x3(dy, w, &Dims { c: d.o, o: d.c, ..*d }, true, None)
+        if p.winograd_f43 && t.fits_f43() {
+            return f4x4::conv3x3(dy, &flipped_transposed(w, d), &t, None);
+        }
+        f2x2::conv3x3(dy, w, &t, true, None)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (dy, w);
+        let _ = (dy, w, t);
         None
     }
 }
 
+/// `wf[c][o] = w[o][c]` flipped, for the weight `w (o, c, 3, 3)` (9·O·C floats, next to nothing
+/// against the convolution).
+#[cfg(target_arch = "x86_64")]
+fn flipped_transposed(w: &[f32], d: &Dims) -> Vec<f32> {
+    assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
+    let mut wf = vec![0f32; w.len()];
+    for (o, wo) in w.chunks(d.c * 9).enumerate() {
+        for (c, f) in wo.chunks(9).enumerate() {
+            let dst = &mut wf[(c * d.o + o) * 9..(c * d.o + o + 1) * 9];
+            for (k, v) in f.iter().enumerate() {
+                dst[8 - k] = *v;
+            }
+        }
+    }
+    wf
+}
+
 /// The weight gradient `(o, c, 3, 3)` of the same convolution from its input `x` and output
 /// gradient `dy`: `dU[ξ] = Σ_tiles (A·dY·Aᵀ)[ξ] · V[ξ]ᵀ`, then `dW = Gᵀ·dU·G`, the adjoint of
-/// the forward transforms (so 2.25× fewer multiplications than `dY·colᵀ` as well). `None`
-/// where [`conv3x3`] would be `None`, [`winograd_weight_grad_enabled`] is off or the image is
-/// smaller than [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`].
-pub(crate) fn weight_grad3x3(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
-    if !winograd_weight_grad_enabled()
-        || d.h.min(d.w) < WINOGRAD_WEIGHT_GRAD_MIN_SIDE
-        || d.n * d.c * d.h * d.w == 0
-        || d.o == 0
-    {
+/// the forward transforms (so 2.25× or, by F(4×4, 3×3), 4× fewer multiplications than
+/// `dY·colᵀ`). `None` where [`conv3x3`] would be `None`, the policy's
+/// [`KernelPolicy::winograd_weight_grad`] is off or the image is smaller than
+/// [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`].
+pub(crate) fn weight_grad3x3(
+    x: &[f32],
+    dy: &[f32],
+    d: &Dims,
+    policy: &KernelPolicy,
+) -> Option<Vec<f32>> {
+    let p = policy.effective();
+    if !p.winograd_weight_grad || d.h.min(d.w) < WINOGRAD_WEIGHT_GRAD_MIN_SIDE || d.is_empty() {
         return None;
-    }
-    if let Some(dw) = f43_weight_grad3x3(x, dy, d) {
-        return Some(dw);
     }
     #[cfg(target_arch = "x86_64")]
     {
+        if p.winograd_f43 && d.fits_f43() {
+            return f4x4::weight_grad(x, dy, d);
+        }
         f2x2::weight_grad(x, dy, d)
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -233,122 +244,4 @@ pub(crate) fn fill_padded_plane(x: &[f32], d: &Dims, (hp, wp): (usize, usize), p
         }
         pl[(d.h + 1) * wp..].fill(0.);
     });
-}
-
-static F43: Switch = Switch::new("IKD_WINOGRAD_F43");
-
-/// The smallest image side on which 3×3 stride-1 convolutions take F(4×4, 3×3) (forward, input
-/// and weight gradient; see [`set_winograd_f43`]).
-///
-/// ```
-/// assert_eq!(ikd_kernels::WINOGRAD_F43_MIN_SIDE, 16);
-/// ```
-pub const WINOGRAD_F43_MIN_SIDE: usize = 16;
-
-/// The fewest input and output channels with which 3×3 stride-1 convolutions take
-/// F(4×4, 3×3). With fewer, its larger transforms cost what its products save: fwd + bwd at
-/// 16² and 32² measured the same as F(2×2, 3×3) with 4 and 8 channels, 1.5× faster with 16.
-/// (It also keeps the PyTorch training-trajectory fixture, whose 16-pixel maps have at most 8
-/// channels on one side, on F(2×2, 3×3) bit for bit.)
-///
-/// ```
-/// assert_eq!(ikd_kernels::WINOGRAD_F43_MIN_CHANNELS, 16);
-/// ```
-pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
-
-/// Turns F(4×4, 3×3) on or off (default on; `IKD_WINOGRAD_F43=0` in the environment also turns
-/// it off). On, 3×3 stride-1 f32 convolutions on images at least [`WINOGRAD_F43_MIN_SIDE`]
-/// pixels a side, with a width that is a multiple of 16 and a height that is a multiple of 4,
-/// and at least [`WINOGRAD_F43_MIN_CHANNELS`] input and output channels, take it for the forward pass, the input gradient and (with
-/// [`winograd_weight_grad_enabled`]) the weight gradient: 44 % fewer multiplications
-/// than F(2×2, 3×3), rounding about 5–10× larger in the forward pass and the input gradient
-/// (relative error ~1e-6). Off, they take F(2×2, 3×3). Needs [`winograd_enabled`].
-///
-/// ```
-/// ikd_kernels::set_winograd_f43(false);
-/// assert!(!ikd_kernels::winograd_f43_enabled());
-/// ikd_kernels::set_winograd_f43(true);
-/// ```
-pub fn set_winograd_f43(on: bool) {
-    F43.set(on);
-}
-
-/// Whether F(4×4, 3×3) is on (see [`set_winograd_f43`]); never without
-/// [`winograd_enabled`].
-///
-/// ```
-/// if !ikd_kernels::winograd_enabled() {
-///     assert!(!ikd_kernels::winograd_f43_enabled());
-/// }
-/// ```
-pub fn winograd_f43_enabled() -> bool {
-    F43.on() && winograd_enabled()
-}
-
-/// Whether a convolution of these sizes takes F(4×4, 3×3).
-fn f43_applies(d: &Dims) -> bool {
-    d.h >= WINOGRAD_F43_MIN_SIDE
-        && d.w >= WINOGRAD_F43_MIN_SIDE
-        && d.w.is_multiple_of(16)
-        && d.h.is_multiple_of(4)
-        && d.c.min(d.o) >= WINOGRAD_F43_MIN_CHANNELS
-        && d.n > 0
-        && winograd_f43_enabled()
-}
-
-/// The convolution `(n, o, h, w)` of `x` with `w (o, c, 3, 3)` followed by `epi`, or `None`
-/// where F(4×4, 3×3) does not apply.
-fn f43_conv3x3(x: &[f32], w: &[f32], d: &Dims, epi: Option<&Affine<'_, f32>>) -> Option<Vec<f32>> {
-    if !f43_applies(d) {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        f4x4::conv3x3(x, w, d, epi)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (x, w, epi);
-        None
-    }
-}
-
-/// The input gradient `(n, c, h, w)` from the output gradient `dy`: the convolution of `dy`
-/// with the flipped, transposed filters. `None` where F(4×4, 3×3) does not apply.
-fn f43_input_grad3x3(dy: &[f32], w: &[f32], d: &Dims) -> Option<Vec<f32>> {
-    let t = Dims { c: d.o, o: d.c, ..*d };
-    if !f43_applies(&t) {
-        return None;
-    }
-    assert_eq!(w.len(), d.o * d.c * 9, "winograd: weight length");
-    // wf[c][o] = w[o][c] flipped (9·O·C floats, next to nothing against the convolution)
-    let mut wf = vec![0f32; w.len()];
-    for (o, wo) in w.chunks(d.c * 9).enumerate() {
-        for (c, f) in wo.chunks(9).enumerate() {
-            let dst = &mut wf[(c * d.o + o) * 9..(c * d.o + o + 1) * 9];
-            for (k, v) in f.iter().enumerate() {
-                dst[8 - k] = *v;
-            }
-        }
-    }
-    f43_conv3x3(dy, &wf, &t, None)
-}
-
-/// The weight gradient `(o, c, 3, 3)` from the input `x` and the output gradient `dy`:
-/// `dU[ξ] = Σ_tiles (A·dY·Aᵀ)[ξ] · V[ξ]ᵀ`, then `dW = Gᵀ·dU·G`, the adjoint of the forward
-/// transforms. `None` where F(4×4, 3×3) does not apply or
-/// [`winograd_weight_grad_enabled`] is off.
-fn f43_weight_grad3x3(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
-    if !f43_applies(d) || !winograd_weight_grad_enabled() {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        f4x4::weight_grad(x, dy, d)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (x, dy);
-        None
-    }
 }
