@@ -176,7 +176,7 @@ fn bench_kernels(c: &mut Criterion) {
 }
 
 fn hrnet(c: &mut Criterion) {
-    ikd::tune_cpu_threads(); // as the `ikd` binary does
+    ikd_kernels::tune_process(); // as the `ikd` binary does
     bench_config(c, "hrnet_w18_small", 128, true);
     if std::env::var("IKD_BENCH_QUICK").is_err() {
         bench_config(c, "hrnet_w32", 256, false);

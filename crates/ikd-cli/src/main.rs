@@ -9,7 +9,7 @@ use ikd::{KernelPolicy, TeacherWeights, TestOptions, TrainConfig, TrainOptions};
 use ikd_distill::IkdLossConfig;
 
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
-/// (`ikd::tune_cpu_threads` turns its purging off).
+/// (`ikd_kernels::tune_process` turns its purging off).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -270,7 +270,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    ikd::tune_cpu_threads();
+    ikd_kernels::tune_process();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -36,6 +36,10 @@ pub(crate) trait Float: WithDType + gemm::GemmScalar {
     /// Runs `f` on this thread's two scratch buffers of at least `a` and `b` elements. Their
     /// contents are whatever the last user left: callers overwrite before they read.
     fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [Self], &mut [Self]) -> R) -> R;
+    /// The square root.
+    fn sqrt(self) -> Self;
+    /// The data of a CPU storage of this type, mutably.
+    fn cpu_storage_as_mut_slice(s: &mut CpuStorage) -> Result<&mut [Self]>;
     /// A 3×3, stride 1, padding 1 convolution by Winograd's minimal filtering, where this
     /// type, the CPU and `policy` have that path (f32 with AVX-512F); `None` otherwise.
     fn winograd3x3(
@@ -64,7 +68,7 @@ pub(crate) trait Float: WithDType + gemm::GemmScalar {
 }
 
 macro_rules! float {
-    ($t:ty, $key:ident, $wino:expr, $wino_dx:expr, $wino_dw:expr) => {
+    ($t:ident, $variant:ident, $key:ident, $wino:expr, $wino_dx:expr, $wino_dw:expr) => {
         thread_local! {
             static $key: std::cell::RefCell<(Vec<$t>, Vec<$t>)> = const {
                 std::cell::RefCell::new((Vec::new(), Vec::new()))
@@ -90,6 +94,24 @@ macro_rules! float {
                     }
                     f(&mut x[..a], &mut y[..b])
                 })
+            }
+            fn sqrt(self) -> Self {
+                $t::sqrt(self)
+            }
+            fn cpu_storage_as_mut_slice(s: &mut CpuStorage) -> Result<&mut [Self]> {
+                match s {
+                    CpuStorage::$variant(data) => Ok(data),
+                    other => {
+                        let got = candle_core::backend::BackendStorage::dtype(&*other);
+                        let expected = candle_core::DType::$variant;
+                        Err(candle_core::Error::UnexpectedDType {
+                            msg: "ikd kernel",
+                            expected,
+                            got,
+                        }
+                        .bt())
+                    }
+                }
             }
             fn winograd3x3(
                 x: &[Self],
@@ -120,9 +142,10 @@ macro_rules! float {
     };
 }
 
-float!(f32, SCRATCH_F32, winograd::conv3x3, winograd::input_grad3x3, winograd::weight_grad3x3);
+float!(f32, F32, SCRATCH_F32, winograd::conv3x3, winograd::input_grad3x3, winograd::weight_grad3x3);
 float!(
     f64,
+    F64,
     SCRATCH_F64,
     |_: &[f64], _: &[f64], _: &winograd::Dims, _: Option<&Affine<'_, f64>>, _: &KernelPolicy| None,
     |_: &[f64], _: &[f64], _: &winograd::Dims, _: &KernelPolicy| None,
@@ -208,6 +231,19 @@ pub(crate) fn slice<'a, T: Float>(s: &'a CpuStorage, l: &Layout, what: &str) -> 
     let data = T::cpu_storage_as_slice(s)?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{what}: expects a contiguous tensor"),
+    }
+}
+
+/// A contiguous CPU slice of a tensor's storage, mutably.
+pub(crate) fn slice_mut<'a, T: Float>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a mut [T]> {
+    let data = T::cpu_storage_as_mut_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut data[a..b]),
         None => candle_core::bail!("{what}: expects a contiguous tensor"),
     }
 }

@@ -28,6 +28,8 @@
 //!   batch norm).
 //! - [`add_relu`]: `relu(a + b)` in one pass (a residual block's output); [`upsample_nearest`]
 //!   by an integer factor, its backward a sum over each block.
+//! - [`adamw_update`]: AdamW's update of a parameter and its moments in place, bit-identical to
+//!   candle's tensor ops.
 //!
 //! Which of them run is a [`KernelPolicy`] value every function takes — no process-wide
 //! switch: two policies side by side compare paths in one process. The ops carry their policy
@@ -35,7 +37,8 @@
 //!
 //! Work is split over images (a batch of 2 keeps 2 cores busy without synchronisation) or,
 //! for a single image, inside the matrix products, on rayon's global pool; [`in_pool`] runs a
-//! whole forward pass or training step on that pool. Each kernel has gradient tests against
+//! whole forward pass or training step on that pool, and [`tune_process`] sets a binary's
+//! threads and allocator up for it. Each kernel has gradient tests against
 //! candle's ops and central finite differences (`tests/it`).
 //!
 //! ```
@@ -51,18 +54,22 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+mod adamw;
 mod batch_norm;
 mod conv;
 mod cpu;
 mod elementwise;
 mod gemm;
 mod policy;
+mod process;
 mod winograd;
 
+pub use adamw::{adamw_update, AdamWStep};
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
 pub use conv::{conv2d, conv2d_affine};
 pub use elementwise::{add_relu, upsample_nearest};
 pub use policy::KernelPolicy;
+pub use process::tune_process;
 pub use winograd::{
     WINOGRAD_F43_MIN_CHANNELS, WINOGRAD_F43_MIN_SIDE, WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
 };
