@@ -96,3 +96,8 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         None => unreachable!("rayon::scope runs its closure before returning"),
     }
 }
+
+/// The README's usage example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
