@@ -2,6 +2,8 @@
 //! pointer, the 8×32 micro-kernel of the products, the filter taps' deinterleaving, the
 //! padding of the transformed filters and the adjoint filter transform's driver.
 
+#![allow(unsafe_code)]
+
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;

@@ -14,6 +14,8 @@
 //! products with an 8×32 AVX-512 micro-kernel and writes its outputs. f32 only, on x86-64 CPUs
 //! with AVX-512F (checked at run time); everything else takes the im2col path.
 
+#![allow(unsafe_code)]
+
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;

@@ -18,6 +18,8 @@
 //! loads and combined by permutes, its outputs interleaved back the same way. f32 only, on
 //! x86-64 CPUs with AVX-512F.
 
+#![allow(unsafe_code)]
+
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;

@@ -10,8 +10,6 @@
 //! tiles `T`, followed by the output transform. f32 only, on x86-64 CPUs with AVX-512F
 //! (checked at run time); everything else takes the im2col path.
 
-#![allow(unsafe_code)]
-
 use crate::cpu::Affine;
 use crate::KernelPolicy;
 
@@ -90,6 +88,7 @@ impl Dims {
     }
 
     /// Whether a convolution of these sizes takes F(4×4, 3×3) where the policy allows it.
+    #[cfg(target_arch = "x86_64")]
     fn fits_f43(&self) -> bool {
         self.h >= WINOGRAD_F43_MIN_SIDE
             && self.w >= WINOGRAD_F43_MIN_SIDE
@@ -204,6 +203,7 @@ pub(crate) fn weight_grad3x3(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 thread_local! {
     static BIG: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -211,6 +211,7 @@ thread_local! {
 /// Runs `f` on this thread's reusable buffer of `len` floats, kept between calls so that the
 /// large transform buffers are neither zeroed nor faulted in anew each time. Its contents are
 /// whatever the last user left: callers write every element they read.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn with_big<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     BIG.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
@@ -227,6 +228,7 @@ pub(crate) fn with_big<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// Writes the `(n, c, h, w)` input with a zero border into the planes of `hp × wp` (the image at
 /// (1, 1), zeros to the right and below) at the start of `pad`, and zeros after them: every
 /// element of `pad` is written.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn fill_padded_plane(x: &[f32], d: &Dims, (hp, wp): (usize, usize), pad: &mut [f32]) {
     use rayon::prelude::*;
     let plane = hp * wp;
