@@ -24,7 +24,7 @@ mod weights;
 use clap::{Parser, Subcommand};
 
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
-/// (`ikd::tune_cpu_threads` turns its purging off).
+/// (`ikd_kernels::tune_process` turns its purging off).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -57,7 +57,7 @@ enum Task {
 }
 
 fn main() {
-    ikd::tune_cpu_threads();
+    ikd_kernels::tune_process();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

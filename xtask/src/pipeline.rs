@@ -71,12 +71,14 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             let _ = std::fs::remove_file(dir.join(files::TRAIN_LOG));
         }
         tracing::info!("{name}: training on {device} into {}", dir.display());
-        let s = ikd::train(
-            &config,
-            dir,
-            TrainOptions { resume, progress, stop: Some(ikd_cli::stop_on_signals()?) },
-        )
-        .with_context(|| format!("training {name} in {}", dir.display()))?;
+        let opts = TrainOptions {
+            resume,
+            progress,
+            stop: Some(ikd_cli::stop_on_signals()?),
+            kernels: ikd::KernelPolicy::from_env(),
+        };
+        let s = ikd::train(&config, dir, opts)
+            .with_context(|| format!("training {name} in {}", dir.display()))?;
         tracing::info!(
             "{name}: {} steps in {:.1} s ({:.2} images/s), last loss {:?}",
             s.steps,
@@ -98,7 +100,9 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             );
         }
     }
-    let opts = TestOptions { device: Some(device.to_string()), progress, ..TestOptions::default() };
+    let kernels = ikd::KernelPolicy::from_env();
+    let device = Some(device.to_string());
+    let opts = TestOptions { device, progress, kernels, ..TestOptions::default() };
     let m = ikd::test_run(dir, &opts)
         .with_context(|| format!("testing {name} in {}", dir.display()))?;
     tracing::info!("{name}: pixel AUROC {:.4}, AU-PRO {:.4}", m.pixel_auroc, m.au_pro);

@@ -90,7 +90,8 @@ fn measure(args: &SpeedArgs, device: &str, scratch: &std::path::Path) -> Result<
         ..TrainConfig::default()
     };
     let t0 = Instant::now();
-    ikd::train(&config, &run_dir, TrainOptions { progress: true, ..Default::default() })?;
+    let kernels = ikd::KernelPolicy::from_env();
+    ikd::train(&config, &run_dir, TrainOptions { progress: true, kernels, ..Default::default() })?;
     let wall = t0.elapsed().as_secs_f64();
     let log = run_dir.join(files::TRAIN_LOG);
     let text =

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ikd::{TeacherWeights, TestOptions, TrainOptions};
+use ikd::{KernelPolicy, TeacherWeights, TestOptions, TrainOptions};
 use ikd_cli::TrainSettings;
 
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
-/// (`ikd::tune_cpu_threads` turns its purging off).
+/// (`ikd_kernels::tune_process` turns its purging off).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -137,7 +137,12 @@ fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
         }
     }
     let stop = ikd_cli::stop_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
-    let opts = TrainOptions { resume: args.resume, progress, stop: Some(stop) };
+    let opts = TrainOptions {
+        resume: args.resume,
+        progress,
+        stop: Some(stop),
+        kernels: KernelPolicy::from_env(),
+    };
     let summary = ikd::train(&config, &args.out, opts)?;
     if summary.interrupted {
         eprintln!(
@@ -177,6 +182,7 @@ fn test(args: TestArgs, progress: bool) -> Result<()> {
         device: args.device,
         save_maps: args.save_maps,
         progress,
+        kernels: KernelPolicy::from_env(),
         ..TestOptions::default()
     };
     let m = ikd::test_run(&args.run, &opts)?;
@@ -199,8 +205,9 @@ fn print_metrics(m: &ikd::TestMetrics) {
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
-    let s =
-        ikd::predict(&args.run, &args.inputs, &args.out, args.threshold, args.device.as_deref())?;
+    let device = args.device.as_deref();
+    let kernels = KernelPolicy::from_env();
+    let s = ikd::predict(&args.run, &args.inputs, &args.out, args.threshold, device, kernels)?;
     for p in &s.images {
         println!(
             "{}\t{:.5}\t{}",
@@ -226,7 +233,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    ikd::tune_cpu_threads();
+    ikd_kernels::tune_process();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -4,10 +4,11 @@
 //! running estimates as `running ← (1 − momentum)·running + momentum·batch`, with the *unbiased*
 //! batch variance, exactly as `torch.nn.BatchNorm2d` does. The update is computed on detached
 //! tensors, so it never extends the gradient graph. Evaluation mode uses the running estimates,
-//! folded into one per-channel scale and shift.
+//! folded into one per-channel scale and shift. Both run as `ikd-kernels`' layer functions.
 
 use candle_core::{DType, ModuleT, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+use ikd_kernels::{BatchStats, KernelPolicy};
 
 /// PyTorch's default momentum of the running statistics.
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -18,7 +19,8 @@ pub const BN_EPS: f64 = 1e-5;
 ///
 /// Parameters are read from `vb` as `weight`, `bias`, `running_mean` and `running_var` (timm's
 /// names). When `vb` is backed by a `VarMap`, the running statistics are the map's variables and
-/// training-mode forwards update them in place.
+/// training-mode forwards update them in place. `ModuleT::forward_t` runs with the default
+/// [`KernelPolicy`]; [`BatchNorm2d::forward_relu_t`] takes one.
 ///
 /// ```
 /// use candle_core::{DType, Device, ModuleT, Tensor};
@@ -111,47 +113,47 @@ impl BatchNorm2d {
         Ok(())
     }
 
-    /// The layer followed by a ReLU when `relu` (fused into one pass on the CPU, see
-    /// [`crate::kernels`]); `forward_relu_t(x, train, false)` is `forward_t(x, train)`.
+    /// The layer followed by a ReLU when `relu`, on the kernels `policy` allows (fused into
+    /// one pass on the CPU; [`KernelPolicy::candle`]: candle's ops); `forward_relu_t(x, train,
+    /// false, &KernelPolicy::default())` is `forward_t(x, train)`.
     ///
     /// ```
-    /// use candle_core::{DType, Device, ModuleT, Tensor};
+    /// use candle_core::{DType, Device, Tensor};
     /// use candle_nn::{VarBuilder, VarMap};
+    /// use ikd_hrnet::KernelPolicy;
     /// let varmap = VarMap::new();
     /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     /// let bn = ikd_hrnet::BatchNorm2d::new(2, vb)?;
     /// let x = Tensor::arange(0f32, 8., &Device::Cpu)?.reshape((2, 2, 1, 2))?;
-    /// let y = bn.forward_relu_t(&x, true, true)?;
-    /// assert_eq!(y.min_all()?.to_scalar::<f32>()?, 0.);
+    /// for p in [KernelPolicy::default(), KernelPolicy::candle()] {
+    ///     let y = bn.forward_relu_t(&x, true, true, &p)?;
+    ///     assert_eq!(y.min_all()?.to_scalar::<f32>()?, 0.);
+    /// }
     /// # Ok::<(), candle_core::Error>(())
     /// ```
-    pub fn forward_relu_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+    pub fn forward_relu_t(
+        &self,
+        x: &Tensor,
+        train: bool,
+        relu: bool,
+        policy: &KernelPolicy,
+    ) -> Result<Tensor> {
         self.check(x)?;
         if !train {
             let (scale, shift) = self.eval_scale_shift(x.dtype())?;
-            return crate::kernels::channel_affine(x, &scale, &shift, relu);
+            return ikd_kernels::channel_affine(x, &scale, &shift, relu, policy);
         }
-        if crate::kernels::applies(&[x, &self.weight, &self.bias]) {
-            let (y, stats) =
-                crate::kernels::batch_norm_train(x, &self.weight, &self.bias, self.eps, relu)?;
-            self.update_running(&stats)?;
-            return Ok(y);
-        }
-        let y = self.forward_train(x)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
-        }
+        let (w, b) = (&self.weight, &self.bias);
+        let (y, stats) = ikd_kernels::batch_norm_train(x, w, b, self.eps, relu, policy)?;
+        self.update_running(&stats)?;
+        Ok(y)
     }
 
     /// `running ← (1 − momentum)·running + momentum·batch` (unbiased variance), detached.
-    fn update_running(&self, stats: &crate::kernels::BatchStats) -> Result<()> {
+    fn update_running(&self, stats: &BatchStats) -> Result<()> {
         let m = self.momentum;
-        let dev = self.running_mean.device();
-        let bmean = Tensor::new(stats.mean.as_slice(), dev)?.to_dtype(self.running_mean.dtype())?;
-        let bvar = Tensor::new(stats.unbiased_var().as_slice(), dev)?
-            .to_dtype(self.running_var.dtype())?;
+        let bmean = stats.mean.flatten_all()?.to_dtype(self.running_mean.dtype())?;
+        let bvar = stats.unbiased_var()?.to_dtype(self.running_var.dtype())?;
         let rm = ((self.running_mean.as_tensor().detach() * (1. - m))? + (bmean * m)?)?;
         let rv = ((self.running_var.as_tensor().detach() * (1. - m))? + (bvar * m)?)?;
         self.running_mean.set(&rm)?;
@@ -166,68 +168,10 @@ impl BatchNorm2d {
         let shift = self.bias.to_dtype(dtype)?.sub(&mean.mul(&scale)?)?;
         Ok((scale, shift))
     }
-
-    /// Training mode with candle's own ops (the reference the CPU kernel is tested against,
-    /// and the path on other devices).
-    ///
-    /// ```
-    /// use candle_core::{DType, Device, Tensor};
-    /// use candle_nn::{VarBuilder, VarMap};
-    /// let varmap = VarMap::new();
-    /// let bn = ikd_hrnet::BatchNorm2d::new(2, VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu))?;
-    /// let x = Tensor::arange(0f64, 8., &Device::Cpu)?.reshape((2, 2, 1, 2))?;
-    /// let y = bn.forward_train_reference(&x)?;
-    /// assert!(y.mean_all()?.to_scalar::<f64>()?.abs() < 1e-12);
-    /// # Ok::<(), candle_core::Error>(())
-    /// ```
-    pub fn forward_train_reference(&self, x: &Tensor) -> Result<Tensor> {
-        self.check(x)?;
-        self.forward_train(x)
-    }
-
-    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let count = n * h * w;
-        if count < 2 {
-            candle_core::bail!(
-                "batch-norm in training mode needs more than one value per channel, got {:?}",
-                x.shape()
-            )
-        }
-        let dtype = x.dtype();
-        let internal = match dtype {
-            DType::F16 | DType::BF16 => DType::F32,
-            d => d,
-        };
-        // Channels first, `(C, N·H·W)` (one copy): every per-channel reduction, in this forward
-        // pass and in the backward pass of the per-channel broadcasts, then runs over the last,
-        // contiguous dimension, which candle sums with a vectorised loop (reductions over
-        // dimensions 0, 2 and 3 of `(N, C, H, W)` take its slow index-by-index path).
-        let xt = x.to_dtype(internal)?.transpose(0, 1)?.reshape((c, count))?;
-        let mean = (xt.sum_keepdim(1)? / count as f64)?; // (C, 1)
-        let centred = xt.broadcast_sub(&mean)?;
-        let var = (centred.sqr()?.sum_keepdim(1)? / count as f64)?; // biased, used to normalise
-        {
-            // Running statistics: detached, so no gradient graph is built or retained.
-            let m = self.momentum;
-            let bmean = mean.detach().flatten_all()?.to_dtype(self.running_mean.dtype())?;
-            let bvar = (var.detach().flatten_all()? * (count as f64 / (count as f64 - 1.)))?
-                .to_dtype(self.running_var.dtype())?;
-            let rm = ((self.running_mean.as_tensor().detach() * (1. - m))? + (bmean * m)?)?;
-            let rv = ((self.running_var.as_tensor().detach() * (1. - m))? + (bvar * m)?)?;
-            self.running_mean.set(&rm)?;
-            self.running_var.set(&rv)?;
-        }
-        let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-        let scale = self.weight.to_dtype(internal)?.reshape((c, 1))?.mul(&inv_std)?;
-        let bias = self.bias.to_dtype(internal)?.reshape((c, 1))?;
-        let yt = centred.broadcast_mul(&scale)?.broadcast_add(&bias)?;
-        yt.reshape((c, n, h, w))?.transpose(0, 1)?.contiguous()?.to_dtype(dtype)
-    }
 }
 
 impl ModuleT for BatchNorm2d {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_relu_t(x, train, false)
+        self.forward_relu_t(x, train, false, &KernelPolicy::default())
     }
 }

@@ -12,13 +12,13 @@
 //!   [`HrNetConfig::w48`], [`HrNetConfig::by_name`] and [`HrNetConfig::from_json_file`].
 //! - [`HrNet`]: `HrNet::new(&cfg, vb)`; [`HrNet::forward_t`] returns the four stage-4 branch
 //!   maps, [`HrNet::ikd_features`] the same with branches 1..3 resized (bilinear,
-//!   align_corners=true, differentiable) to branch 0's size.
+//!   align_corners=true, differentiable) to branch 0's size. Its layers run on the CPU kernels
+//!   of [`ikd_kernels`] (candle's ops on other devices and dtypes) as its [`KernelPolicy`]
+//!   allows: every kernel by default, [`HrNet::with_kernel_policy`] to choose.
 //! - [`BatchNorm2d`]: PyTorch's batch norm (training mode uses batch statistics and updates
 //!   the running ones with momentum 0.1 and the unbiased variance).
 //! - [`resize_bilinear_align_corners`], [`resize_bilinear_half_pixel`]: differentiable
 //!   bilinear resizing as matmuls with interpolation matrices.
-//! - [`kernels`]: the CPU kernels HRNet runs on (convolution, batch norm, ReLU fusions,
-//!   upsampling) as candle custom ops with their own backward pass; candle's ops elsewhere.
 //! - Weights: [`load_timm`], [`save_safetensors`], [`trainable_vars`],
 //!   [`HrNet::from_timm_file`], and [`fetch_timm_weights`] from the Hugging Face hub.
 //!
@@ -47,7 +47,6 @@ use std::path::PathBuf;
 mod batch_norm;
 mod config;
 mod hub;
-pub mod kernels;
 mod model;
 mod resize;
 mod weights;
@@ -58,7 +57,7 @@ pub use hub::{
     fetch_timm_weights, fetch_timm_weights_with, timm_repo_id, HubOptions, DEFAULT_TAG,
     WEIGHTS_FILE,
 };
-pub use kernels::upsample_nearest;
+pub use ikd_kernels::KernelPolicy;
 pub use model::HrNet;
 pub use resize::{
     interpolation_matrix_align_corners, interpolation_matrix_half_pixel,

@@ -8,8 +8,9 @@
 //! resolutions, chains of strided 3×3 conv + BN from higher ones). Variable names follow timm's
 //! `state_dict` keys, so timm checkpoints load by name.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder};
+use candle_core::{Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+use ikd_kernels::KernelPolicy;
 
 use crate::config::{BlockType, HrNetConfig};
 use crate::resize::resize_bilinear_align_corners;
@@ -18,9 +19,9 @@ use crate::BatchNorm2d;
 /// A bias-free convolution with timm's init (Kaiming normal, fan-out, ReLU gain).
 #[derive(Debug, Clone)]
 struct Conv {
-    conv: Conv2d,
-    /// 1×1 with stride 1: run as a matrix product (see [`Conv::forward`]).
-    pointwise: bool,
+    weight: Tensor,
+    stride: usize,
+    padding: usize,
 }
 
 impl Conv {
@@ -35,29 +36,11 @@ impl Conv {
         let fan_out = (c_out * k * k) as f64;
         let init = Init::Randn { mean: 0., stdev: (2. / fan_out).sqrt() };
         let weight = vb.get_with_hints((c_out, c_in, k, k), "weight", init)?;
-        let cfg = Conv2dConfig { padding, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-        let pointwise = k == 1 && stride == 1 && padding == 0;
-        Ok(Self { conv: Conv2d::new(weight, None, cfg), pointwise })
+        Ok(Self { weight, stride, padding })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let cfg = self.conv.config();
-        if crate::kernels::applies(&[x, self.conv.weight()]) {
-            return crate::kernels::conv2d(x, self.conv.weight(), cfg.stride, cfg.padding);
-        }
-        if !self.pointwise {
-            return self.conv.forward(x);
-        }
-        // A 1×1 convolution is `W · X` per image, `(C_out, C_in) · (C_in, H·W)`. As a matmul its
-        // backward pass is two matrix products, where candle's conv2d backward would run its
-        // direct `conv_transpose2d` loop and a weight-gradient convolution with an H×W kernel.
-        let (n, c, h, w) = x.dims4()?;
-        let (c_out, c_in, _, _) = self.conv.weight().dims4()?;
-        if c != c_in {
-            candle_core::bail!("1x1 conv expects (N, {c_in}, H, W), got {:?}", x.shape())
-        }
-        let wm = self.conv.weight().reshape((c_out, c_in))?.broadcast_left(n)?;
-        wm.matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
+    fn forward(&self, x: &Tensor, p: &KernelPolicy) -> Result<Tensor> {
+        ikd_kernels::conv2d(x, &self.weight, self.stride, self.padding, p)
     }
 }
 
@@ -88,21 +71,26 @@ impl ConvBn {
         })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        conv_bn(&self.conv, &self.bn, x, train, self.relu)
+    fn forward_t(&self, x: &Tensor, train: bool, p: &KernelPolicy) -> Result<Tensor> {
+        conv_bn(&self.conv, &self.bn, x, (train, self.relu), p)
     }
 }
 
-/// `bn(conv(x))`, then a ReLU if `relu`. In eval mode on the CPU kernels one op: the batch norm
-/// is a per-channel affine map applied while the convolution's output is in cache.
-fn conv_bn(conv: &Conv, bn: &BatchNorm2d, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
-    let w = conv.conv.weight();
-    if !train && crate::kernels::applies(&[x, w]) {
-        let (scale, shift) = bn.eval_scale_shift(x.dtype())?;
-        let cfg = conv.conv.config();
-        return crate::kernels::conv2d_affine(x, w, cfg.stride, cfg.padding, &scale, &shift, relu);
+/// `bn(conv(x))`, then a ReLU if `relu`. In eval mode one op: the batch norm is a per-channel
+/// affine map applied while the convolution's output is in cache.
+fn conv_bn(
+    conv: &Conv,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    (train, relu): (bool, bool),
+    p: &KernelPolicy,
+) -> Result<Tensor> {
+    if train {
+        return bn.forward_relu_t(&conv.forward(x, p)?, true, relu, p);
     }
-    bn.forward_relu_t(&conv.forward(x)?, train, relu)
+    let ss = bn.eval_scale_shift(x.dtype())?;
+    let (w, stride, padding) = (&conv.weight, conv.stride, conv.padding);
+    ikd_kernels::conv2d_affine(x, w, stride, padding, (&ss.0, &ss.1), relu, p)
 }
 
 /// timm's `BasicBlock` / `Bottleneck` (resnet.py) with an optional `downsample` shortcut.
@@ -145,17 +133,17 @@ impl Block {
         Ok(Self { convs, downsample })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_t(&self, x: &Tensor, train: bool, p: &KernelPolicy) -> Result<Tensor> {
         let last = self.convs.len() - 1;
         let mut y = x.clone();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = conv_bn(conv, bn, &y, train, i != last)?;
+            y = conv_bn(conv, bn, &y, (train, i != last), p)?;
         }
         let shortcut = match &self.downsample {
-            Some(d) => d.forward_t(x, train)?,
+            Some(d) => d.forward_t(x, train, p)?,
             None => x.clone(),
         };
-        crate::kernels::add_relu(&y, &shortcut)
+        ikd_kernels::add_relu(&y, &shortcut, p)
     }
 }
 
@@ -176,19 +164,19 @@ fn make_layer(
     Ok(blocks)
 }
 
-fn forward_blocks(blocks: &[Block], x: &Tensor, train: bool) -> Result<Tensor> {
+fn forward_blocks(blocks: &[Block], x: &Tensor, train: bool, p: &KernelPolicy) -> Result<Tensor> {
     let mut y = x.clone();
     for b in blocks {
-        y = b.forward_t(&y, train)?;
+        y = b.forward_t(&y, train, p)?;
     }
     Ok(y)
 }
 
 /// Runs a chain of conv + BN (+ ReLU) layers.
-fn forward_chain(chain: &[ConvBn], x: &Tensor, train: bool) -> Result<Tensor> {
+fn forward_chain(chain: &[ConvBn], x: &Tensor, train: bool, p: &KernelPolicy) -> Result<Tensor> {
     let mut y = x.clone();
     for cb in chain {
-        y = cb.forward_t(&y, train)?;
+        y = cb.forward_t(&y, train, p)?;
     }
     Ok(y)
 }
@@ -255,7 +243,7 @@ impl HrModule {
         Ok(Self { branches, fuse })
     }
 
-    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Vec<Tensor>> {
+    fn forward_t(&self, xs: &[Tensor], train: bool, p: &KernelPolicy) -> Result<Vec<Tensor>> {
         if xs.len() != self.branches.len() {
             candle_core::bail!(
                 "high-resolution module with {} branches got {} inputs",
@@ -267,7 +255,7 @@ impl HrModule {
             .branches
             .iter()
             .zip(xs)
-            .map(|(b, x)| forward_blocks(b, x, train))
+            .map(|(b, x)| forward_blocks(b, x, train, p))
             .collect::<Result<_>>()?;
         if self.fuse.is_empty() {
             return Ok(ys);
@@ -279,9 +267,9 @@ impl HrModule {
                 zs.push(match f {
                     Fuse::Identity => y.clone(),
                     Fuse::Up { proj, factor } => {
-                        crate::kernels::upsample_nearest(&proj.forward_t(y, train)?, *factor)?
+                        ikd_kernels::upsample_nearest(&proj.forward_t(y, train, p)?, *factor, p)?
                     }
-                    Fuse::Down(chain) => forward_chain(chain, y, train)?,
+                    Fuse::Down(chain) => forward_chain(chain, y, train, p)?,
                 });
             }
             // relu(z_0 + … + z_k), the last addition fused with the ReLU.
@@ -294,7 +282,7 @@ impl HrModule {
                 });
             }
             match acc {
-                Some(acc) => out.push(crate::kernels::add_relu(&acc, &last)?),
+                Some(acc) => out.push(ikd_kernels::add_relu(&acc, &last, p)?),
                 None => out.push(last.relu()?),
             }
         }
@@ -314,11 +302,11 @@ enum Transition {
 }
 
 impl Transition {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_t(&self, x: &Tensor, train: bool, p: &KernelPolicy) -> Result<Tensor> {
         match self {
             Transition::Identity => Ok(x.clone()),
-            Transition::Width(cb) => cb.forward_t(x, train),
-            Transition::New(chain) => forward_chain(chain, x, train),
+            Transition::Width(cb) => cb.forward_t(x, train, p),
+            Transition::New(chain) => forward_chain(chain, x, train, p),
         }
     }
 }
@@ -359,10 +347,10 @@ struct Stage {
 }
 
 impl Stage {
-    fn forward_t(&self, xs: Vec<Tensor>, train: bool) -> Result<Vec<Tensor>> {
+    fn forward_t(&self, xs: Vec<Tensor>, train: bool, p: &KernelPolicy) -> Result<Vec<Tensor>> {
         let mut xs = xs;
         for m in &self.modules {
-            xs = m.forward_t(&xs, train)?;
+            xs = m.forward_t(&xs, train, p)?;
         }
         Ok(xs)
     }
@@ -370,7 +358,8 @@ impl Stage {
 
 /// The HRNet backbone: stem, stage 1 and stages 2–4 with their transitions. The classification
 /// head of timm's model (`incre_modules`, `downsamp_modules`, `final_layer`, `classifier`) is not
-/// built.
+/// built. Its layers run on the kernels of `ikd-kernels` as its [`KernelPolicy`] allows (all of
+/// them by default; see [`HrNet::with_kernel_policy`]).
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -393,6 +382,7 @@ pub struct HrNet {
     transitions: [Vec<Transition>; 3],
     stages: [Stage; 3],
     out_channels: Vec<usize>,
+    policy: KernelPolicy,
 }
 
 impl HrNet {
@@ -448,7 +438,62 @@ impl HrNet {
             transitions: to3(transitions)?,
             stages: to3(stages)?,
             out_channels: pre,
+            policy: KernelPolicy::default(),
         })
+    }
+
+    /// The network with its layers on the kernels `policy` allows ([`KernelPolicy::candle`]:
+    /// candle's own ops everywhere); the default is [`KernelPolicy::default`], every kernel.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use ikd_hrnet::{HrNet, HrNetConfig, KernelPolicy};
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let fast = HrNet::new(&HrNetConfig::w18_small(), vb)?;
+    /// let slow = fast.clone().with_kernel_policy(KernelPolicy::candle()); // the same variables
+    /// assert_eq!(slow.kernel_policy(), KernelPolicy::candle());
+    /// let x = Tensor::randn(0f32, 1., (1, 3, 64, 64), &Device::Cpu)?;
+    /// let (a, b) = (&fast.forward_t(&x, false)?[0], &slow.forward_t(&x, false)?[0]);
+    /// assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_kernel_policy(mut self, policy: KernelPolicy) -> Self {
+        self.set_kernel_policy(policy);
+        self
+    }
+
+    /// Sets the [`KernelPolicy`] of the layers (see [`HrNet::with_kernel_policy`]).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device};
+    /// # use candle_nn::{VarBuilder, VarMap};
+    /// # let varmap = VarMap::new();
+    /// # let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let mut model = ikd_hrnet::HrNet::new(&ikd_hrnet::HrNetConfig::w18_small(), vb)?;
+    /// let p = ikd_hrnet::KernelPolicy { winograd_f43: false, ..Default::default() };
+    /// model.set_kernel_policy(p);
+    /// assert_eq!(model.kernel_policy(), p);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_kernel_policy(&mut self, policy: KernelPolicy) {
+        self.policy = policy;
+    }
+
+    /// The [`KernelPolicy`] the layers run with.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device};
+    /// # use candle_nn::{VarBuilder, VarMap};
+    /// # let varmap = VarMap::new();
+    /// # let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let model = ikd_hrnet::HrNet::new(&ikd_hrnet::HrNetConfig::w18_small(), vb)?;
+    /// assert_eq!(model.kernel_policy(), ikd_hrnet::KernelPolicy::default());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kernel_policy(&self) -> KernelPolicy {
+        self.policy
     }
 
     /// The configuration the network was built from.
@@ -502,18 +547,19 @@ impl HrNet {
     /// ```
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         if x.device().is_cpu() {
-            crate::kernels::in_pool(|| self.forward_inner(x, train))
+            ikd_kernels::in_pool(|| self.forward_inner(x, train))
         } else {
             self.forward_inner(x, train)
         }
     }
 
     fn forward_inner(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let p = &self.policy;
         let mut y = x.clone();
         for s in &self.stem {
-            y = s.forward_t(&y, train)?;
+            y = s.forward_t(&y, train, p)?;
         }
-        let y = forward_blocks(&self.layer1, &y, train)?;
+        let y = forward_blocks(&self.layer1, &y, train, p)?;
         let mut ys = vec![y];
         for (k, (trans, stage)) in self.transitions.iter().zip(&self.stages).enumerate() {
             let xs = trans
@@ -523,11 +569,11 @@ impl HrNet {
                     Transition::Identity => Ok(ys[i].clone()),
                     // timm feeds transition1 the stage-1 output and later transitions the
                     // previous stage's last branch.
-                    _ if k == 0 => t.forward_t(&ys[0], train),
-                    _ => t.forward_t(&ys[ys.len() - 1], train),
+                    _ if k == 0 => t.forward_t(&ys[0], train, p),
+                    _ => t.forward_t(&ys[ys.len() - 1], train, p),
                 })
                 .collect::<Result<Vec<_>>>()?;
-            ys = stage.forward_t(xs, train)?;
+            ys = stage.forward_t(xs, train, p)?;
         }
         Ok(ys)
     }

@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ikd_distill::{IkdLoss, IkdLossConfig, IkdLossState};
 use ikd_hrnet::{HrNet, HrNetConfig};
+use ikd_kernels::KernelPolicy;
 
 use crate::optim::{AdamW, AdamWParams};
 use crate::{init::seeded_init, Error, Result};
@@ -267,6 +268,28 @@ impl Distiller {
         &self.student_vars
     }
 
+    /// Runs teacher and student on the CPU kernels `policy` allows (by default all of them;
+    /// [`KernelPolicy::candle`]: candle's own ops).
+    ///
+    /// ```no_run
+    /// # let mut d: ikd::Distiller = unimplemented!();
+    /// d.set_kernel_policy(ikd::KernelPolicy::from_env());
+    /// ```
+    pub fn set_kernel_policy(&mut self, policy: KernelPolicy) {
+        self.teacher.set_kernel_policy(policy);
+        self.student.set_kernel_policy(policy);
+    }
+
+    /// The [`KernelPolicy`] teacher and student run with.
+    ///
+    /// ```no_run
+    /// # let d: ikd::Distiller = unimplemented!();
+    /// assert_eq!(d.kernel_policy(), ikd::KernelPolicy::default());
+    /// ```
+    pub fn kernel_policy(&self) -> KernelPolicy {
+        self.student.kernel_policy()
+    }
+
     /// The loss (configuration and AHSM margins).
     ///
     /// ```no_run
@@ -290,8 +313,8 @@ impl Distiller {
     /// ```
     pub fn train_step(&mut self, images: &Tensor) -> Result<StepStats> {
         if self.device.is_cpu() {
-            // the whole step on one of the kernels' threads: see `ikd_hrnet::kernels::in_pool`
-            ikd_hrnet::kernels::in_pool(|| self.train_step_inner(images))
+            // the whole step on one of the kernels' threads: see `ikd_kernels::in_pool`
+            ikd_kernels::in_pool(|| self.train_step_inner(images))
         } else {
             self.train_step_inner(images)
         }

@@ -270,6 +270,9 @@ pub struct TestOptions {
     pub batch_size: usize,
     /// Show progress bars.
     pub progress: bool,
+    /// The CPU kernels the networks run on (the binaries read it from the environment with
+    /// `KernelPolicy::from_env`).
+    pub kernels: ikd_kernels::KernelPolicy,
 }
 
 impl Default for TestOptions {
@@ -281,14 +284,16 @@ impl Default for TestOptions {
             heatmaps: true,
             batch_size: 8,
             progress: false,
+            kernels: ikd_kernels::KernelPolicy::default(),
         }
     }
 }
 
-/// Loads a finished run's teacher and student.
+/// Loads a finished run's teacher and student, on the kernels `kernels` allows.
 pub(crate) fn load_run(
     run_dir: &Path,
     device: Option<&str>,
+    kernels: ikd_kernels::KernelPolicy,
 ) -> Result<(TrainConfig, crate::Distiller, Device)> {
     let config = TrainConfig::load_run(run_dir)?;
     let device = parse_device(device.unwrap_or(&config.device))?;
@@ -301,6 +306,7 @@ pub(crate) fn load_run(
         ));
     }
     let mut d = config.distiller_of_run(run_dir, &device)?;
+    d.set_kernel_policy(kernels);
     d.load_student(&student)?;
     Ok((config, d, device))
 }
@@ -314,7 +320,7 @@ pub(crate) fn load_run(
 /// # Ok::<(), ikd::Error>(())
 /// ```
 pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
-    let (config, distiller, device) = load_run(run_dir, opts.device.as_deref())?;
+    let (config, distiller, device) = load_run(run_dir, opts.device.as_deref(), opts.kernels)?;
     let root = opts.data_root.clone().unwrap_or_else(|| config.data_root.clone());
     let category = Category::open(&root, &config.category)?;
     let transform = config.transform()?;

@@ -2,11 +2,13 @@
 //!
 //! candle-nn's `AdamW` computes the same update but keeps its moments private, so a run could not be
 //! resumed bit-for-bit. This one stores the first and second moments and the step count, and can
-//! export and restore them as named tensors.
+//! export and restore them as named tensors; `ikd_kernels::adamw_update` computes each
+//! parameter's update (in place on the CPU).
 
 use std::collections::HashMap;
 
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
+use ikd_kernels::AdamWStep;
 
 /// Hyper-parameters of AdamW; `Default` is PyTorch's (lr 1e-3, betas (0.9, 0.999), eps 1e-8,
 /// weight decay 0.01).
@@ -112,20 +114,11 @@ impl AdamW {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
         let p = self.params;
-        let t = self.step as i32;
-        let scale_m = 1.0 / (1.0 - p.beta1.powi(t));
-        let scale_v = 1.0 / (1.0 - p.beta2.powi(t));
+        let (lr, beta1, beta2, eps, weight_decay) = (p.lr, p.beta1, p.beta2, p.eps, p.weight_decay);
+        let step = AdamWStep { lr, beta1, beta2, eps, weight_decay, step: self.step };
         for (_, theta, m, v) in &self.vars {
             let Some(g) = grads.get(theta.as_tensor()) else { continue };
-            if fused::applies(theta, g) {
-                let g = g.contiguous()?;
-                m.as_tensor().inplace_op2(&g, &fused::Moment { beta: p.beta1, square: false })?;
-                v.as_tensor().inplace_op2(&g, &fused::Moment { beta: p.beta2, square: true })?;
-                let update = fused::Update { params: p, scale_m, scale_v };
-                theta.as_tensor().inplace_op3(m.as_tensor(), v.as_tensor(), &update)?;
-                continue;
-            }
-            step_tensors(p, theta, m, v, g, scale_m, scale_v)?;
+            ikd_kernels::adamw_update(theta, m, v, g, &step)?;
         }
         Ok(())
     }
@@ -193,237 +186,5 @@ impl AdamW {
         }
         self.step = step;
         Ok(())
-    }
-}
-
-/// One AdamW update of `theta` and its moments with candle's tensor ops (other devices).
-fn step_tensors(
-    p: AdamWParams,
-    theta: &Var,
-    m: &Var,
-    v: &Var,
-    g: &Tensor,
-    scale_m: f64,
-    scale_v: f64,
-) -> Result<()> {
-    let next_m = ((m.as_tensor() * p.beta1)? + (g * (1.0 - p.beta1))?)?;
-    let next_v = ((v.as_tensor() * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
-    let m_hat = (&next_m * scale_m)?;
-    let v_hat = (&next_v * scale_v)?;
-    let decayed = (theta.as_tensor() * (1.0 - p.lr * p.weight_decay))?;
-    let update = (m_hat / (v_hat.sqrt()? + p.eps)?)?;
-    theta.set(&(decayed - (update * p.lr)?)?)?;
-    m.set(&next_m)?;
-    v.set(&next_v)
-}
-
-#[cfg(test)]
-mod tests {
-    use candle_core::{DType, Device, Tensor, Var};
-
-    use super::*;
-
-    /// The fused CPU update and the tensor-op update agree bit for bit over a few steps.
-    #[test]
-    fn fused_update_equals_tensor_ops() {
-        // small tensors run in one pass, large ones split over rayon's pool
-        for (dtype, dims) in
-            [(DType::F32, (3, 17)), (DType::F64, (3, 17)), (DType::F32, (300, 250))]
-        {
-            let init =
-                Tensor::randn(0f32, 1., dims, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
-            let a = Var::from_tensor(&init).unwrap();
-            let b = Var::from_tensor(&init.copy().unwrap()).unwrap();
-            let p = AdamWParams { lr: 5e-3, ..Default::default() };
-            let mut opt = AdamW::new(vec![("w".into(), a.clone())], p).unwrap();
-            let (m, v) = (
-                Var::zeros(dims, dtype, &Device::Cpu).unwrap(),
-                Var::zeros(dims, dtype, &Device::Cpu).unwrap(),
-            );
-            for t in 1..=4 {
-                let g =
-                    Tensor::randn(0f32, 1., dims, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
-                // the gradient of Σ a·g is g
-                opt.backward_step(&a.as_tensor().mul(&g).unwrap().sum_all().unwrap()).unwrap();
-                let (sm, sv) = (1. / (1. - p.beta1.powi(t)), 1. / (1. - p.beta2.powi(t)));
-                step_tensors(p, &b, &m, &v, &g, sm, sv).unwrap();
-                let (x, y) = (
-                    a.flatten_all().unwrap().to_dtype(DType::F64).unwrap(),
-                    b.flatten_all().unwrap().to_dtype(DType::F64).unwrap(),
-                );
-                assert_eq!(
-                    x.to_vec1::<f64>().unwrap(),
-                    y.to_vec1::<f64>().unwrap(),
-                    "{dtype:?} step {t}"
-                );
-                assert_ne!(
-                    x.to_vec1::<f64>().unwrap(),
-                    init.flatten_all()
-                        .unwrap()
-                        .to_dtype(DType::F64)
-                        .unwrap()
-                        .to_vec1::<f64>()
-                        .unwrap()
-                );
-            }
-            let state = opt.state_tensors();
-            assert_eq!(
-                state["m.w"]
-                    .flatten_all()
-                    .unwrap()
-                    .to_dtype(DType::F64)
-                    .unwrap()
-                    .to_vec1::<f64>()
-                    .unwrap(),
-                m.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
-            );
-        }
-    }
-}
-
-/// The same update in one pass per tensor on the CPU (three in-place ops instead of thirteen
-/// tensor ops, each allocating), with the same f32/f64 arithmetic in the same order as the tensor
-/// ops above, so both give identical results.
-mod fused {
-    use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
-    use rayon::prelude::*;
-
-    use super::AdamWParams;
-
-    pub(super) fn applies(theta: &Var, g: &Tensor) -> bool {
-        theta.device().is_cpu()
-            && matches!(theta.dtype(), DType::F32 | DType::F64)
-            && g.dtype() == theta.dtype()
-            && theta.is_contiguous()
-            && theta.dims() == g.dims()
-    }
-
-    fn contiguous<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
-        match l.contiguous_offsets() {
-            Some((a, b)) => Ok(&data[a..b]),
-            None => candle_core::bail!("adamw: expects contiguous tensors"),
-        }
-    }
-
-    fn contiguous_mut<'a, T>(data: &'a mut [T], l: &Layout) -> Result<&'a mut [T]> {
-        match l.contiguous_offsets() {
-            Some((a, b)) => Ok(&mut data[a..b]),
-            None => candle_core::bail!("adamw: expects contiguous tensors"),
-        }
-    }
-
-    /// `m ← m·β + g·(1 − β)` (or `g²` for the second moment).
-    pub(super) struct Moment {
-        pub beta: f64,
-        pub square: bool,
-    }
-
-    /// Elements per parallel task (large tensors are split over rayon's pool).
-    const CHUNK: usize = 1 << 14;
-
-    macro_rules! moment {
-        ($t:ty, $m:expr, $g:expr, $self:expr) => {{
-            let (b, c) = ($self.beta as $t, (1.0 - $self.beta) as $t);
-            let square = $self.square;
-            let body = |ms: &mut [$t], gs: &[$t]| {
-                for (m, &g) in ms.iter_mut().zip(gs) {
-                    let g = if square { g * g } else { g };
-                    *m = *m * b + g * c;
-                }
-            };
-            let (ms, gs) = ($m, $g);
-            if ms.len() >= 2 * CHUNK {
-                ms.par_chunks_mut(CHUNK).zip(gs.par_chunks(CHUNK)).for_each(|(m, g)| body(m, g));
-            } else {
-                body(ms, gs);
-            }
-        }};
-    }
-
-    impl InplaceOp2 for Moment {
-        fn name(&self) -> &'static str {
-            "adamw-moment"
-        }
-        fn cpu_fwd(
-            &self,
-            s1: &mut CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<()> {
-            match (s1, s2) {
-                (CpuStorage::F32(m), CpuStorage::F32(g)) => {
-                    moment!(f32, contiguous_mut(m, l1)?, contiguous(g, l2)?, self)
-                }
-                (CpuStorage::F64(m), CpuStorage::F64(g)) => {
-                    moment!(f64, contiguous_mut(m, l1)?, contiguous(g, l2)?, self)
-                }
-                _ => candle_core::bail!("adamw: f32 or f64 tensors of one dtype only"),
-            }
-            Ok(())
-        }
-    }
-
-    /// `θ ← θ·(1 − lr·wd) − lr·(m·s_m) / (√(v·s_v) + ε)`.
-    pub(super) struct Update {
-        pub params: AdamWParams,
-        pub scale_m: f64,
-        pub scale_v: f64,
-    }
-
-    macro_rules! update {
-        ($t:ty, $theta:expr, $m:expr, $v:expr, $self:expr) => {{
-            let p = $self.params;
-            let (sm, sv, eps) = ($self.scale_m as $t, $self.scale_v as $t, p.eps as $t);
-            let (decay, lr) = ((1.0 - p.lr * p.weight_decay) as $t, p.lr as $t);
-            let body = |ts: &mut [$t], ms: &[$t], vs: &[$t]| {
-                for ((t, &m), &v) in ts.iter_mut().zip(ms).zip(vs) {
-                    let update = (m * sm) / ((v * sv).sqrt() + eps);
-                    *t = *t * decay - update * lr;
-                }
-            };
-            let (ts, ms, vs) = ($theta, $m, $v);
-            if ts.len() >= 2 * CHUNK {
-                ts.par_chunks_mut(CHUNK)
-                    .zip(ms.par_chunks(CHUNK).zip(vs.par_chunks(CHUNK)))
-                    .for_each(|(t, (m, v))| body(t, m, v));
-            } else {
-                body(ts, ms, vs);
-            }
-        }};
-    }
-
-    impl InplaceOp3 for Update {
-        fn name(&self) -> &'static str {
-            "adamw-update"
-        }
-        fn cpu_fwd(
-            &self,
-            s1: &mut CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-            s3: &CpuStorage,
-            l3: &Layout,
-        ) -> Result<()> {
-            match (s1, s2, s3) {
-                (CpuStorage::F32(t), CpuStorage::F32(m), CpuStorage::F32(v)) => update!(
-                    f32,
-                    contiguous_mut(t, l1)?,
-                    contiguous(m, l2)?,
-                    contiguous(v, l3)?,
-                    self
-                ),
-                (CpuStorage::F64(t), CpuStorage::F64(m), CpuStorage::F64(v)) => update!(
-                    f64,
-                    contiguous_mut(t, l1)?,
-                    contiguous(m, l2)?,
-                    contiguous(v, l3)?,
-                    self
-                ),
-                _ => candle_core::bail!("adamw: f32 or f64 tensors of one dtype only"),
-            }
-            Ok(())
-        }
     }
 }

@@ -80,10 +80,12 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Runs a finished run on `inputs` (files or folders of PNG/JPEG of any size): for each image a
 /// heat map overlay `<stem>_heatmap.png` and a binary mask `<stem>_mask.png` at the image's size,
 /// and `summary.json` with every score, all in `out`. The threshold is `threshold` or, without
-/// it, the F1-optimal one stored by `ikd test` in the run's `metrics.json`.
+/// it, the F1-optimal one stored by `ikd test` in the run's `metrics.json`. The networks run on
+/// the CPU kernels `kernels` allows.
 ///
 /// ```no_run
-/// let s = ikd::predict("runs/bottle".as_ref(), &["photos".into()], "out".as_ref(), None, None)?;
+/// let kernels = ikd::KernelPolicy::default();
+/// let s = ikd::predict("runs/bottle".as_ref(), &["photos".into()], "out".as_ref(), None, None, kernels)?;
 /// for p in &s.images { println!("{} {:.3} {}", p.input.display(), p.score, p.anomalous); }
 /// # Ok::<(), ikd::Error>(())
 /// ```
@@ -93,6 +95,7 @@ pub fn predict(
     out: &Path,
     threshold: Option<f64>,
     device: Option<&str>,
+    kernels: ikd_kernels::KernelPolicy,
 ) -> Result<PredictSummary> {
     let files_in = expand_inputs(inputs)?;
     let metrics_path = run_dir.join(files::METRICS);
@@ -113,7 +116,7 @@ pub fn predict(
             ))
         }
     };
-    let (config, distiller, device) = load_run(run_dir, device)?;
+    let (config, distiller, device) = load_run(run_dir, device, kernels)?;
     let transform = config.transform()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let side = transform.image_size as usize;

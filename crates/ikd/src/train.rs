@@ -408,7 +408,7 @@ pub struct TrainSummary {
 ///
 /// ```
 /// let o = ikd::TrainOptions { resume: true, ..Default::default() };
-/// assert!(o.resume && o.stop.is_none());
+/// assert!(o.resume && o.stop.is_none() && o.kernels == ikd::KernelPolicy::default());
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
@@ -421,6 +421,9 @@ pub struct TrainOptions {
     /// [`TrainSummary::interrupted`]. Resuming then gives the same student as an uninterrupted
     /// run.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The CPU kernels the networks run on (the binaries read it from the environment with
+    /// `KernelPolicy::from_env`).
+    pub kernels: ikd_kernels::KernelPolicy,
 }
 
 impl TrainOptions {
@@ -537,6 +540,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
             return Err(e);
         }
     }
+    distiller.set_kernel_policy(opts.kernels);
     let batches_per_epoch = data.len().div_ceil(config.batch_size) as u64;
     let total = batches_per_epoch * config.epochs;
     let limit = config.max_steps.map_or(total, |m| m.min(total));

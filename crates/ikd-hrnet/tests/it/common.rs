@@ -4,15 +4,6 @@ use std::path::PathBuf;
 
 use candle_core::Tensor;
 
-/// Held by every test that switches a kernel path (`kernels::set_winograd*`) or checks which
-/// path ran: the switches are process-wide and the tests of this binary run in parallel.
-pub static PATH_SWITCHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Takes [`PATH_SWITCHES`] (a test that panicked while holding it does not block the others).
-pub fn switches() -> std::sync::MutexGuard<'static, ()> {
-    PATH_SWITCHES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 pub fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/hrnet"))
 }
@@ -35,4 +26,12 @@ pub fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
 
 pub fn to_vec(t: &Tensor) -> Vec<f64> {
     t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// `Σ y·r` for a fixed `r` (a scalar whose gradient with respect to `y` is `r`).
+pub fn probe(y: &Tensor) -> Tensor {
+    let n = y.elem_count();
+    let r: Vec<f64> = (0..n).map(|k| ((k as f64 + 1.) * 0.754_877_666).fract() - 0.5).collect();
+    let r = Tensor::from_vec(r, y.dims(), y.device()).unwrap().to_dtype(y.dtype()).unwrap();
+    y.mul(&r).unwrap().sum_all().unwrap()
 }

@@ -1,10 +1,10 @@
 //! Integration tests of ikd-hrnet.
 
+mod batch_norm;
 mod common;
 mod config;
 mod grad;
 mod hub;
-mod kernels;
 mod parity;
 mod resize;
 mod shapes;

@@ -3,8 +3,9 @@
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Mat, Parallelism};
-use super::{slice, tensor, threads, winograd, with_cpu, Affine, Float};
+use crate::cpu::{slice, tensor, threads, with_cpu, Affine, Float};
+use crate::gemm::{matmul, Mat, Parallelism};
+use crate::{winograd, KernelPolicy};
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,9 +275,16 @@ fn plan(n: usize) -> (usize, Parallelism) {
     }
 }
 
-/// The convolution, followed by `epi` (applied to each image's output while it is in cache).
-fn forward<T: Float>(x: &[T], w: &[T], g: &Geom, epi: Option<&Affine<'_, T>>) -> Vec<T> {
-    if let Some(out) = g.winograd_dims().and_then(|d| T::winograd3x3(x, w, &d, epi)) {
+/// The convolution, followed by `epi` (applied to each image's output while it is in cache),
+/// on the Winograd path where `policy` and the CPU allow it.
+fn forward<T: Float>(
+    x: &[T],
+    w: &[T],
+    g: &Geom,
+    epi: Option<&Affine<'_, T>>,
+    policy: &KernelPolicy,
+) -> Vec<T> {
+    if let Some(out) = g.winograd_dims().and_then(|d| T::winograd3x3(x, w, &d, epi, policy)) {
         return out;
     }
     forward_im2col(x, w, g, epi, col_block_rows(g, std::mem::size_of::<T>()))
@@ -329,14 +337,28 @@ fn forward_im2col<T: Float>(
     out
 }
 
-/// Input and weight gradients from the output gradient `dy`.
-fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>) {
-    backward_by(x, w, dy, g, col_block_rows(g, std::mem::size_of::<T>()))
+/// Input and weight gradients from the output gradient `dy`, on the Winograd paths where
+/// `policy` and the CPU allow them.
+fn backward<T: Float>(
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    g: &Geom,
+    policy: &KernelPolicy,
+) -> (Vec<T>, Vec<T>) {
+    backward_by(x, w, dy, g, col_block_rows(g, std::mem::size_of::<T>()), policy)
 }
 
 /// [`backward`]; a strided convolution forms and scatters its dcol matrix `rows` output rows at
 /// a time.
-fn backward_by<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom, rows: usize) -> (Vec<T>, Vec<T>) {
+fn backward_by<T: Float>(
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    g: &Geom,
+    rows: usize,
+    policy: &KernelPolicy,
+) -> (Vec<T>, Vec<T>) {
     let (k, p) = (g.k(), g.p());
     let (per, par) = plan(g.n);
     // A stride-1 convolution with "same" padding: its input gradient is the convolution of
@@ -350,12 +372,14 @@ fn backward_by<T: Float>(x: &[T], w: &[T], dy: &[T], g: &Geom, rows: usize) -> (
         && (g.ho, g.wo) == (g.h, g.w);
     // the Winograd path (3×3, stride 1, padding 1), for the whole batch at once
     let (mut dx, dx_done) =
-        match g.winograd_dims().and_then(|d| T::winograd3x3_input_grad(dy, w, &d)) {
+        match g.winograd_dims().and_then(|d| T::winograd3x3_input_grad(dy, w, &d, policy)) {
             Some(v) => (v, true),
             None => (vec![T::ZERO; g.n * g.in_len()], false),
         };
     if dx_done {
-        if let Some(dw) = g.winograd_dims().and_then(|d| T::winograd3x3_weight_grad(x, dy, &d)) {
+        if let Some(dw) =
+            g.winograd_dims().and_then(|d| T::winograd3x3_weight_grad(x, dy, &d, policy))
+        {
             return (dx, dw);
         }
     }
@@ -492,11 +516,13 @@ fn transpose<T: Float>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
     t
 }
 
-/// The convolution as a candle op: arguments `(x, weight)`.
+/// The convolution as a candle op: arguments `(x, weight)`. The policy goes with it, so that
+/// the backward pass takes the same paths as the forward pass.
 #[derive(Debug, Clone, Copy)]
 struct Conv2dOp {
     stride: usize,
     pad: usize,
+    policy: KernelPolicy,
 }
 
 impl Conv2dOp {
@@ -508,14 +534,17 @@ impl Conv2dOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let out = forward(slice::<T>(s1, l1, "conv2d")?, slice::<T>(s2, l2, "conv2d")?, &g, None);
+        let (x, w) = (slice::<T>(s1, l1, "conv2d")?, slice::<T>(s2, l2, "conv2d")?);
+        let out = forward(x, w, &g, None, &self.policy);
         Ok((T::to_cpu_storage_owned(out), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
     fn bwd_typed<T: Float>(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
         let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
         let (dx, dw) = with_cpu::<T, _>(x, |xs| {
-            with_cpu::<T, _>(w, |ws| with_cpu::<T, _>(dy, |dys| Ok(backward(xs, ws, dys, &g))))
+            with_cpu::<T, _>(w, |ws| {
+                with_cpu::<T, _>(dy, |dys| Ok(backward(xs, ws, dys, &g, &self.policy)))
+            })
         })?;
         Ok((tensor(dx, x.shape().clone()), tensor(dw, w.shape().clone())))
     }
@@ -536,7 +565,7 @@ impl candle_core::CustomOp2 for Conv2dOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2),
             CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2),
-            _ => Err(super::unsupported_dtype("ikd-conv2d", s1)),
+            _ => Err(crate::cpu::unsupported_dtype("ikd-conv2d", s1)),
         }
     }
 
@@ -556,26 +585,51 @@ impl candle_core::CustomOp2 for Conv2dOp {
 }
 
 /// A 2-d convolution of `x (N, C, H, W)` with `weight (O, C, kH, kW)`, no bias, with `stride`
-/// and zero `padding` on every side. Uses the CPU kernel where [`super::applies`], candle's
-/// `conv2d` otherwise; differentiable either way.
+/// and zero `padding` on every side; differentiable. The CPU kernel where `policy`
+/// [applies](KernelPolicy::applies) (Winograd or im2col + packed matrix products), candle's
+/// ops otherwise: a 1×1 stride-1 convolution without padding as a batched matrix product
+/// (whose backward pass is two more, where candle's `conv2d` backward runs a direct
+/// `conv_transpose2d` loop), every other one as candle's `conv2d`.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
+/// use ikd_kernels::KernelPolicy;
 /// let x = Tensor::randn(0f32, 1., (2, 3, 9, 9), &Device::Cpu)?;
 /// let w = Tensor::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::conv2d(&x, &w, 2, 1)?;
-/// let reference = x.conv2d(&w, 1, 2, 1, 1)?;
+/// let y = ikd_kernels::conv2d(&x, &w, 2, 1, &KernelPolicy::default())?;
+/// let reference = ikd_kernels::conv2d(&x, &w, 2, 1, &KernelPolicy::candle())?;
 /// assert_eq!(y.dims(), &[2, 4, 5, 5]);
 /// assert!((y - reference)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
-pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    if !super::applies(&[x, weight]) {
-        return x.conv2d(weight, padding, stride, 1, 1);
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    policy: &KernelPolicy,
+) -> Result<Tensor> {
+    if !policy.applies(&[x, weight]) {
+        return candle_conv2d(x, weight, stride, padding);
     }
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
-    x.apply_op2(&weight, Conv2dOp { stride, pad: padding })
+    x.apply_op2(&weight, Conv2dOp { stride, pad: padding, policy: *policy })
+}
+
+/// [`conv2d`] with candle's ops.
+fn candle_conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (c_out, c_in, kh, kw) = weight.dims4()?;
+    if (kh, kw, stride, padding) != (1, 1, 1, 0) {
+        return x.conv2d(weight, padding, stride, 1, 1);
+    }
+    // `W · X` per image, `(C_out, C_in) · (C_in, H·W)`
+    let (n, c, h, w) = x.dims4()?;
+    if c != c_in {
+        candle_core::bail!("1x1 conv expects (N, {c_in}, H, W), got {:?}", x.shape())
+    }
+    let wm = weight.reshape((c_out, c_in))?.broadcast_left(n)?;
+    wm.matmul(&x.reshape((n, c, h * w))?)?.reshape((n, c_out, h, w))
 }
 
 /// The convolution followed by a per-channel affine map (+ ReLU) as one candle op: arguments
@@ -585,6 +639,7 @@ struct Conv2dAffineOp {
     stride: usize,
     pad: usize,
     relu: bool,
+    policy: KernelPolicy,
 }
 
 impl Conv2dAffineOp {
@@ -605,7 +660,7 @@ impl Conv2dAffineOp {
         }
         let epi = Affine { scale: &ss[..g.o], shift: &ss[g.o..], relu: self.relu };
         let x = slice::<T>(s1, l1, "conv2d_affine")?;
-        let out = forward(x, slice::<T>(s2, l2, "conv2d_affine")?, &g, Some(&epi));
+        let out = forward(x, slice::<T>(s2, l2, "conv2d_affine")?, &g, Some(&epi), &self.policy);
         Ok((T::to_cpu_storage_owned(out), Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
@@ -624,9 +679,9 @@ impl Conv2dAffineOp {
                 with_cpu::<T, _>(ss, |sss| {
                     with_cpu::<T, _>(y, |ys| {
                         with_cpu::<T, _>(dy, |dys| {
-                            let c = forward(xs, ws, &g, None);
+                            let c = forward(xs, ws, &g, None, &self.policy);
                             let relu_y = if self.relu { Some(ys) } else { None };
-                            let (dc, mut dss, d_shift) = super::batch_norm::affine_backward(
+                            let (dc, mut dss, d_shift) = crate::batch_norm::affine_backward(
                                 &c,
                                 (g.n, g.o, p),
                                 &sss[..g.o],
@@ -634,7 +689,7 @@ impl Conv2dAffineOp {
                                 relu_y,
                             );
                             dss.extend(d_shift);
-                            let (dx, dw) = backward(xs, ws, &dc, &g);
+                            let (dx, dw) = backward(xs, ws, &dc, &g, &self.policy);
                             Ok((dx, dw, dss))
                         })
                     })
@@ -666,7 +721,7 @@ impl candle_core::CustomOp3 for Conv2dAffineOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>((s1, l1), (s2, l2), (s3, l3)),
             CpuStorage::F64(_) => self.fwd::<f64>((s1, l1), (s2, l2), (s3, l3)),
-            _ => Err(super::unsupported_dtype("ikd-conv2d-affine", s1)),
+            _ => Err(crate::cpu::unsupported_dtype("ikd-conv2d-affine", s1)),
         }
     }
 
@@ -688,17 +743,21 @@ impl candle_core::CustomOp3 for Conv2dAffineOp {
 
 /// [`conv2d`] followed by `y·scale + shift` per output channel and an optional ReLU (an
 /// eval-mode batch norm), the map applied to each image's output while it is in cache (inside
-/// the Winograd path's output transform). Uses the CPU kernels where [`super::applies`], the
-/// separate ops otherwise; differentiable either way.
+/// the Winograd path's output transform). One CPU kernel where `policy`
+/// [applies](KernelPolicy::applies), [`conv2d`] then [`crate::channel_affine`] otherwise;
+/// differentiable either way.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
+/// use ikd_kernels::KernelPolicy;
 /// let x = Tensor::randn(0f32, 1., (2, 3, 9, 9), &Device::Cpu)?;
 /// let w = Tensor::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu)?;
-/// let (scale, shift) = (Tensor::new(&[1f32, 2., 0.5, -1.], &Device::Cpu)?, Tensor::new(&[0f32, 1., -1., 0.], &Device::Cpu)?);
-/// let y = ikd_hrnet::kernels::conv2d_affine(&x, &w, 1, 1, &scale, &shift, true)?;
-/// let c = ikd_hrnet::kernels::conv2d(&x, &w, 1, 1)?;
-/// let reference = ikd_hrnet::kernels::channel_affine(&c, &scale, &shift, true)?;
+/// let scale = Tensor::new(&[1f32, 2., 0.5, -1.], &Device::Cpu)?;
+/// let shift = Tensor::new(&[0f32, 1., -1., 0.], &Device::Cpu)?;
+/// let p = KernelPolicy::default();
+/// let y = ikd_kernels::conv2d_affine(&x, &w, 1, 1, (&scale, &shift), true, &p)?;
+/// let c = ikd_kernels::conv2d(&x, &w, 1, 1, &p)?;
+/// let reference = ikd_kernels::channel_affine(&c, &scale, &shift, true, &p)?;
 /// assert!((y - reference)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
@@ -707,19 +766,17 @@ pub fn conv2d_affine(
     weight: &Tensor,
     stride: usize,
     padding: usize,
-    scale: &Tensor,
-    shift: &Tensor,
+    (scale, shift): (&Tensor, &Tensor),
     relu: bool,
+    policy: &KernelPolicy,
 ) -> Result<Tensor> {
-    if !super::applies(&[x, weight, scale, shift]) {
-        return super::channel_affine(&conv2d(x, weight, stride, padding)?, scale, shift, relu);
+    if !policy.applies(&[x, weight, scale, shift]) {
+        let y = conv2d(x, weight, stride, padding, policy)?;
+        return crate::channel_affine(&y, scale, shift, relu, policy);
     }
     let ss = Tensor::stack(&[scale, shift], 0)?.contiguous()?;
-    x.contiguous()?.apply_op3(
-        &weight.contiguous()?,
-        &ss,
-        Conv2dAffineOp { stride, pad: padding, relu },
-    )
+    let op = Conv2dAffineOp { stride, pad: padding, relu, policy: *policy };
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &ss, op)
 }
 
 #[cfg(test)]
@@ -753,10 +810,11 @@ mod tests {
             let dy: Vec<f32> = (0..n * g.out_len()).map(|i| val(i, 1.13)).collect();
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             let whole = bits(&forward_im2col(&x, &w, &g, None, g.ho));
-            let (dx_whole, dw_whole) = backward_by(&x, &w, &dy, &g, g.ho);
+            let policy = KernelPolicy::default();
+            let (dx_whole, dw_whole) = backward_by(&x, &w, &dy, &g, g.ho, &policy);
             for rows in 1..g.ho {
                 assert_eq!(bits(&forward_im2col(&x, &w, &g, None, rows)), whole, "{g:?} {rows}");
-                let (dx, dw) = backward_by(&x, &w, &dy, &g, rows);
+                let (dx, dw) = backward_by(&x, &w, &dy, &g, rows, &policy);
                 assert_eq!(bits(&dx), bits(&dx_whole), "{g:?} by {rows} rows: input gradient");
                 assert_eq!(bits(&dw), bits(&dw_whole), "{g:?} by {rows} rows: weight gradient");
             }

@@ -1,9 +1,10 @@
-//! `relu(a + b)` in one pass.
+//! `relu(a + b)` in one pass, and nearest-neighbour upsampling by an integer factor.
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{masked, relu, slice, tensor, with_cpu, Float};
+use crate::cpu::{masked, relu, slice, tensor, with_cpu, Float};
+use crate::KernelPolicy;
 
 const CHUNK: usize = 8 * 1024;
 const MIN_PAR: usize = 32 * 1024;
@@ -22,7 +23,7 @@ impl AddReluOp {
             candle_core::bail!("add-relu: shapes differ, {:?} and {:?}", l1.dims(), l2.dims())
         }
         let (a, b) = (slice::<T>(s1, l1, "add-relu")?, slice::<T>(s2, l2, "add-relu")?);
-        let y = super::filled(a.len(), CHUNK, (a.len() >= MIN_PAR, 1), |i, o| {
+        let y = crate::cpu::filled(a.len(), CHUNK, (a.len() >= MIN_PAR, 1), |i, o| {
             let r = i * CHUNK..((i + 1) * CHUNK).min(a.len());
             o.map2(&a[r.clone()], &b[r], |x, z| relu(x + z));
         });
@@ -50,7 +51,7 @@ impl candle_core::CustomOp2 for AddReluOp {
         match s1 {
             CpuStorage::F32(_) => Self::fwd::<f32>(s1, l1, s2, l2),
             CpuStorage::F64(_) => Self::fwd::<f64>(s1, l1, s2, l2),
-            _ => Err(super::unsupported_dtype("ikd add-relu", s1)),
+            _ => Err(crate::cpu::unsupported_dtype("ikd add-relu", s1)),
         }
     }
 
@@ -70,18 +71,19 @@ impl candle_core::CustomOp2 for AddReluOp {
 }
 
 /// `relu(a + b)` for tensors of one shape (a residual block's output). The CPU kernel where
-/// [`super::applies`], candle's ops otherwise; differentiable either way.
+/// `policy` [applies](KernelPolicy::applies), candle's ops otherwise; differentiable either
+/// way.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let a = Tensor::new(&[1f32, -2., 3.], &Device::Cpu)?;
 /// let b = Tensor::new(&[1f32, 1., -4.], &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::add_relu(&a, &b)?;
+/// let y = ikd_kernels::add_relu(&a, &b, &Default::default())?;
 /// assert_eq!(y.to_vec1::<f32>()?, vec![2., 0., 0.]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
-pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if !super::applies(&[a, b]) {
+pub fn add_relu(a: &Tensor, b: &Tensor, policy: &KernelPolicy) -> Result<Tensor> {
+    if !policy.applies(&[a, b]) {
         return (a + b)?.relu();
     }
     a.contiguous()?.apply_op2(&b.contiguous()?, AddReluOp)
@@ -160,7 +162,7 @@ impl candle_core::CustomOp1 for UpsampleOp {
         match s {
             CpuStorage::F32(_) => self.fwd::<f32>(s, l),
             CpuStorage::F64(_) => self.fwd::<f64>(s, l),
-            _ => Err(super::unsupported_dtype("ikd upsample", s)),
+            _ => Err(crate::cpu::unsupported_dtype("ikd upsample", s)),
         }
     }
 
@@ -173,18 +175,18 @@ impl candle_core::CustomOp1 for UpsampleOp {
 }
 
 /// Nearest-neighbour upsampling of `x (N, C, H, W)` by `factor` (each pixel becomes a
-/// `factor × factor` block), differentiable. The CPU kernel where [`super::applies`];
-/// elsewhere broadcast + reshape, whose backward pass (a sum over the broadcast dimensions)
-/// accumulates correctly, unlike candle's `upsample_nearest2d`.
+/// `factor × factor` block), differentiable. The CPU kernel where `policy`
+/// [applies](KernelPolicy::applies); elsewhere broadcast + reshape, whose backward pass (a sum
+/// over the broadcast dimensions) accumulates correctly, unlike candle's `upsample_nearest2d`.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let x = Tensor::new(&[[[[1f32, 2.]]]], &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::upsample_nearest(&x, 2)?;
+/// let y = ikd_kernels::upsample_nearest(&x, 2, &Default::default())?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![1., 1., 2., 2., 1., 1., 2., 2.]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
-pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
+pub fn upsample_nearest(x: &Tensor, factor: usize, policy: &KernelPolicy) -> Result<Tensor> {
     if factor == 1 {
         return Ok(x.clone());
     }
@@ -192,7 +194,7 @@ pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
     if factor == 0 {
         candle_core::bail!("upsample: the factor must be at least 1")
     }
-    if !super::applies(&[x]) {
+    if !policy.applies(&[x]) {
         return x
             .reshape((n, c, h, 1, w, 1))?
             .broadcast_as((n, c, h, factor, w, factor))?

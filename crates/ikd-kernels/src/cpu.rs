@@ -1,125 +1,13 @@
-//! Fast CPU kernels for the operations HRNet spends its time in, as candle custom ops with
-//! their own backward pass.
-//!
-//! candle 0.11's CPU backend runs a convolution as an NCHW→NHWC copy plus a scalar im2col loop
-//! and its input gradient as a direct `conv_transpose2d` loop; train-mode batch norm is a chain
-//! of a dozen elementwise ops and reductions. The kernels here replace them on the CPU device
-//! (f32 and f64; other devices and dtypes keep candle's ops):
-//!
-//! - [`conv2d`]: any kernel size, stride and padding (HRNet uses 3×3 stride 1 and 2, 1×1 stride
-//!   1). 3×3 stride-1 f32 convolutions on AVX-512 CPUs run as Winograd's F(2×2, 3×3) (2.25×
-//!   fewer multiplications, [`set_winograd`]), forward and input gradient, and as F(4×4, 3×3)
-//!   (4× fewer; weight gradient too) on images from [`WINOGRAD_F43_MIN_SIDE`] pixels whose
-//!   width is a multiple of 16, with [`WINOGRAD_F43_MIN_CHANNELS`] channels or more
-//!   ([`set_winograd_f43`]); everything else as
-//!   im2col by row copies, then one packed matrix product per image (the `gemm` crate). The
-//!   backward pass computes the input gradient as `Wᵀ·dY` scattered back by col2im (or, for
-//!   "same" convolutions, as the convolution of dY with the flipped kernel) and the weight
-//!   gradient as a matrix product of dY and the im2col matrix (3×3 stride-1 f32 ones on images
-//!   of at least [`WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] pixels by Winograd too:
-//!   [`set_winograd_weight_grad`]). A 1×1 stride-1
-//!   convolution needs no im2col at all.
-//! - [`conv2d_affine`]: a convolution followed by eval-mode batch norm (+ ReLU) in one op.
-//! - [`batch_norm_train`]: training-mode batch norm with an optional fused ReLU, forward and
-//!   backward each two passes over the data, statistics accumulated in f64.
-//! - [`channel_affine`]: `x·scale + shift` per channel with an optional fused ReLU (eval-mode
-//!   batch norm).
-//! - [`add_relu`]: `relu(a + b)` in one pass (a residual block's output); [`upsample_nearest`]
-//!   by an integer factor (the fuse layers), its backward a sum over each block.
-//!
-//! Work is split over images (a batch of 2 keeps 2 cores busy without synchronisation) or,
-//! for a single image, inside the matrix products, on rayon's global pool. Each kernel has
-//! gradient tests against candle's reference ops and central finite differences
-//! (`tests/it/kernels.rs`). [`set_enabled`] switches them off to compare with candle's ops.
+//! What the kernels share: the float types they run on ([`Float`], with per-thread scratch
+//! buffers and the Winograd entry points), outputs written without a zero fill ([`filled`]),
+//! access to a tensor's CPU data, and small numeric helpers.
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, Layout, Result, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
-mod batch_norm;
-mod conv;
-mod elementwise;
-mod gemm;
-mod winograd;
-mod winograd43;
-
-pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
-pub use conv::{conv2d, conv2d_affine};
-pub use elementwise::{add_relu, upsample_nearest};
-pub use winograd::{
-    set_winograd, set_winograd_weight_grad, winograd_enabled, winograd_weight_grad_enabled,
-    WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
-};
-pub use winograd43::{
-    set_winograd_f43, winograd_f43_enabled, WINOGRAD_F43_MIN_CHANNELS, WINOGRAD_F43_MIN_SIDE,
-};
-
-/// A process-wide on/off switch: on by default, set by its `set_…` function, and turned off for
-/// good by its environment variable set to `0` (read once, at the first query).
-pub(crate) struct Switch {
-    on: AtomicBool,
-    env: &'static str,
-    env_off: std::sync::OnceLock<bool>,
-}
-
-impl Switch {
-    pub(crate) const fn new(env: &'static str) -> Self {
-        Self { on: AtomicBool::new(true), env, env_off: std::sync::OnceLock::new() }
-    }
-
-    pub(crate) fn set(&self, on: bool) {
-        self.on.store(on, Ordering::Relaxed);
-    }
-
-    /// Set on, and not turned off by the environment.
-    pub(crate) fn on(&self) -> bool {
-        self.on.load(Ordering::Relaxed)
-            && !*self.env_off.get_or_init(|| std::env::var(self.env).is_ok_and(|v| v == "0"))
-    }
-}
-
-static ENABLED: Switch = Switch::new("IKD_CPU_KERNELS");
-
-/// Turns the CPU kernels on or off for the whole process (default on). Off, every operation
-/// takes candle's own ops: useful to compare speed or results.
-///
-/// ```
-/// ikd_hrnet::kernels::set_enabled(false);
-/// assert!(!ikd_hrnet::kernels::enabled());
-/// ikd_hrnet::kernels::set_enabled(true);
-/// ```
-pub fn set_enabled(on: bool) {
-    ENABLED.set(on);
-}
-
-/// Whether the CPU kernels are on (see [`set_enabled`]; `IKD_CPU_KERNELS=0` in the environment
-/// also turns them off).
-///
-/// ```
-/// assert!(ikd_hrnet::kernels::enabled() || std::env::var("IKD_CPU_KERNELS").is_ok());
-/// ```
-pub fn enabled() -> bool {
-    ENABLED.on()
-}
-
-/// Whether the kernels handle these tensors: CPU device, f32 or f64, and [`enabled`].
-///
-/// ```
-/// use candle_core::{DType, Device, Tensor};
-/// let x = Tensor::zeros((1, 2, 3, 3), DType::F32, &Device::Cpu)?;
-/// assert_eq!(ikd_hrnet::kernels::applies(&[&x]), ikd_hrnet::kernels::enabled());
-/// let h = Tensor::zeros((1, 2, 3, 3), DType::F16, &Device::Cpu)?;
-/// assert!(!ikd_hrnet::kernels::applies(&[&h]));
-/// # Ok::<(), candle_core::Error>(())
-/// ```
-pub fn applies(ts: &[&Tensor]) -> bool {
-    enabled()
-        && ts.iter().all(|t| t.device().is_cpu())
-        && ts.windows(2).all(|w| w[0].dtype() == w[1].dtype())
-        && ts.first().is_some_and(|t| matches!(t.dtype(), DType::F32 | DType::F64))
-}
+use crate::{gemm, winograd, KernelPolicy};
 
 /// A per-channel affine map with an optional ReLU, `y = max(x·scale[o] + shift[o], 0)`, applied
 /// to a convolution's output while it is in cache (eval-mode batch norm).
@@ -148,24 +36,39 @@ pub(crate) trait Float: WithDType + gemm::GemmScalar {
     /// Runs `f` on this thread's two scratch buffers of at least `a` and `b` elements. Their
     /// contents are whatever the last user left: callers overwrite before they read.
     fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [Self], &mut [Self]) -> R) -> R;
-    /// A 3×3, stride 1, padding 1 convolution by Winograd's F(2×2, 3×3), where this type and
-    /// CPU have that path (f32 with AVX-512F); `None` otherwise.
+    /// The square root.
+    fn sqrt(self) -> Self;
+    /// The data of a CPU storage of this type, mutably.
+    fn cpu_storage_as_mut_slice(s: &mut CpuStorage) -> Result<&mut [Self]>;
+    /// A 3×3, stride 1, padding 1 convolution by Winograd's minimal filtering, where this
+    /// type, the CPU and `policy` have that path (f32 with AVX-512F); `None` otherwise.
     fn winograd3x3(
         x: &[Self],
         w: &[Self],
         d: &winograd::Dims,
         epi: Option<&Affine<'_, Self>>,
+        policy: &KernelPolicy,
     ) -> Option<Vec<Self>>;
     /// The input gradient of that convolution (from `dy` and the weight `w`) on the Winograd
     /// path; `None` where there is none.
-    fn winograd3x3_input_grad(dy: &[Self], w: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
+    fn winograd3x3_input_grad(
+        dy: &[Self],
+        w: &[Self],
+        d: &winograd::Dims,
+        policy: &KernelPolicy,
+    ) -> Option<Vec<Self>>;
     /// The weight gradient `(O, C, 3, 3)` of that convolution on the Winograd path; `None`
     /// where there is none.
-    fn winograd3x3_weight_grad(x: &[Self], dy: &[Self], d: &winograd::Dims) -> Option<Vec<Self>>;
+    fn winograd3x3_weight_grad(
+        x: &[Self],
+        dy: &[Self],
+        d: &winograd::Dims,
+        policy: &KernelPolicy,
+    ) -> Option<Vec<Self>>;
 }
 
 macro_rules! float {
-    ($t:ty, $key:ident, $wino:expr, $wino_dx:expr, $wino_dw:expr) => {
+    ($t:ident, $variant:ident, $key:ident, $wino:expr, $wino_dx:expr, $wino_dw:expr) => {
         thread_local! {
             static $key: std::cell::RefCell<(Vec<$t>, Vec<$t>)> = const {
                 std::cell::RefCell::new((Vec::new(), Vec::new()))
@@ -192,39 +95,61 @@ macro_rules! float {
                     f(&mut x[..a], &mut y[..b])
                 })
             }
+            fn sqrt(self) -> Self {
+                $t::sqrt(self)
+            }
+            fn cpu_storage_as_mut_slice(s: &mut CpuStorage) -> Result<&mut [Self]> {
+                match s {
+                    CpuStorage::$variant(data) => Ok(data),
+                    other => {
+                        let got = candle_core::backend::BackendStorage::dtype(&*other);
+                        let expected = candle_core::DType::$variant;
+                        Err(candle_core::Error::UnexpectedDType {
+                            msg: "ikd kernel",
+                            expected,
+                            got,
+                        }
+                        .bt())
+                    }
+                }
+            }
             fn winograd3x3(
                 x: &[Self],
                 w: &[Self],
                 d: &winograd::Dims,
                 epi: Option<&Affine<'_, Self>>,
+                policy: &KernelPolicy,
             ) -> Option<Vec<Self>> {
-                ($wino)(x, w, d, epi)
+                ($wino)(x, w, d, epi, policy)
             }
             fn winograd3x3_input_grad(
                 dy: &[Self],
                 w: &[Self],
                 d: &winograd::Dims,
+                policy: &KernelPolicy,
             ) -> Option<Vec<Self>> {
-                ($wino_dx)(dy, w, d)
+                ($wino_dx)(dy, w, d, policy)
             }
             fn winograd3x3_weight_grad(
                 x: &[Self],
                 dy: &[Self],
                 d: &winograd::Dims,
+                policy: &KernelPolicy,
             ) -> Option<Vec<Self>> {
-                ($wino_dw)(x, dy, d)
+                ($wino_dw)(x, dy, d, policy)
             }
         }
     };
 }
 
-float!(f32, SCRATCH_F32, winograd::conv3x3, winograd::input_grad3x3, winograd::weight_grad3x3);
+float!(f32, F32, SCRATCH_F32, winograd::conv3x3, winograd::input_grad3x3, winograd::weight_grad3x3);
 float!(
     f64,
+    F64,
     SCRATCH_F64,
-    |_: &[f64], _: &[f64], _: &winograd::Dims, _: Option<&Affine<'_, f64>>| None,
-    |_: &[f64], _: &[f64], _: &winograd::Dims| None,
-    |_: &[f64], _: &[f64], _: &winograd::Dims| None
+    |_: &[f64], _: &[f64], _: &winograd::Dims, _: Option<&Affine<'_, f64>>, _: &KernelPolicy| None,
+    |_: &[f64], _: &[f64], _: &winograd::Dims, _: &KernelPolicy| None,
+    |_: &[f64], _: &[f64], _: &winograd::Dims, _: &KernelPolicy| None
 );
 
 /// `max(t, 0)`; anything not above 0 (NaN too) becomes 0, in every kernel alike.
@@ -310,6 +235,19 @@ pub(crate) fn slice<'a, T: Float>(s: &'a CpuStorage, l: &Layout, what: &str) -> 
     }
 }
 
+/// A contiguous CPU slice of a tensor's storage, mutably.
+pub(crate) fn slice_mut<'a, T: Float>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a mut [T]> {
+    let data = T::cpu_storage_as_mut_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut data[a..b]),
+        None => candle_core::bail!("{what}: expects a contiguous tensor"),
+    }
+}
+
 /// Reads a tensor's CPU data (made contiguous first) and hands it to `f`.
 pub(crate) fn with_cpu<T: Float, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
@@ -328,29 +266,6 @@ pub(crate) fn tensor<T: Float>(data: Vec<T>, shape: impl Into<Shape>) -> Tensor 
         candle_core::op::BackpropOp::none(),
         false,
     )
-}
-
-/// Runs `f` on a thread of rayon's global pool (directly when already on one).
-///
-/// The kernels split each operation over the pool's threads. Called from outside the pool,
-/// every operation hands its work to the pool and puts the caller to sleep until it is done;
-/// a whole forward pass or training step run inside the pool pays that hand-over once.
-/// [`crate::HrNet::forward_t`] and the engine's training step use it.
-///
-/// ```
-/// let on_pool = ikd_hrnet::kernels::in_pool(|| rayon::current_thread_index().is_some());
-/// assert!(on_pool);
-/// ```
-pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    let mut out = None;
-    rayon::scope(|_| out = Some(f()));
-    match out {
-        Some(r) => r,
-        None => unreachable!("rayon::scope runs its closure before returning"),
-    }
 }
 
 /// Number of threads the kernels split work over.

@@ -6,15 +6,17 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{masked, slice, sum_f64, tensor, with_cpu, Float, Sink};
+use crate::cpu::{masked, slice, sum_f64, tensor, with_cpu, Float, Sink};
+use crate::KernelPolicy;
 
-/// Per-channel batch statistics of a training-mode batch norm.
-#[derive(Debug, Clone, PartialEq)]
+/// Per-channel batch statistics of a training-mode batch norm, detached: f64 from the CPU
+/// kernel (which sums in f64), the computation's dtype from candle's ops.
+#[derive(Debug, Clone)]
 pub struct BatchStats {
-    /// Mean over `N·H·W`.
-    pub mean: Vec<f64>,
-    /// Biased variance (divided by `N·H·W`): the one the batch is normalised with.
-    pub var: Vec<f64>,
+    /// Mean over `N·H·W`, shape `(C)`.
+    pub mean: Tensor,
+    /// Biased variance (divided by `N·H·W`), shape `(C)`: the one the batch is normalised with.
+    pub var: Tensor,
     /// `N·H·W`.
     pub count: usize,
 }
@@ -24,12 +26,14 @@ impl BatchStats {
     /// follows.
     ///
     /// ```
-    /// let s = ikd_hrnet::kernels::BatchStats { mean: vec![0.], var: vec![1.], count: 4 };
-    /// assert_eq!(s.unbiased_var(), vec![4. / 3.]);
+    /// use candle_core::{Device, Tensor};
+    /// let (mean, var) = (Tensor::new(&[0f64], &Device::Cpu)?, Tensor::new(&[1f64], &Device::Cpu)?);
+    /// let s = ikd_kernels::BatchStats { mean, var, count: 4 };
+    /// assert_eq!(s.unbiased_var()?.to_vec1::<f64>()?, vec![4. / 3.]);
+    /// # Ok::<(), candle_core::Error>(())
     /// ```
-    pub fn unbiased_var(&self) -> Vec<f64> {
-        let f = self.count as f64 / (self.count as f64 - 1.);
-        self.var.iter().map(|v| v * f).collect()
+    pub fn unbiased_var(&self) -> Result<Tensor> {
+        &self.var * (self.count as f64 / (self.count as f64 - 1.))
     }
 }
 
@@ -65,7 +69,7 @@ fn per_channel<R: Send>(c: usize, total: usize, f: impl Fn(usize) -> R + Sync + 
 }
 
 /// A new `(N, C, HW)` tensor of `len` elements whose plane `i` (channel `i % C`) `f(channel,
-/// i, sink)` writes in full (see [`super::filled`]).
+/// i, sink)` writes in full (see [`crate::cpu::filled`]).
 fn planes<T: Float>(
     len: usize,
     c: usize,
@@ -73,7 +77,7 @@ fn planes<T: Float>(
     f: impl Fn(usize, usize, &mut Sink<'_, T>) + Sync + Send,
 ) -> Vec<T> {
     let min = (MIN_PAR / 4 / hw.max(1)).max(1);
-    super::filled(len, hw, (len >= MIN_PAR, min), |i, o| f(i % c, i, o))
+    crate::cpu::filled(len, hw, (len >= MIN_PAR, min), |i, o| f(i % c, i, o))
 }
 
 /// Sum of `a[i]·b[i]` in f64, eight accumulators.
@@ -110,18 +114,25 @@ fn affine<T: Float>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T], relu
         let (a, b) = (scale[ch], shift[ch]);
         let xi = &x[i * hw..(i + 1) * hw];
         if relu {
-            o.map(xi, |v| super::relu(v * a + b));
+            o.map(xi, |v| crate::cpu::relu(v * a + b));
         } else {
             o.map(xi, |v| v * a + b);
         }
     })
 }
 
+/// The per-channel mean and biased variance the kernel computed (f64).
+#[derive(Debug, Clone)]
+struct Moments {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+}
+
 #[derive(Debug)]
 struct BnTrainOp {
     eps: f64,
     relu: bool,
-    stats: OnceLock<BatchStats>,
+    stats: OnceLock<Moments>,
 }
 
 impl BnTrainOp {
@@ -154,10 +165,9 @@ impl BnTrainOp {
             shift.push(T::from_f64(beta[ch].to_f64() - mean * a));
         }
         let y = affine(x, c, hw, &scale, &shift, self.relu);
-        let _ = self.stats.set(BatchStats {
+        let _ = self.stats.set(Moments {
             mean: stats.iter().map(|s| s.0).collect(),
             var: stats.iter().map(|s| s.1).collect(),
-            count: n * hw,
         });
         Ok((T::to_cpu_storage_owned(y), lx.shape().clone()))
     }
@@ -243,7 +253,7 @@ impl candle_core::CustomOp3 for BnTrainOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2, s3, l3),
             CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2, s3, l3),
-            _ => Err(super::unsupported_dtype("ikd batch-norm", s1)),
+            _ => Err(crate::cpu::unsupported_dtype("ikd batch-norm", s1)),
         }
     }
 
@@ -266,18 +276,23 @@ impl candle_core::CustomOp3 for BnTrainOp {
 /// Training-mode batch norm of `x (N, C, H, W)` with the batch's statistics (biased
 /// variance), `gamma` and `beta` of length `C`, then a ReLU if `relu`; returns the output and
 /// the batch statistics (for the running estimates). Differentiable in `x`, `gamma` and
-/// `beta`. CPU, f32 or f64 only (see [`super::applies`]): elsewhere [`crate::BatchNorm2d`]
-/// uses candle's ops.
+/// `beta`. The CPU kernel where `policy` [applies](KernelPolicy::applies) (forward and backward
+/// two passes over the data each, statistics summed in f64), candle's ops otherwise (f16 and
+/// bf16 computed in f32).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
+/// use ikd_kernels::KernelPolicy;
 /// let x = Tensor::new(&[[[[1f64, 3.]], [[2., 2.]]]], &Device::Cpu)?; // (1, 2, 1, 2)
 /// let (g, b) = (Tensor::new(&[1f64, 1.], &Device::Cpu)?, Tensor::new(&[0f64, 0.], &Device::Cpu)?);
-/// let (y, stats) = ikd_hrnet::kernels::batch_norm_train(&x, &g, &b, 1e-5, false)?;
-/// assert_eq!((stats.mean, stats.var), (vec![2., 2.], vec![1., 0.]));
-/// let y = y.flatten_all()?.to_vec1::<f64>()?;
-/// let expected = [-1., 1., 0., 0.];
-/// assert!(y.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-5));
+/// for p in [KernelPolicy::default(), KernelPolicy::candle()] {
+///     let (y, stats) = ikd_kernels::batch_norm_train(&x, &g, &b, 1e-5, false, &p)?;
+///     assert_eq!(stats.mean.to_vec1::<f64>()?, vec![2., 2.]);
+///     assert_eq!(stats.var.to_vec1::<f64>()?, vec![1., 0.]);
+///     let y = y.flatten_all()?.to_vec1::<f64>()?;
+///     let expected = [-1., 1., 0., 0.];
+///     assert!(y.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-5));
+/// }
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn batch_norm_train(
@@ -286,16 +301,17 @@ pub fn batch_norm_train(
     beta: &Tensor,
     eps: f64,
     relu: bool,
+    policy: &KernelPolicy,
 ) -> Result<(Tensor, BatchStats)> {
-    if !super::applies(&[x, gamma, beta]) {
-        candle_core::bail!("ikd batch-norm kernel: CPU f32/f64 tensors of one dtype only")
-    }
     let (n, _, h, w) = x.dims4()?;
     if n * h * w < 2 {
         candle_core::bail!(
             "batch-norm in training mode needs more than one value per channel, got {:?}",
             x.shape()
         )
+    }
+    if !policy.applies(&[x, gamma, beta]) {
+        return candle_batch_norm_train(x, gamma, beta, eps, relu);
     }
     let op = Arc::new(BnTrainOp { eps, relu, stats: OnceLock::new() });
     let boxed: Box<dyn candle_core::CustomOp3 + Send + Sync> = Box::new(ArcOp(op.clone()));
@@ -304,12 +320,46 @@ pub fn batch_norm_train(
         &beta.contiguous()?,
         Arc::new(boxed),
     )?;
-    let stats = op
+    let Moments { mean, var } = op
         .stats
         .get()
         .cloned()
         .ok_or_else(|| candle_core::Error::Msg("batch-norm: no statistics".into()))?;
-    Ok((y, stats))
+    let (mean, var) = (Tensor::new(mean, x.device())?, Tensor::new(var, x.device())?);
+    Ok((y, BatchStats { mean, var, count: n * h * w }))
+}
+
+/// [`batch_norm_train`] with candle's ops.
+fn candle_batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, BatchStats)> {
+    let (n, c, h, w) = x.dims4()?;
+    let count = n * h * w;
+    let dtype = x.dtype();
+    let internal = match dtype {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
+    };
+    // Channels first, `(C, N·H·W)` (one copy): every per-channel reduction, in this forward
+    // pass and in the backward pass of the per-channel broadcasts, then runs over the last,
+    // contiguous dimension, which candle sums with a vectorised loop (reductions over
+    // dimensions 0, 2 and 3 of `(N, C, H, W)` take its slow index-by-index path).
+    let xt = x.to_dtype(internal)?.transpose(0, 1)?.reshape((c, count))?;
+    let mean = (xt.sum_keepdim(1)? / count as f64)?; // (C, 1)
+    let centred = xt.broadcast_sub(&mean)?;
+    let var = (centred.sqr()?.sum_keepdim(1)? / count as f64)?; // biased, used to normalise
+    let stats =
+        BatchStats { mean: mean.detach().flatten_all()?, var: var.detach().flatten_all()?, count };
+    let inv_std = (var + eps)?.sqrt()?.recip()?;
+    let scale = gamma.to_dtype(internal)?.reshape((c, 1))?.mul(&inv_std)?;
+    let bias = beta.to_dtype(internal)?.reshape((c, 1))?;
+    let yt = centred.broadcast_mul(&scale)?.broadcast_add(&bias)?;
+    let y = yt.reshape((c, n, h, w))?.transpose(0, 1)?.contiguous()?.to_dtype(dtype)?;
+    Ok((if relu { y.relu()? } else { y }, stats))
 }
 
 /// Lets the caller keep a handle on the op (for the statistics) while candle owns it.
@@ -393,7 +443,7 @@ impl AffineOp {
 /// The backward pass of `y = x·scale[c] + shift[c]` (then a ReLU where `y_relu`, the output, is
 /// given) on `(N, C, HW)` data: `(dx, d_scale, d_shift)` with `g = dy` (masked by the ReLU),
 /// `dx = g·scale`, `d_scale = Σ g·x` and `d_shift = Σ g` per channel, summed in f64.
-pub(super) fn affine_backward<T: Float>(
+pub(crate) fn affine_backward<T: Float>(
     x: &[T],
     (n, c, hw): (usize, usize, usize),
     scale: &[T],
@@ -442,7 +492,7 @@ impl candle_core::CustomOp3 for AffineOp {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2, s3, l3),
             CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2, s3, l3),
-            _ => Err(super::unsupported_dtype("ikd channel-affine", s1)),
+            _ => Err(crate::cpu::unsupported_dtype("ikd channel-affine", s1)),
         }
     }
 
@@ -464,20 +514,26 @@ impl candle_core::CustomOp3 for AffineOp {
 
 /// `x·scale[c] + shift[c]` over the channels of `x (N, C, H, W)`, then a ReLU if `relu`
 /// (eval-mode batch norm with its running statistics folded into `scale` and `shift`).
-/// Differentiable in all three; the CPU kernel where [`super::applies`], candle's ops
-/// otherwise.
+/// Differentiable in all three; the CPU kernel where `policy` [applies](KernelPolicy::applies),
+/// candle's ops otherwise.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let x = Tensor::new(&[[[[1f32, -3.]], [[2., 2.]]]], &Device::Cpu)?;
 /// let a = Tensor::new(&[2f32, 1.], &Device::Cpu)?;
 /// let b = Tensor::new(&[0f32, -5.], &Device::Cpu)?;
-/// let y = ikd_hrnet::kernels::channel_affine(&x, &a, &b, true)?;
+/// let y = ikd_kernels::channel_affine(&x, &a, &b, true, &Default::default())?;
 /// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![2., 0., 0., 0.]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
-pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Tensor> {
-    if !super::applies(&[x, scale, shift]) {
+pub fn channel_affine(
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    relu: bool,
+    policy: &KernelPolicy,
+) -> Result<Tensor> {
+    if !policy.applies(&[x, scale, shift]) {
         let c = scale.dim(0)?;
         let y = x
             .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?

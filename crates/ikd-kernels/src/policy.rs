@@ -1,0 +1,164 @@
+//! Which kernels run: a value the caller passes, never a process-wide switch.
+
+use candle_core::{DType, Tensor};
+
+/// Which of this crate's kernels an operation may use. Every layer function takes one; a model
+/// keeps one and passes it down, and the custom ops carry it into their backward pass, so the
+/// gradient takes the same algorithms as the forward pass.
+///
+/// `Default` turns everything on (where the tensors and the CPU allow it);
+/// [`KernelPolicy::candle`] turns everything off. A path whose switch is on still runs only
+/// where it applies: the kernels on CPU tensors of f32 or f64, Winograd on 3×3 stride-1 f32
+/// convolutions on CPUs with AVX-512F (checked at run time, see [`KernelPolicy::effective`]).
+///
+/// ```
+/// use ikd_kernels::KernelPolicy;
+/// let p = KernelPolicy { winograd_f43: false, ..Default::default() }; // F(2×2, 3×3) only
+/// assert!(p.cpu_kernels && p.winograd && !p.winograd_f43);
+/// assert_ne!(p, KernelPolicy::candle());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelPolicy {
+    /// This crate's CPU kernels at all. Off, every layer function runs candle's own ops (to
+    /// compare speed or results).
+    pub cpu_kernels: bool,
+    /// Winograd's F(2×2, 3×3) for 3×3 stride-1 padding-1 f32 convolutions, forward and input
+    /// gradient. Off, they take the im2col path like every other convolution.
+    pub winograd: bool,
+    /// Winograd's F(4×4, 3×3) instead of F(2×2, 3×3) on images at least
+    /// [`crate::WINOGRAD_F43_MIN_SIDE`] pixels a side, with a width that is a multiple of 16 and
+    /// a height that is a multiple of 4, and at least [`crate::WINOGRAD_F43_MIN_CHANNELS`] input
+    /// and output channels: 44 % fewer multiplications, rounding about 5–10× larger (relative
+    /// error ~1e-6). Needs [`KernelPolicy::winograd`].
+    pub winograd_f43: bool,
+    /// The Winograd weight gradient of those convolutions on images at least
+    /// [`crate::WINOGRAD_WEIGHT_GRAD_MIN_SIDE`] pixels high and wide: 2.25× fewer
+    /// multiplications than the direct sum, rounding within a few ulp of it. Off, every weight
+    /// gradient is summed directly, as PyTorch sums it. Needs [`KernelPolicy::winograd`].
+    pub winograd_weight_grad: bool,
+}
+
+impl Default for KernelPolicy {
+    /// Every kernel on.
+    ///
+    /// ```
+    /// let p = ikd_kernels::KernelPolicy::default();
+    /// assert!(p.cpu_kernels && p.winograd && p.winograd_f43 && p.winograd_weight_grad);
+    /// ```
+    fn default() -> Self {
+        Self { cpu_kernels: true, winograd: true, winograd_f43: true, winograd_weight_grad: true }
+    }
+}
+
+/// The environment variables of [`KernelPolicy::from_env`], each with the field it turns off.
+const ENV: [&str; 4] =
+    ["IKD_CPU_KERNELS", "IKD_WINOGRAD", "IKD_WINOGRAD_F43", "IKD_WINOGRAD_WEIGHT_GRAD"];
+
+impl KernelPolicy {
+    /// Every kernel off: candle's own ops everywhere.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// let x = Tensor::zeros((1, 2, 3, 3), DType::F32, &Device::Cpu)?;
+    /// assert!(!ikd_kernels::KernelPolicy::candle().applies(&[&x]));
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub const fn candle() -> Self {
+        Self {
+            cpu_kernels: false,
+            winograd: false,
+            winograd_f43: false,
+            winograd_weight_grad: false,
+        }
+    }
+
+    /// The default policy with each switch turned off whose environment variable is `0`:
+    /// `IKD_CPU_KERNELS`, `IKD_WINOGRAD`, `IKD_WINOGRAD_F43`, `IKD_WINOGRAD_WEIGHT_GRAD`. For
+    /// binaries (the `ikd` command, `cargo xtask`, the benches); a library takes its policy
+    /// from its caller.
+    ///
+    /// ```
+    /// let p = ikd_kernels::KernelPolicy::from_env();
+    /// assert_eq!(p.winograd, std::env::var("IKD_WINOGRAD").map_or(true, |v| v != "0"));
+    /// ```
+    pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`KernelPolicy::from_env`] with the variables read by `get`.
+    fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
+        let on = |name: &str| get(name).is_none_or(|v| v != "0");
+        let [cpu, wino, f43, wgrad] = ENV.map(on);
+        Self { cpu_kernels: cpu, winograd: wino, winograd_f43: f43, winograd_weight_grad: wgrad }
+    }
+
+    /// The policy as this CPU runs it: Winograd only with the CPU kernels and AVX-512F, and
+    /// F(4×4, 3×3) and the Winograd weight gradient only with Winograd.
+    ///
+    /// ```
+    /// use ikd_kernels::KernelPolicy;
+    /// let p = KernelPolicy { cpu_kernels: false, ..Default::default() }.effective();
+    /// assert!(!p.winograd && !p.winograd_f43 && !p.winograd_weight_grad);
+    /// // where the CPU has AVX-512F, the default runs every path
+    /// let d = KernelPolicy::default().effective();
+    /// assert!(d.winograd_f43 == d.winograd && d.cpu_kernels);
+    /// ```
+    pub fn effective(self) -> Self {
+        let winograd = self.cpu_kernels && self.winograd && crate::winograd::cpu_has_avx512();
+        Self {
+            cpu_kernels: self.cpu_kernels,
+            winograd,
+            winograd_f43: winograd && self.winograd_f43,
+            winograd_weight_grad: winograd && self.winograd_weight_grad,
+        }
+    }
+
+    /// Whether the kernels handle these tensors: [`KernelPolicy::cpu_kernels`] on, all on the
+    /// CPU device, all of one dtype, f32 or f64.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use ikd_kernels::KernelPolicy;
+    /// let x = Tensor::zeros((1, 2, 3, 3), DType::F32, &Device::Cpu)?;
+    /// assert!(KernelPolicy::default().applies(&[&x]));
+    /// let h = Tensor::zeros((1, 2, 3, 3), DType::F16, &Device::Cpu)?;
+    /// assert!(!KernelPolicy::default().applies(&[&h]));
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn applies(&self, ts: &[&Tensor]) -> bool {
+        self.cpu_kernels
+            && ts.iter().all(|t| t.device().is_cpu())
+            && ts.windows(2).all(|w| w[0].dtype() == w[1].dtype())
+            && ts.first().is_some_and(|t| matches!(t.dtype(), DType::F32 | DType::F64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_variables_set_to_0_turn_their_switch_off() {
+        let with = |set: &[(&str, &str)]| {
+            let set: Vec<(String, String)> =
+                set.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            KernelPolicy::from_vars(|name| {
+                set.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        };
+        assert_eq!(with(&[]), KernelPolicy::default());
+        assert_eq!(
+            with(&[("IKD_WINOGRAD", "1"), ("IKD_CPU_KERNELS", "")]),
+            KernelPolicy::default()
+        );
+        for (k, var) in ENV.iter().enumerate() {
+            let p = with(&[(var, "0")]);
+            let fields = [p.cpu_kernels, p.winograd, p.winograd_f43, p.winograd_weight_grad];
+            for (j, on) in fields.into_iter().enumerate() {
+                assert_eq!(on, j != k, "{var}=0: field {j}");
+            }
+        }
+        let all: Vec<(&str, &str)> = ENV.iter().map(|v| (*v, "0")).collect();
+        assert_eq!(with(&all), KernelPolicy::candle());
+    }
+}
