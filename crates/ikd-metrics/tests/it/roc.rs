@@ -131,7 +131,7 @@ fn bad_input_is_a_typed_error() {
 fn labelled_scores() -> impl Strategy<Value = (Vec<f64>, Vec<bool>)> {
     let score = prop_oneof![
         6 => (0_u8..8).prop_map(|x| f64::from(x) * 0.25 - 1.0),
-        1 => (-1e6_f64..1e6),
+        1 => -1e6_f64..1e6,
         1 => Just(-0.0_f64),
     ];
     prop::collection::vec((score, any::<bool>()), 2..60)
