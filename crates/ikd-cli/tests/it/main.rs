@@ -1,7 +1,8 @@
-//! End-to-end tests of the `ikd` command on small synthetic categories.
+//! End-to-end tests of the `ikd` command on small synthetic categories, and its report.
 
 mod bad_inputs;
 mod pipeline;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
