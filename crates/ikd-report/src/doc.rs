@@ -16,7 +16,7 @@ pub(crate) struct ChartFigure {
 
 impl ChartFigure {
     /// The chart in words, for the Markdown report, whose PNG charts have no text: title, axes
-    /// with their ranges, the series and the note.
+    /// with their ranges, the series and the note (Markdown).
     pub(crate) fn describe(&self) -> String {
         let c = &self.chart;
         let axis = |a: &crate::chart::Axis| {
@@ -24,12 +24,18 @@ impl ChartFigure {
         };
         let series: Vec<String> =
             c.series.iter().map(|s| format!("{} {}", s.color_name(), s.name)).collect();
-        let mut s =
-            format!("{} (x: {}; y: {}; {})", c.title, axis(&c.x), axis(&c.y), series.join(", "));
+        let mut s = format!(
+            "**{}** — x: {}; y: {}; {}",
+            c.title,
+            axis(&c.x),
+            axis(&c.y),
+            series.join(", ")
+        );
         if !self.note.is_empty() {
-            s.push_str(": ");
+            s.push_str(". ");
             s.push_str(&self.note);
         }
+        s.push('.');
         s
     }
 }

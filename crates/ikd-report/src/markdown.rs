@@ -1,5 +1,6 @@
 //! The Markdown report: tables as GitHub-flavoured Markdown, charts as the PNG files of the
-//! report folder with their description in words (the PNGs carry no text), images by path.
+//! report folder, each described in words in a list below them (the PNGs carry no text), images
+//! by path.
 
 use std::fmt::Write as _;
 
@@ -23,8 +24,10 @@ pub(crate) fn render(blocks: &[Block]) -> String {
                 let images: Vec<String> =
                     figs.iter().map(|f| format!("![{}]({})", f.chart.title, f.png)).collect();
                 let _ = writeln!(s, "{}\n", images.join(" "));
-                let words: Vec<String> = figs.iter().map(|f| f.describe()).collect();
-                let _ = writeln!(s, "Left to right: {}.\n", words.join("; "));
+                for f in figs {
+                    let _ = writeln!(s, "- {}", f.describe());
+                }
+                s.push('\n');
             }
             Block::Images(figs) => {
                 for f in figs {

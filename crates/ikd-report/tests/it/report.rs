@@ -65,10 +65,11 @@ fn the_report_has_every_file_table_and_chart() {
         "| 98.71 |",
         "![carpet: image-level ROC](curves/carpet_roc.png)",
         "![grid: AHSM margins](curves/grid_margins.png)",
-        "carpet: image-level ROC (x: false positive rate 0.0–1.0; y: true positive rate 0.0–1.0; \
-         blue: image ROC, grey dashed: chance)",
-        "(x: step 0–4; y: loss ",
-        "orange: level 1, green: level 2)",
+        "- **carpet: image-level ROC** — x: false positive rate 0.0–1.0; y: true positive rate \
+         0.0–1.0; blue: image ROC, grey dashed: chance. Each test image scored by its map's \
+         maximum; image AUROC ",
+        "- **carpet: training loss** — x: step 0–4; y: loss ",
+        "orange: level 1, green: level 2. The hard-sample margin",
         "Teacher: random (seeded initialisation, seed ",
     ] {
         assert!(md.contains(needle), "`{needle}` missing from report.md:\n{md}");
