@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Everything that can go wrong while reading runs or writing a report; each variant names the
 /// folder or file at fault.
@@ -25,29 +25,15 @@ pub enum ReportError {
         /// The folder.
         path: PathBuf,
     },
-    /// Reading or writing a file or folder failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
-    },
-    /// A file exists but its content is not what it should be.
-    #[error("{}: {msg}", path.display())]
-    BadFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        msg: String,
-    },
     /// The text given as the paper's table is not one (see
     /// [`PaperTable::parse`](crate::PaperTable::parse)).
     #[error("the paper's table: {0}")]
     BadPaperTable(String),
-    /// Reading a run's files through the engine failed (the message names the file).
+    /// A file or folder could not be read or written, or its content is not what it should be
+    /// (a run's files, the paper's table, the report's files): `ikd`'s
+    /// [`Io`](ikd::Error::Io) or [`BadFile`](ikd::Error::BadFile), naming the file.
     #[error(transparent)]
-    Run(#[from] ikd::Error),
+    File(#[from] ikd::Error),
     /// Drawing or encoding a PNG curve failed.
     #[error("drawing {what}: {msg}")]
     Draw {
@@ -56,28 +42,6 @@ pub enum ReportError {
         /// What went wrong.
         msg: String,
     },
-}
-
-impl ReportError {
-    /// An I/O error on `path`.
-    ///
-    /// ```
-    /// let e = ikd_report::ReportError::io("a.csv".as_ref(), std::io::ErrorKind::NotFound.into());
-    /// assert!(e.to_string().starts_with("a.csv: "));
-    /// ```
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
-        ReportError::Io { path: path.to_path_buf(), source }
-    }
-
-    /// A file whose content is wrong.
-    ///
-    /// ```
-    /// let e = ikd_report::ReportError::bad_file("paper.csv".as_ref(), "no header".into());
-    /// assert_eq!(e.to_string(), "paper.csv: no header");
-    /// ```
-    pub fn bad_file(path: &Path, msg: String) -> Self {
-        ReportError::BadFile { path: path.to_path_buf(), msg }
-    }
 }
 
 /// The crate's result type.

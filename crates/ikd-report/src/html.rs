@@ -6,7 +6,7 @@ use std::path::Path;
 use base64::Engine as _;
 
 use crate::doc::Block;
-use crate::{ReportError, Result};
+use crate::Result;
 
 /// `s` with `&`, `<`, `>` and `"` escaped.
 pub(crate) fn esc(s: &str) -> String {
@@ -34,7 +34,7 @@ img.shot{height:150px;max-width:520px;border:1px solid #ddd}";
 
 fn data_uri(dir: &Path, rel: &str) -> Result<String> {
     let path = dir.join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| ReportError::io(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| ikd::Error::io(&path, e))?;
     Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
 }
 

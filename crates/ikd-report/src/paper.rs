@@ -48,13 +48,13 @@ impl PaperTable {
     /// ```
     ///
     /// # Errors
-    /// [`ReportError::Io`] when the file cannot be read, [`ReportError::BadFile`] (saying what is
+    /// [`ReportError::File`] naming the file when it cannot be read or (saying what is
     /// wrong) when it is not such a table.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
-        Self::parse_rows(&text)
-            .map(|rows| Self { rows })
-            .map_err(|msg| ReportError::bad_file(path, format!("not the paper's table: {msg}")))
+        let text = std::fs::read_to_string(path).map_err(|e| ikd::Error::io(path, e))?;
+        Self::parse_rows(&text).map(|rows| Self { rows }).map_err(|msg| {
+            ikd::Error::bad_file(path, format!("not the paper's table: {msg}")).into()
+        })
     }
 
     /// Parses the CSV text (see [`PaperTable::load`]).

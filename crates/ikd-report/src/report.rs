@@ -178,8 +178,8 @@ pub const RANDOM_TEACHER_NOTE: &str = "A random teacher is not the paper's Image
 /// ```
 ///
 /// # Errors
-/// [`ReportError::NoInput`] for no run; [`ReportError::Run`], [`ReportError::Io`] or
-/// [`ReportError::BadFile`] naming a run file that cannot be read or is not what it should be;
+/// [`ReportError::NoInput`] for no run; [`ReportError::File`] naming a run file that cannot be
+/// read or is not what it should be;
 /// errors writing the report (which then leave `out` as it was).
 pub fn write_report(runs: &[PathBuf], out: &Path, options: &ReportOptions) -> Result<Results> {
     if runs.is_empty() {
@@ -287,13 +287,14 @@ fn settings(runs: &[Run]) -> Result<BTreeMap<String, BTreeMap<String, Vec<String
     let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for r in runs {
         let v = serde_json::to_value(&r.config).map_err(|e| {
-            ReportError::bad_file(&r.dir.join(files::CONFIG), format!("cannot serialise: {e}"))
+            ikd::Error::bad_file(&r.dir.join(files::CONFIG), format!("cannot serialise: {e}"))
         })?;
         let Some(obj) = v.as_object() else {
-            return Err(ReportError::bad_file(
+            return Err(ikd::Error::bad_file(
                 &r.dir.join(files::CONFIG),
                 "not a JSON object".into(),
-            ));
+            )
+            .into());
         };
         for (k, val) in obj {
             if k == "category" || k == "data_root" {
@@ -763,7 +764,7 @@ fn build(dir: &Path, runs: &[Run], results: &Results, options: &ReportOptions) -
     }
     let blocks = blocks(results, figs);
     let json = serde_json::to_string_pretty(results)
-        .map_err(|e| ReportError::bad_file(&dir.join("results.json"), e.to_string()))?;
+        .map_err(|e| ikd::Error::bad_file(&dir.join("results.json"), e.to_string()))?;
     write(&dir.join("results.csv"), csv_table(results).to_csv().as_bytes())?;
     write(&dir.join("results.json"), json.as_bytes())?;
     write(&dir.join("report.md"), crate::markdown::render(&blocks).as_bytes())?;

@@ -32,7 +32,7 @@ pub fn is_finished(dir: &Path) -> bool {
 /// ```
 ///
 /// # Errors
-/// [`ReportError::NoInput`] for no path, [`ReportError::Io`] for a path that cannot be read (or
+/// [`ReportError::NoInput`] for no path, [`ReportError::File`] for a path that cannot be read (or
 /// does not exist), [`ReportError::NoFinishedRun`] naming a path that is neither a finished run
 /// nor a folder holding one.
 pub fn find_runs<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>> {
@@ -45,7 +45,7 @@ pub fn find_runs<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>> {
             vec![path.to_path_buf()]
         } else {
             let mut subs: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| ReportError::io(path, e))?
+                .map_err(|e| ikd::Error::io(path, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.is_dir())
                 .collect();
@@ -92,11 +92,11 @@ pub(crate) struct TrainingLog {
 impl TrainingLog {
     /// Reads a run's log; `batch` is the run's batch size (for the training time).
     pub(crate) fn load(path: &Path, batch: usize) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ikd::Error::io(path, e))?;
         let mut log = TrainingLog::default();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let e: LogEntry = serde_json::from_str(line).map_err(|err| {
-                ReportError::bad_file(
+                ikd::Error::bad_file(
                     path,
                     format!("line {}: not a training log entry: {err}", i + 1),
                 )
@@ -135,11 +135,11 @@ fn load_run(dir: &Path) -> Result<Run> {
     let tpath = dir.join(files::TEACHER);
     let teacher = tpath.is_file().then(|| TeacherIdentity::load(&tpath)).transpose()?;
     let mpath = dir.join(files::METRICS);
-    let text = std::fs::read_to_string(&mpath).map_err(|e| ReportError::io(&mpath, e))?;
+    let text = std::fs::read_to_string(&mpath).map_err(|e| ikd::Error::io(&mpath, e))?;
     let metrics: TestMetrics = serde_json::from_str(&text)
-        .map_err(|e| ReportError::bad_file(&mpath, format!("not ikd test metrics: {e}")))?;
+        .map_err(|e| ikd::Error::bad_file(&mpath, format!("not ikd test metrics: {e}")))?;
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| ReportError::bad_file(&mpath, e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| ikd::Error::bad_file(&mpath, e.to_string()))?;
     let pixel_roc = value
         .get("roc_curve")
         .and_then(|v| serde_json::from_value::<Vec<(f64, f64)>>(v.clone()).ok())

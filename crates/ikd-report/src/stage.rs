@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{ReportError, Result};
+use crate::Result;
 
 /// Fills a fresh staging folder beside `out` (`.<name>.partial-<pid>`) through `fill`, then puts
 /// it in `out`'s place: an existing `out` is first moved aside and removed only once the new
@@ -12,18 +12,18 @@ use crate::{ReportError, Result};
 pub(crate) fn build_staged<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
-        ReportError::bad_file(out, "a report needs a folder name (not `/` or `..`)".into())
+        ikd::Error::bad_file(out, "a report needs a folder name (not `/` or `..`)".into())
     })?;
-    std::fs::create_dir_all(parent).map_err(|e| ReportError::io(parent, e))?;
+    std::fs::create_dir_all(parent).map_err(|e| ikd::Error::io(parent, e))?;
     let pid = std::process::id();
     let stage = parent.join(format!(".{name}.partial-{pid}"));
     let old = parent.join(format!(".{name}.old-{pid}"));
     for leftover in [&stage, &old] {
         if leftover.exists() {
-            std::fs::remove_dir_all(leftover).map_err(|e| ReportError::io(leftover, e))?;
+            std::fs::remove_dir_all(leftover).map_err(|e| ikd::Error::io(leftover, e))?;
         }
     }
-    std::fs::create_dir(&stage).map_err(|e| ReportError::io(&stage, e))?;
+    std::fs::create_dir(&stage).map_err(|e| ikd::Error::io(&stage, e))?;
     let value = match fill(&stage) {
         Ok(v) => v,
         Err(e) => {
@@ -35,7 +35,7 @@ pub(crate) fn build_staged<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>)
     if replaced {
         if let Err(e) = std::fs::rename(out, &old) {
             let _ = std::fs::remove_dir_all(&stage);
-            return Err(ReportError::io(out, e));
+            return Err(ikd::Error::io(out, e).into());
         }
     }
     if let Err(e) = std::fs::rename(&stage, out) {
@@ -43,7 +43,7 @@ pub(crate) fn build_staged<T>(out: &Path, fill: impl FnOnce(&Path) -> Result<T>)
             let _ = std::fs::rename(&old, out);
         }
         let _ = std::fs::remove_dir_all(&stage);
-        return Err(ReportError::io(out, e));
+        return Err(ikd::Error::io(out, e).into());
     }
     if replaced {
         let removed =
@@ -62,7 +62,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Copies `from` to `to` atomically.
 pub(crate) fn copy(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).map_err(|e| ReportError::io(from, e))?;
+    let bytes = std::fs::read(from).map_err(|e| ikd::Error::io(from, e))?;
     write(to, &bytes)
 }
 
@@ -71,6 +71,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::ReportError;
 
     /// The paths under `dir`.
     fn listing(dir: &Path) -> Vec<PathBuf> {
