@@ -35,10 +35,17 @@ pub(crate) fn render(chart: &Chart) -> String {
          aria-labelledby=\"{id}-title\" {FONT}>"
     );
     let _ = write!(s, "<rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#ffffff\"/>");
+    // A title too long for the chart (about 7.5 px a bold character at 13 px) is squeezed to fit.
+    let room = WIDTH - 12.0;
+    let squeeze = if 7.5 * chart.title.chars().count() as f64 > room {
+        format!(" textLength=\"{room}\" lengthAdjust=\"spacingAndGlyphs\"")
+    } else {
+        String::new()
+    };
     let _ = write!(
         s,
         "<text class=\"chart-title\" id=\"{id}-title\" x=\"{:.1}\" y=\"17\" font-size=\"13\" \
-         font-weight=\"bold\" text-anchor=\"middle\" fill=\"#222222\">{}</text>",
+         font-weight=\"bold\" text-anchor=\"middle\" fill=\"#222222\"{squeeze}>{}</text>",
         WIDTH / 2.0,
         esc(&chart.title)
     );
@@ -201,6 +208,14 @@ mod tests {
         assert!(svg.contains(">0.01230</text>"), "{svg}");
         // 7 characters: the plot starts at 24 + 7 × 6.6 = 70.2 instead of 62.
         assert!(svg.contains("<rect class=\"frame\" x=\"70.2\""), "{svg}");
+    }
+
+    #[test]
+    fn long_titles_are_squeezed_into_the_chart() {
+        let mut c = chart();
+        assert!(!render(&c).contains("textLength"));
+        c.title = "a-run-with-a-long-experiment-name (its-folder): image-level ROC".into();
+        assert!(render(&c).contains("textLength=\"318\" lengthAdjust=\"spacingAndGlyphs\">a-run"));
     }
 
     #[test]
