@@ -163,11 +163,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         })
         .collect();
     run_jobs(jobs, &["cpu".to_string()], !args.no_progress)?;
-    crate::report::write_report(&runs, &report, &crate::paper::default_path(), 3)?;
-    println!("report: {}", report.join("report.html").display());
+    crate::report::write(&runs, &report, &crate::report::default_paper(), 3)?;
     println!("teacher: {}", teacher.describe());
     if teacher.is_random() {
-        println!("{}", crate::report::RANDOM_TEACHER_NOTE);
+        println!("{}", ikd_report::RANDOM_TEACHER_NOTE);
     }
     Ok(())
 }

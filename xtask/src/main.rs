@@ -11,9 +11,7 @@
 
 mod demo;
 mod download;
-mod paper;
 mod pipeline;
-mod plot;
 mod report;
 mod reproduce;
 mod speed;

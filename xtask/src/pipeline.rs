@@ -26,10 +26,8 @@ pub enum Outcome {
     Done,
 }
 
-/// Whether `run_dir` holds a finished run (a trained student and its test metrics).
-pub fn is_finished(run_dir: &Path) -> bool {
-    run_dir.join(files::STUDENT).is_file() && run_dir.join(files::METRICS).is_file()
-}
+/// Whether a folder holds a finished run (a trained student and its test metrics).
+pub use ikd_report::is_finished;
 
 /// The settings (besides the device and `max_steps`, which a resumed run may change) in which
 /// the run in `run_dir` differs from `wanted` ([`TrainConfig::changes_from`]); empty when they

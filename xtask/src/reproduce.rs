@@ -39,7 +39,7 @@ pub struct ReproduceArgs {
     #[arg(long)]
     pub report_out: Option<PathBuf>,
     /// The paper's table.
-    #[arg(long, default_value_os_t = crate::paper::default_path())]
+    #[arg(long, default_value_os_t = crate::report::default_paper())]
     pub paper: PathBuf,
 }
 
@@ -92,7 +92,5 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             crate::util::workspace_root().join("reports").join(name)
         }
     };
-    crate::report::write_report(&args.runs, &out, &args.paper, 3)?;
-    println!("report: {}", out.join("report.html").display());
-    Ok(())
+    crate::report::write(&args.runs, &out, &args.paper, 3)
 }

@@ -1,4 +1,5 @@
-//! `ikd`: train, test, predict and evaluate IKD anomaly segmenters from the command line.
+//! `ikd`: train, test, predict and evaluate IKD anomaly segmenters from the command line, and
+//! report on finished runs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Predict(PredictArgs),
     /// Score any method's anomaly maps (MVTec AD evaluation layout) against the ground truth.
     Evaluate(EvaluateArgs),
+    /// Write the report of finished runs: tables, ROC, PRO and training curves, a gallery.
+    Report(ReportArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +109,24 @@ struct EvaluateArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Run folders, or folders of run folders (one per category); unfinished runs in a folder are
+    /// left out.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// The report folder to write (replaced when it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// The paper's table (CSV: category,kind,ikd_pixel_auroc,ikd_au_pro) to compare MVTec AD
+    /// categories with.
+    #[arg(long)]
+    paper: Option<PathBuf>,
+    /// Test images per run in each half of the gallery (worst, best).
+    #[arg(long, default_value_t = 3)]
+    gallery: usize,
 }
 
 fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
@@ -232,6 +253,15 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+fn report(args: ReportArgs) -> Result<()> {
+    let runs = ikd_report::find_runs(&args.runs)?;
+    let paper = args.paper.as_deref().map(ikd_report::PaperTable::load).transpose()?;
+    let options = ikd_report::ReportOptions { paper, gallery: args.gallery };
+    let results = ikd_report::write_report(&runs, &args.out, &options)?;
+    println!("{} runs: {}", results.categories.len(), args.out.join("report.html").display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     ikd_kernels::tune_process();
     tracing_subscriber::fmt()
@@ -249,6 +279,7 @@ fn main() -> ExitCode {
         Command::Test(a) => test(a, progress).map(|()| ExitCode::SUCCESS),
         Command::Predict(a) => predict(a).map(|()| ExitCode::SUCCESS),
         Command::Evaluate(a) => evaluate(a).map(|()| ExitCode::SUCCESS),
+        Command::Report(a) => report(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,6 @@
-//! Exact, fast anomaly-segmentation metrics: pixel and image AUROC, MVTec AD's AU-PRO (with its
-//! curve), IKD's published PRO, pixel average precision, F1-max, and connected-component
-//! labelling.
+//! Exact, fast anomaly-segmentation metrics: pixel and image AUROC (with the ROC curve), MVTec
+//! AD's AU-PRO (with its curve), IKD's published PRO, pixel average precision, F1-max, and
+//! connected-component labelling.
 //!
 //! * **Exact**: every distinct `f32` score is a threshold. Pixel AUROC equals scikit-learn's
 //!   `roc_auc_score` (ties count as the trapezoid through the tied block; computed as an exact
@@ -50,6 +50,7 @@ mod image;
 mod key;
 mod label;
 mod result;
+mod roc;
 mod sweep;
 
 use rayon::prelude::*;
@@ -60,6 +61,7 @@ pub use error::MetricsError;
 pub use image::{image_average_precision, image_f1_max, ImageF1Max};
 pub use label::{label_components, Components, Connectivity, MaskPixel};
 pub use result::{AuPro, Curve, F1Max, IkdPro, Metrics};
+pub use roc::{roc_curve, RocCurve};
 
 /// One image, borrowed: its row-major anomaly map and its mask (`u8`, nonzero = defect, or
 /// `bool`), both `width * height` long.

@@ -1,8 +1,9 @@
-//! End-to-end tests of the `ikd` command on small synthetic categories.
+//! End-to-end tests of the `ikd` command on small synthetic categories, and its report.
 
 mod bad_inputs;
 mod pipeline;
 mod portable;
+mod report;
 mod settings;
 mod signal;
 mod trajectory;

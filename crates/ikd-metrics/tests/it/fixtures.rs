@@ -8,7 +8,7 @@ use crate::reference::{self, Img};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/metrics");
 
-fn load(name: &str) -> Vec<Img> {
+pub(crate) fn load(name: &str) -> Vec<Img> {
     let bytes = std::fs::read(format!("{DIR}/{name}.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let scores = st.tensor("scores").unwrap();
@@ -32,7 +32,7 @@ fn load(name: &str) -> Vec<Img> {
         .collect()
 }
 
-fn cases() -> Vec<(String, serde_json::Map<String, serde_json::Value>)> {
+pub(crate) fn cases() -> Vec<(String, serde_json::Map<String, serde_json::Value>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(DIR).unwrap() {
         let path = entry.unwrap().path();

@@ -1,0 +1,169 @@
+//! The report of the two runs: its files, tables, charts and numbers; runs sharing a category;
+//! and the errors, which name the folder or file and leave an existing report as it was.
+
+use ikd_report::{find_runs, write_report, PaperTable, ReportError, ReportOptions};
+
+use crate::{copy_dir, names, paper_csv, scratch, world, STEPS};
+
+fn with_paper() -> ReportOptions {
+    ReportOptions { paper: Some(PaperTable::load(&paper_csv()).unwrap()), gallery: 2 }
+}
+
+#[test]
+fn the_report_has_every_file_table_and_chart() {
+    let w = world();
+    let parent = scratch("full");
+    let out = parent.join("report");
+    let runs = find_runs(&[&w.runs]).unwrap();
+    assert_eq!(runs, [w.runs.join("carpet"), w.runs.join("grid")]);
+    let r = write_report(&runs, &out, &with_paper()).unwrap();
+    assert_eq!(names(&parent), ["report"], "the staging folder was left behind");
+
+    let mut files = vec![
+        "report.html".to_string(),
+        "report.md".into(),
+        "results.csv".into(),
+        "results.json".into(),
+    ];
+    for c in ["carpet", "grid"] {
+        for k in ["roc", "pro", "loss", "margins"] {
+            files.push(format!("curves/{c}_{k}.png"));
+        }
+    }
+    for f in &files {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // 2 worst images, and up to 2 best detections among the other defective ones.
+    let panels: Vec<usize> =
+        ["carpet", "grid"].iter().map(|c| names(&out.join("gallery").join(c)).len()).collect();
+    assert!(panels.iter().all(|n| (3..=4).contains(n)), "{panels:?} gallery panels");
+
+    // The numbers: the runs' metrics, the paper's values, the training log.
+    let carpet = &r.categories[0];
+    let metrics: ikd::TestMetrics =
+        serde_json::from_str(&std::fs::read_to_string(w.runs.join("carpet/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!((carpet.name.as_str(), carpet.kind.as_str()), ("carpet", "texture"));
+    assert!((carpet.pixel_auroc - 100.0 * metrics.pixel_auroc).abs() < 1e-9);
+    assert_eq!(carpet.paper_pixel_auroc, Some(98.71));
+    assert_eq!((carpet.train_steps, carpet.final_margins.len()), (STEPS, 2));
+    let all = r.means.iter().find(|m| m.group == "all").unwrap();
+    assert!((all.paper_pixel_auroc.unwrap() - (98.71 + 97.04) / 2.0).abs() < 1e-9);
+
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    let line = csv.lines().find(|l| l.starts_with("carpet,")).unwrap();
+    assert!(line.starts_with("carpet,texture,") && line.contains(",98.7100,94.4900,"), "{line}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["categories"].as_array().unwrap().len(), 2);
+    assert_eq!(json["random_teacher"], true);
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "| carpet | texture |",
+        "| 98.71 |",
+        "![carpet: image-level ROC](curves/carpet_roc.png)",
+        "![grid: AHSM margins](curves/grid_margins.png)",
+        "- **carpet: image-level ROC** — x: false positive rate 0.0–1.0; y: true positive rate \
+         0.0–1.0; blue: image ROC, grey dashed: chance. Each test image scored by its map's \
+         maximum; image AUROC ",
+        "- **carpet: training loss** — x: step 0–4; y: loss ",
+        "orange: level 1, green: level 2. The hard-sample margin",
+        "Teacher: random (seeded initialisation, seed ",
+    ] {
+        assert!(md.contains(needle), "`{needle}` missing from report.md:\n{md}");
+    }
+
+    // The HTML report: self-contained, four SVG charts per run with their axis text.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!html.contains("src=\"curves/") && !html.contains("src=\"gallery/"));
+    let embedded = html.matches("src=\"data:image/png;base64,").count();
+    assert_eq!(embedded, panels.iter().sum::<usize>(), "gallery panels");
+    assert_eq!(html.matches("<svg ").count(), 8);
+    for (chart, x, y) in [
+        ("roc", "False positive rate", "True positive rate"),
+        ("pro", "False positive rate", "Per-region overlap"),
+        ("loss", "Step", "Loss"),
+        ("margins", "Step", "Margin"),
+    ] {
+        for c in ["carpet", "grid"] {
+            let id = format!("{c}-{chart}");
+            assert!(html.contains(&format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" id=\"{id}\""
+            )));
+            assert!(
+                html.contains(&format!("id=\"{id}-x-title\""))
+                    && html.contains(&format!(">{x}</text>"))
+            );
+            assert!(
+                html.contains(&format!("id=\"{id}-y-title\""))
+                    && html.contains(&format!(">{y}</text>"))
+            );
+        }
+    }
+    // The ROC chart's note is the area under its curve, which is the run's image AUROC.
+    assert!(
+        html.contains(&format!(
+            "image AUROC {:.1} % (the area under this curve)",
+            carpet.image_auroc
+        )),
+        "the ROC curve's area is not the image AUROC"
+    );
+    assert!(html.contains("<table id=\"results\">") && html.contains("<td>carpet</td>"));
+    assert!(html.contains("<tr class=\"mean\"><td>mean all (2)</td>"));
+}
+
+#[test]
+fn runs_sharing_a_category_get_names_and_files_of_their_own_without_the_paper() {
+    let w = world();
+    let dir = scratch("twice");
+    copy_dir(&w.runs.join("carpet"), &dir.join("other").join("carpet"));
+    let runs = find_runs(&[w.runs.clone(), dir.join("other").join("carpet"), w.runs.join("grid")])
+        .unwrap();
+    assert_eq!(runs.len(), 3, "grid is listed once: {runs:?}");
+    let out = dir.join("report");
+    let r = write_report(&runs, &out, &ReportOptions::default()).unwrap();
+    let named: Vec<&str> = r.categories.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(named, ["carpet (runs)", "grid", "carpet (other)"]);
+    assert!(r.categories.iter().all(|c| c.paper_pixel_auroc.is_none() && c.kind == "other"));
+    for f in
+        ["curves/carpet__runs__roc.png", "curves/carpet__other__roc.png", "curves/grid_roc.png"]
+    {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!html.contains("<th>paper</th>"), "paper columns without a paper table");
+    assert!(html.contains("<td>carpet (other)</td>"));
+}
+
+#[test]
+fn errors_name_the_folder_or_file_and_leave_the_old_report() {
+    let w = world();
+    let dir = scratch("errors");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(empty.join("unfinished")).unwrap();
+    let e = find_runs(&[&empty]).unwrap_err();
+    assert!(matches!(e, ReportError::NoFinishedRun { .. }));
+    assert!(
+        e.to_string().starts_with(&format!("{} holds no finished run", empty.display())),
+        "{e}"
+    );
+    let e = find_runs(&[dir.join("missing")]).unwrap_err();
+    assert!(e.to_string().starts_with(&format!("{}: ", dir.join("missing").display())), "{e}");
+    assert!(matches!(find_runs::<&str>(&[]), Err(ReportError::NoInput)));
+
+    // A good report, then a failing one into the same folder: the good one stays.
+    let out = dir.join("reports").join("r");
+    write_report(&find_runs(&[&w.runs]).unwrap(), &out, &ReportOptions::default()).unwrap();
+    let before = std::fs::read(out.join("report.html")).unwrap();
+    let broken = dir.join("broken");
+    copy_dir(&w.runs.join("grid"), &broken);
+    std::fs::write(broken.join("metrics.json"), "{\"category\": 3}").unwrap();
+    let e = write_report(&[w.runs.join("carpet"), broken.clone()], &out, &ReportOptions::default())
+        .unwrap_err();
+    assert!(e.to_string().contains(&broken.join("metrics.json").display().to_string()), "{e}");
+    assert!(e.to_string().contains("not ikd test metrics"), "{e}");
+    assert_eq!(std::fs::read(out.join("report.html")).unwrap(), before);
+    assert_eq!(names(&dir.join("reports")), ["r"]);
+}
