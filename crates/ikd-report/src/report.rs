@@ -80,6 +80,13 @@ pub struct Row {
     pub pixel_ap: f64,
     /// Best pixel F1 (%).
     pub f1_max: f64,
+    /// Image average precision (%), when the test set had a defective image.
+    pub image_ap: Option<f64>,
+    /// Best image F1 (%).
+    pub image_f1_max: Option<f64>,
+    /// The image score from which a test image is called anomalous (the best image F1's
+    /// threshold; raw score, not %).
+    pub image_threshold: Option<f64>,
     /// Optimiser steps (from the training log).
     pub train_steps: u64,
     /// Training seconds (from the training log).
@@ -236,6 +243,9 @@ fn make_row(run: &Run, paper: &PaperTable) -> Row {
         image_auroc: pct(m.image_auroc),
         pixel_ap: pct(m.pixel_ap),
         f1_max: pct(m.f1_max),
+        image_ap: m.image_ap.map(pct),
+        image_f1_max: m.image_f1_max.map(pct),
+        image_threshold: m.image_threshold,
         train_steps: steps,
         train_seconds: seconds,
         train_images_per_s: if seconds > 0.0 {
@@ -551,6 +561,39 @@ fn results_table(r: &Results) -> Table {
     t
 }
 
+fn decisions_table(r: &Results) -> Table {
+    let mut t = Table::new(
+        "decisions",
+        &[
+            "run",
+            "image AUROC",
+            "image AP",
+            "image F1-max",
+            "OK/NG threshold",
+            "pixel AP",
+            "pixel F1-max",
+        ],
+    );
+    t.caption = Some(
+        "Image-level decisions, in %: an image is anomalous (NG) when its score (the maximum of \
+         its anomaly map) reaches the threshold of the best image F1 on the test set; pixel AP \
+         and F1-max for the defect masks."
+            .into(),
+    );
+    for x in &r.categories {
+        t.push(vec![
+            Cell::text(&x.name),
+            Cell::num(x.image_auroc, 2),
+            Cell::opt(x.image_ap, 2),
+            Cell::opt(x.image_f1_max, 2),
+            Cell::opt(x.image_threshold, 4),
+            Cell::num(x.pixel_ap, 2),
+            Cell::num(x.f1_max, 2),
+        ]);
+    }
+    t
+}
+
 fn training_table(r: &Results) -> Table {
     let mut t = Table::new(
         "time",
@@ -614,6 +657,9 @@ fn csv_table(r: &Results) -> Table {
             "image_auroc",
             "pixel_ap",
             "f1_max",
+            "image_ap",
+            "image_f1_max",
+            "image_threshold",
             "train_steps",
             "train_seconds",
             "train_images_per_s",
@@ -637,6 +683,9 @@ fn csv_table(r: &Results) -> Table {
             Cell::num(x.image_auroc, 4),
             Cell::num(x.pixel_ap, 4),
             Cell::num(x.f1_max, 4),
+            Cell::opt(x.image_ap, 4),
+            Cell::opt(x.image_f1_max, 4),
+            Cell::opt(x.image_threshold, 6),
             Cell::int(x.train_steps),
             Cell::num(x.train_seconds, 2),
             Cell::num(x.train_images_per_s, 3),
@@ -700,6 +749,8 @@ fn blocks(r: &Results, figs: Vec<RunFigures>) -> Vec<Block> {
     }
     b.push(Block::heading(2, "Results"));
     b.push(Block::Table(results_table(r)));
+    b.push(Block::heading(2, "Image-level decisions"));
+    b.push(Block::Table(decisions_table(r)));
     b.push(Block::heading(2, "Training and test time"));
     b.push(Block::Table(training_table(r)));
     b.push(Block::heading(2, "Settings"));
@@ -792,6 +843,9 @@ mod tests {
             image_auroc: 0.0,
             pixel_ap: 0.0,
             f1_max: 0.0,
+            image_ap: None,
+            image_f1_max: None,
+            image_threshold: None,
             train_steps: 1,
             train_seconds: 1.0,
             train_images_per_s: 2.0,
@@ -856,6 +910,6 @@ mod tests {
         let line = csv.lines().nth(1).unwrap();
         assert!(line.starts_with("\"a,b\",synthetic,70.0000,65.0000,,,,,"), "{line}");
         assert!(line.ends_with(",\"a,b\",\"runs/a,b\""), "{line}");
-        assert_eq!(csv.lines().next().unwrap().split(',').count(), 19);
+        assert_eq!(csv.lines().next().unwrap().split(',').count(), 22);
     }
 }

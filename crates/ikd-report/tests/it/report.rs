@@ -111,6 +111,12 @@ fn the_report_has_every_file_table_and_chart() {
         "the ROC curve's area is not the image AUROC"
     );
     assert!(html.contains("<table id=\"results\">") && html.contains("<td>carpet</td>"));
+    // the OK/NG rule of each run, from its metrics.json
+    assert!(html.contains("<table id=\"decisions\">"));
+    assert_eq!(carpet.image_threshold, metrics.image_threshold);
+    assert!(carpet.image_threshold.is_some());
+    let t = format!("{:.4}", carpet.image_threshold.unwrap());
+    assert!(md.contains(&t), "the threshold {t} is in report.md");
     assert!(html.contains("<tr class=\"mean\"><td>mean all (2)</td>"));
 }
 
