@@ -17,6 +17,25 @@ pub struct ImageF1Max {
     pub recall: f64,
 }
 
+/// Scores and their labels (`what` names them in an error): as many of each, every score finite.
+pub(crate) fn check(
+    scores: &[f64],
+    defective: &[bool],
+    what: &'static str,
+) -> Result<(), MetricsError> {
+    if scores.len() != defective.len() {
+        return Err(MetricsError::LengthMismatch {
+            what,
+            left: scores.len(),
+            right: defective.len(),
+        });
+    }
+    if let Some(image) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(MetricsError::NonFiniteImageScore { image, value: scores[image].to_string() });
+    }
+    Ok(())
+}
+
 /// One point of the precision-recall sweep: every image scoring `>= threshold` is called
 /// defective.
 struct Point {
@@ -27,16 +46,7 @@ struct Point {
 
 /// The sweep over every distinct score, highest first, after checking the input.
 fn sweep(scores: &[f64], defective: &[bool]) -> Result<(Vec<Point>, usize), MetricsError> {
-    if scores.len() != defective.len() {
-        return Err(MetricsError::LengthMismatch {
-            what: "image scores and labels",
-            left: scores.len(),
-            right: defective.len(),
-        });
-    }
-    if let Some(image) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(MetricsError::NonFiniteImageScore { image, value: scores[image].to_string() });
-    }
+    check(scores, defective, "image scores and labels")?;
     let positives = defective.iter().filter(|&&d| d).count();
     if positives == 0 {
         return Err(MetricsError::NoDefectiveImage { images: scores.len() });

@@ -279,16 +279,7 @@ pub fn ikd_pro<M: MaskPixel>(
 /// [`MetricsError::LengthMismatch`], [`MetricsError::NonFiniteImageScore`],
 /// [`MetricsError::ImageAurocUndefined`].
 pub fn image_auroc(scores: &[f64], defective: &[bool]) -> Result<f64, MetricsError> {
-    if scores.len() != defective.len() {
-        return Err(MetricsError::LengthMismatch {
-            what: "image scores and labels",
-            left: scores.len(),
-            right: defective.len(),
-        });
-    }
-    if let Some(image) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(MetricsError::NonFiniteImageScore { image, value: scores[image].to_string() });
-    }
+    image::check(scores, defective, "image scores and labels")?;
     let records: Vec<accumulator::ImageRecord> = scores
         .iter()
         .zip(defective)

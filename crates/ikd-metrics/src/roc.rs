@@ -91,16 +91,7 @@ impl RocCurve {
 /// [`MetricsError::NonFiniteImageScore`] (naming the index of the score in `scores`),
 /// [`MetricsError::ImageAurocUndefined`] when one class is missing.
 pub fn roc_curve(scores: &[f64], positive: &[bool]) -> Result<RocCurve, MetricsError> {
-    if scores.len() != positive.len() {
-        return Err(MetricsError::LengthMismatch {
-            what: "scores and labels",
-            left: scores.len(),
-            right: positive.len(),
-        });
-    }
-    if let Some(image) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(MetricsError::NonFiniteImageScore { image, value: scores[image].to_string() });
-    }
+    crate::image::check(scores, positive, "scores and labels")?;
     let p = positive.iter().filter(|&&b| b).count();
     let n = positive.len() - p;
     if p == 0 || n == 0 {
