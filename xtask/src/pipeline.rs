@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use ikd::{files, TestOptions, TrainConfig, TrainOptions};
+use ikd::{RunDir, RunState, TestOptions, TrainConfig, TrainOptions};
 
 /// One category to train and test.
 #[derive(Debug, Clone)]
@@ -26,17 +26,15 @@ pub enum Outcome {
     Done,
 }
 
-/// Whether a folder holds a finished run (a trained student and its test metrics).
-pub use ikd_report::is_finished;
-
 /// The settings (besides the device and `max_steps`, which a resumed run may change) in which
 /// the run in `run_dir` differs from `wanted` ([`TrainConfig::changes_from`]); empty when they
 /// agree or there is no run yet.
 pub fn changed_settings(run_dir: &Path, wanted: &TrainConfig) -> Result<Vec<String>> {
-    if TrainConfig::run_file(run_dir).is_none() {
+    let run = RunDir::new(run_dir);
+    if run.state() == RunState::Empty {
         return Ok(Vec::new());
     }
-    Ok(wanted.changes_from(&TrainConfig::load_run(run_dir)?))
+    Ok(wanted.changes_from(&run.load_config()?))
 }
 
 /// Trains (resuming from a checkpoint when there is one) and tests one job on `device`. A run
@@ -53,20 +51,21 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             changed.join(", ")
         );
     }
-    if is_finished(dir) {
+    let run = RunDir::new(dir);
+    let state = run.state();
+    if state == RunState::Tested {
         tracing::info!("{name}: finished run found in {}, skipped", dir.display());
         return Ok(Outcome::Skipped);
     }
     let config = TrainConfig { device: device.to_string(), ..job.config.clone() };
-    if !dir.join(files::STUDENT).is_file() {
-        let saved = TrainConfig::run_file(dir);
-        let resume = saved.is_some() && dir.join(files::CHECKPOINT).is_file();
+    if state != RunState::Trained {
+        let resume = state == RunState::Checkpointed;
         if resume {
             tracing::info!("{name}: resuming the interrupted run in {}", dir.display());
-        } else if let Some(saved) = saved {
+        } else if let Some(saved) = run.saved_config() {
             // A run that stopped before its first checkpoint: start it again.
             std::fs::remove_file(&saved).with_context(|| format!("cleaning {}", dir.display()))?;
-            let _ = std::fs::remove_file(dir.join(files::TRAIN_LOG));
+            let _ = std::fs::remove_file(run.train_log());
         }
         tracing::info!("{name}: training on {device} into {}", dir.display());
         let opts = TrainOptions {
@@ -202,14 +201,14 @@ mod tests {
         let stored = TrainConfig { device: "cuda:0".into(), ..config.clone() };
         // a run made before config.toml, with its config.json, is read too
         std::fs::write(
-            dir.path().join(files::LEGACY_CONFIG),
+            dir.path().join(ikd::files::LEGACY_CONFIG),
             serde_json::to_string(&stored).unwrap(),
         )
         .unwrap();
         assert!(changed_settings(dir.path(), &config).unwrap().is_empty(), "device may differ");
         let more = TrainConfig { epochs: 12, ..config.clone() };
         assert_eq!(changed_settings(dir.path(), &more).unwrap(), vec!["epochs: 2 saved, 12 given"]);
-        stored.save(&dir.path().join(files::CONFIG)).unwrap();
+        stored.save(&RunDir::new(dir.path()).config()).unwrap();
         let job = Job { config: more, run_dir: dir.path().to_path_buf() };
         let err = run_job(&job, "cpu", false).unwrap_err().to_string();
         assert!(err.contains("other settings (epochs: 2 saved, 12 given)"), "{err}");
@@ -218,10 +217,10 @@ mod tests {
     #[test]
     fn an_empty_folder_is_not_finished() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(!is_finished(dir.path()));
-        std::fs::write(dir.path().join(files::STUDENT), b"x").unwrap();
-        assert!(!is_finished(dir.path()));
-        std::fs::write(dir.path().join(files::METRICS), b"{}").unwrap();
-        assert!(is_finished(dir.path()));
+        assert_ne!(RunDir::new(dir.path()).state(), RunState::Tested);
+        std::fs::write(RunDir::new(dir.path()).student(), b"x").unwrap();
+        assert_ne!(RunDir::new(dir.path()).state(), RunState::Tested);
+        std::fs::write(RunDir::new(dir.path()).metrics(), b"{}").unwrap();
+        assert_eq!(RunDir::new(dir.path()).state(), RunState::Tested);
     }
 }

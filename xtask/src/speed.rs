@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ikd::{files, LogEntry, TeacherWeights, TrainConfig, TrainOptions};
+use ikd::{LogEntry, TeacherWeights, TrainConfig, TrainOptions};
 use ikd_data::synthetic::{generate, SyntheticConfig, Texture};
 
 /// Arguments of `cargo xtask speed`.
@@ -93,7 +93,7 @@ fn measure(args: &SpeedArgs, device: &str, scratch: &std::path::Path) -> Result<
     let kernels = ikd::KernelPolicy::from_env();
     ikd::train(&config, &run_dir, TrainOptions { progress: true, kernels, ..Default::default() })?;
     let wall = t0.elapsed().as_secs_f64();
-    let log = run_dir.join(files::TRAIN_LOG);
+    let log = ikd::RunDir::new(&run_dir).train_log();
     let text =
         std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
     let entries: Vec<LogEntry> =

@@ -93,6 +93,13 @@ struct PredictArgs {
     /// cpu or cuda:N (default: the run's).
     #[arg(long)]
     device: Option<String>,
+    /// Walk the input folders' subfolders too (outputs mirror them).
+    #[arg(long)]
+    recursive: bool,
+    /// Replace outputs that exist (without it an existing output is an error and nothing is
+    /// written).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -225,20 +232,60 @@ fn print_metrics(m: &ikd::TestMetrics) {
     }
 }
 
-fn predict(args: PredictArgs) -> Result<()> {
-    let device = args.device.as_deref();
-    let kernels = KernelPolicy::from_env();
-    let s = ikd::predict(&args.run, &args.inputs, &args.out, args.threshold, device, kernels)?;
+fn predict(args: PredictArgs, progress: bool) -> Result<ExitCode> {
+    let opts = ikd::PredictOptions {
+        recursive: args.recursive,
+        overwrite: args.overwrite,
+        pixel_threshold: args.threshold,
+        device: args.device,
+        kernels: KernelPolicy::from_env(),
+        progress,
+    };
+    let s = ikd::predict(&args.run, &args.inputs, &args.out, &opts)?;
     for p in &s.images {
-        println!(
-            "{}\t{:.5}\t{}",
-            p.input.display(),
-            p.score,
-            if p.anomalous { "anomalous" } else { "normal" }
+        let verdict = match p.anomalous {
+            Some(true) => format!("NG\t{:.3}", p.normalized.unwrap_or(f64::NAN)),
+            Some(false) => format!("OK\t{:.3}", p.normalized.unwrap_or(f64::NAN)),
+            None => "-\t-".to_string(),
+        };
+        println!("{}\t{:.5}\t{verdict}", p.input.display(), p.score);
+    }
+    for f in &s.skipped {
+        eprintln!("skipped {}: not an image", f.display());
+    }
+    if s.decision.is_none() {
+        eprintln!(
+            "{} was never tested: raw scores only, no OK/NG decision (run `ikd test --run {}`)",
+            args.run.display(),
+            args.run.display()
         );
     }
-    println!("wrote {} (threshold {:.5})", args.out.join("summary.json").display(), s.threshold);
-    Ok(())
+    println!(
+        "{} images scored, {} skipped, {} failed: {}",
+        s.images.len(),
+        s.skipped.len(),
+        s.failed.len(),
+        args.out.join("predictions.csv").display()
+    );
+    if !s.failed.is_empty() {
+        for (path, why) in &s.failed {
+            eprintln!(
+                "error: {why}",
+                why = if why.contains(&path.display().to_string()) {
+                    why.clone()
+                } else {
+                    format!("{}: {why}", path.display())
+                }
+            );
+        }
+        eprintln!(
+            "error: {} of {} images could not be read",
+            s.failed.len(),
+            s.failed.len() + s.images.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
@@ -277,7 +324,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train(a, progress),
         Command::Test(a) => test(a, progress).map(|()| ExitCode::SUCCESS),
-        Command::Predict(a) => predict(a).map(|()| ExitCode::SUCCESS),
+        Command::Predict(a) => predict(a, progress),
         Command::Evaluate(a) => evaluate(a).map(|()| ExitCode::SUCCESS),
         Command::Report(a) => report(a).map(|()| ExitCode::SUCCESS),
     };

@@ -169,7 +169,7 @@ impl TrainSettings {
     /// `--max-steps`); each difference is named in the error. The saved `max_steps` is not carried over: the run
     /// goes on to its last epoch unless a limit is given again.
     pub fn resolve_resume(&self, run_dir: &Path) -> Result<TrainConfig> {
-        let saved = TrainConfig::load_run(run_dir)?;
+        let saved = ikd::RunDir::new(run_dir).load_config()?;
         let mut given = match &self.config {
             Some(_) => self.base()?,
             None => saved.clone(),

@@ -297,11 +297,14 @@ fn settings(runs: &[Run]) -> Result<BTreeMap<String, BTreeMap<String, Vec<String
     let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for r in runs {
         let v = serde_json::to_value(&r.config).map_err(|e| {
-            ikd::Error::bad_file(&r.dir.join(files::CONFIG), format!("cannot serialise: {e}"))
+            ikd::Error::bad_file(
+                &ikd::RunDir::new(&r.dir).config(),
+                format!("cannot serialise: {e}"),
+            )
         })?;
         let Some(obj) = v.as_object() else {
             return Err(ikd::Error::bad_file(
-                &r.dir.join(files::CONFIG),
+                &ikd::RunDir::new(&r.dir).config(),
                 "not a JSON object".into(),
             )
             .into());

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ikd::{files, LogEntry, TeacherIdentity, TestMetrics, TrainConfig};
+use ikd::{LogEntry, RunDir, RunState, TeacherIdentity, TestMetrics, TrainConfig};
 
 use crate::{ReportError, Result};
 
@@ -18,7 +18,7 @@ use crate::{ReportError, Result};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn is_finished(dir: &Path) -> bool {
-    dir.join(files::STUDENT).is_file() && dir.join(files::METRICS).is_file()
+    RunDir::new(dir).state() == RunState::Tested
 }
 
 /// The finished run folders that `paths` name: each path is a finished run itself, or a folder
@@ -55,7 +55,7 @@ pub fn find_runs<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>> {
             // Beside finished runs, unfinished ones are worth a word (without any, the error says
             // enough).
             if !done.is_empty() {
-                for p in left.iter().filter(|p| p.join(files::CONFIG).is_file()) {
+                for p in left.iter().filter(|p| RunDir::new(p).state() != RunState::Empty) {
                     tracing::warn!(
                         "{}: not a finished run (no student or no metrics), left out",
                         p.display()
@@ -131,10 +131,11 @@ pub(crate) struct Run {
 }
 
 fn load_run(dir: &Path) -> Result<Run> {
-    let config = TrainConfig::load(&dir.join(files::CONFIG))?;
-    let tpath = dir.join(files::TEACHER);
+    let run = RunDir::new(dir);
+    let config = run.load_config()?;
+    let tpath = run.teacher();
     let teacher = tpath.is_file().then(|| TeacherIdentity::load(&tpath)).transpose()?;
-    let mpath = dir.join(files::METRICS);
+    let mpath = run.metrics();
     let text = std::fs::read_to_string(&mpath).map_err(|e| ikd::Error::io(&mpath, e))?;
     let metrics: TestMetrics = serde_json::from_str(&text)
         .map_err(|e| ikd::Error::bad_file(&mpath, format!("not ikd test metrics: {e}")))?;
@@ -144,7 +145,7 @@ fn load_run(dir: &Path) -> Result<Run> {
         .get("roc_curve")
         .and_then(|v| serde_json::from_value::<Vec<(f64, f64)>>(v.clone()).ok())
         .filter(|c| !c.is_empty());
-    let log = TrainingLog::load(&dir.join(files::TRAIN_LOG), config.batch_size)?;
+    let log = TrainingLog::load(&run.train_log(), config.batch_size)?;
     Ok(Run {
         dir: dir.to_path_buf(),
         name: config.category.clone(),

@@ -9,7 +9,6 @@ use ikd_data::{Category, Dataset, Order};
 use ikd_metrics::{Accumulator, IkdProConfig, MetricsConfig};
 
 use crate::maps::{write_tiff, AnomalyMap};
-use crate::train::{files, parse_device, TrainConfig};
 use crate::{viz, Error, Result};
 
 /// Pixel AUROC of one defect type (its images and the defect-free ones).
@@ -289,28 +288,6 @@ impl Default for TestOptions {
     }
 }
 
-/// Loads a finished run's teacher and student, on the kernels `kernels` allows.
-pub(crate) fn load_run(
-    run_dir: &Path,
-    device: Option<&str>,
-    kernels: ikd_kernels::KernelPolicy,
-) -> Result<(TrainConfig, crate::Distiller, Device)> {
-    let config = TrainConfig::load_run(run_dir)?;
-    let device = parse_device(device.unwrap_or(&config.device))?;
-    let student = run_dir.join(files::STUDENT);
-    if !student.exists() {
-        return Err(Error::bad_file(
-            &student,
-            "missing: the run's training has not finished (continue it with `ikd train --resume`)"
-                .into(),
-        ));
-    }
-    let mut d = config.distiller_of_run(run_dir, &device)?;
-    d.set_kernel_policy(kernels);
-    d.load_student(&student)?;
-    Ok((config, d, device))
-}
-
 /// Tests a finished run: anomaly maps for every test image, `metrics.json`, heat maps, and
 /// optionally TIFF maps in MVTec AD's evaluation layout.
 ///
@@ -320,7 +297,10 @@ pub(crate) fn load_run(
 /// # Ok::<(), ikd::Error>(())
 /// ```
 pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
-    let (config, distiller, device) = load_run(run_dir, opts.device.as_deref(), opts.kernels)?;
+    let run = crate::RunDir::new(run_dir);
+    let predictor = crate::Predictor::open_named(run_dir, opts.device.as_deref(), false)?
+        .with_kernel_policy(opts.kernels);
+    let (config, device) = (predictor.config().clone(), predictor.device().clone());
     let root = opts.data_root.clone().unwrap_or_else(|| config.data_root.clone());
     let category = Category::open(&root, &config.category)?;
     let transform = config.transform()?;
@@ -331,11 +311,7 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     let pb = ikd_io::progress::bar(data.len() as u64, "test", opts.progress);
     for batch in data.batches(opts.batch_size.max(1), Order::Sequential, &device)? {
         let batch = batch?;
-        let m = distiller.anomaly_maps_resized(&batch.images, side, side)?;
-        for i in 0..batch.indices.len() {
-            let data = m.get(i)?.flatten_all()?.to_vec1::<f32>()?;
-            maps.push(AnomalyMap { width: side as u32, height: side as u32, data });
-        }
+        maps.extend(predictor.crop_maps(&batch.images)?);
         pb.inc(batch.indices.len() as u64);
     }
     pb.finish_and_clear();
@@ -357,7 +333,7 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     if opts.heatmaps {
         let (lo, hi) = (metrics.score_range.0 as f32, metrics.score_range.1 as f32);
         for (i, (defect, stem, map, mask)) in items.iter().enumerate() {
-            let path = run_dir.join("heatmaps").join(defect).join(format!("{stem}.png"));
+            let path = run.heatmap(defect, stem);
             let panel = viz::panel(data.image(i), &map.data, mask, lo, hi);
             save_png(&path, &panel)?;
         }
@@ -365,17 +341,12 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     if opts.save_maps {
         for (i, (defect, stem, map, _)) in items.iter().enumerate() {
             let (w, h) = ikd_data::image_dimensions(&category.test[i].path)?;
-            let full = to_original_size(map, transform.load_size, w, h, &device)?;
-            let path = run_dir
-                .join("anomaly_maps")
-                .join(&category.name)
-                .join("test")
-                .join(defect)
-                .join(format!("{stem}.tiff"));
+            let full = predictor.original_size(map, w, h)?;
+            let path = run.anomaly_map(&category.name, defect, stem);
             write_tiff(&path, &full)?;
         }
     }
-    crate::fsutil::write_json(&run_dir.join(files::METRICS), &metrics)?;
+    run.save_metrics(&metrics)?;
     Ok(metrics)
 }
 

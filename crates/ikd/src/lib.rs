@@ -3,6 +3,20 @@
 //! [Informative Knowledge Distillation for Image Anomaly Segmentation](https://doi.org/10.1016/j.knosys.2022.108846)
 //! (Cao et al., Knowledge-Based Systems 2022) trains a student HRNet to imitate a frozen,
 //! ImageNet-pretrained teacher on defect-free images; where the two disagree, the image is anomalous.
+//!
+//! A run made by `ikd train` (which also tests it: the OK/NG threshold) on a production line:
+//!
+//! ```no_run
+//! let predictor = ikd::Predictor::open("runs/bottle", &candle_core::Device::Cpu)?;
+//! for path in ["line/0001.png", "line/0002.png"] {
+//!     let image = ikd_data::load_image(path.as_ref())?;
+//!     let p = predictor.score(&image)?; // map at the image's size, score, decision, mask
+//!     let verdict = if p.anomalous == Some(true) { "NG" } else { "OK" };
+//!     let flagged = 100.0 * p.defect_fraction.unwrap_or(0.0);
+//!     println!("{path}: {verdict} (score {:.3}, {flagged:.1}% of the pixels flagged)", p.score);
+//! }
+//! # Ok::<(), ikd::Error>(())
+//! ```
 
 pub mod checkpoint;
 mod distiller;
@@ -13,6 +27,8 @@ pub mod init;
 pub mod maps;
 pub mod optim;
 mod predict;
+mod predictor;
+mod run_dir;
 mod teacher;
 mod train;
 pub mod viz;
@@ -23,7 +39,9 @@ pub use evaluate::{
     evaluate_maps, test_run, Decision, DefectMetrics, ImageResult, TestMetrics, TestOptions,
 };
 pub use ikd_kernels::KernelPolicy;
-pub use predict::{expand_inputs, predict, PredictSummary, Prediction};
+pub use predict::{expand_inputs, predict, PredictOptions, PredictSummary, PredictedFile};
+pub use predictor::{Prediction, Predictor};
+pub use run_dir::{RunDir, RunState};
 pub use teacher::TeacherIdentity;
 pub use train::{
     files, parse_device, resolve_backbone, train, LogEntry, TrainConfig, TrainOptions, TrainSummary,

@@ -94,7 +94,7 @@ impl TeacherIdentity {
     /// keep for a random teacher.
     pub fn keep_in(&self, run_dir: &Path) -> Result<()> {
         let TeacherWeights::File(src) = self.weights() else { return Ok(()) };
-        let dst = run_dir.join(crate::files::TEACHER_WEIGHTS);
+        let dst = crate::RunDir::new(run_dir).teacher_weights();
         let _ = std::fs::remove_file(&dst);
         if std::fs::hard_link(&src, &dst).is_err() {
             ikd_io::atomic_copy(&src, &dst)?;
@@ -107,13 +107,14 @@ impl TeacherIdentity {
     /// naming both) or the seeded initialisation; `None` for a run made before runs kept their
     /// teacher (it is rebuilt from its configuration).
     pub fn of_run(run_dir: &Path) -> Result<Option<TeacherWeights>> {
-        let id_path = run_dir.join(crate::files::TEACHER);
+        let run = crate::RunDir::new(run_dir);
+        let id_path = run.teacher();
         if !id_path.is_file() {
             return Ok(None);
         }
         let id = Self::load(&id_path)?;
         let Some(expected) = id.sha256() else { return Ok(Some(TeacherWeights::Random)) };
-        let kept = run_dir.join(crate::files::TEACHER_WEIGHTS);
+        let kept = run.teacher_weights();
         if !kept.is_file() {
             return Ok(None);
         }

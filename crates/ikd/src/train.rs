@@ -193,29 +193,6 @@ impl TrainConfig {
         Ok(config)
     }
 
-    /// Reads the settings of the run in `run_dir` (`config.toml`, or `config.json` of a run made
-    /// before it).
-    ///
-    /// ```no_run
-    /// let c = ikd::TrainConfig::load_run("runs/bottle".as_ref())?;
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
-    pub fn load_run(run_dir: &Path) -> Result<Self> {
-        match Self::run_file(run_dir) {
-            Some(path) => Self::load(&path),
-            None => Err(Error::Config(format!(
-                "{} holds no run: it has no {}",
-                run_dir.display(),
-                files::CONFIG
-            ))),
-        }
-    }
-
-    /// The settings file of the run in `run_dir`, if it has one.
-    pub fn run_file(run_dir: &Path) -> Option<PathBuf> {
-        [files::CONFIG, files::LEGACY_CONFIG].iter().map(|f| run_dir.join(f)).find(|p| p.is_file())
-    }
-
     /// Writes the settings as TOML (JSON for a `.json` path), atomically.
     ///
     /// ```
@@ -472,13 +449,14 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
 /// ```
 pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result<TrainSummary> {
     config.validate()?;
-    let config_path = run_dir.join(files::CONFIG);
-    let saved_config = TrainConfig::run_file(run_dir);
-    let ckpt_path = run_dir.join(files::CHECKPOINT);
-    let log_path = run_dir.join(files::TRAIN_LOG);
+    let run = crate::RunDir::new(run_dir);
+    let config_path = run.config();
+    let saved_config = run.saved_config();
+    let ckpt_path = run.checkpoint();
+    let log_path = run.train_log();
     let mut config = config.clone();
     if opts.resume {
-        let saved = TrainConfig::load_run(run_dir)?;
+        let saved = run.load_config()?;
         let max_steps = config.max_steps;
         let device = config.device.clone();
         config = TrainConfig { max_steps, device, ..saved };
@@ -526,13 +504,13 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
             }
             config.save(&config_path)?;
             teacher.keep_in(run_dir)?;
-            teacher.save(&run_dir.join(files::TEACHER))
+            teacher.save(&run.teacher())
         })();
         if let Err(e) = written {
             // a start that did not take leaves no run behind
             if !opts.resume {
                 let _ = std::fs::remove_file(&config_path);
-                let _ = std::fs::remove_file(run_dir.join(files::TEACHER_WEIGHTS));
+                let _ = std::fs::remove_file(run.teacher_weights());
                 if made_dir {
                     let _ = std::fs::remove_dir_all(run_dir);
                 }
@@ -619,7 +597,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     if !finished {
         save(&distiller, position)?;
     } else {
-        ikd_hrnet::save_safetensors(distiller.student_vars(), run_dir.join(files::STUDENT))?;
+        ikd_hrnet::save_safetensors(distiller.student_vars(), run.student())?;
     }
     pb.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();

@@ -21,7 +21,7 @@ fn reproduce_downloads_trains_tests_and_reports_then_skips_finished_runs() {
                 .unwrap();
         assert_eq!(m.images, 5);
         assert!((0.0..=1.0).contains(&m.pixel_auroc), "{}", m.pixel_auroc);
-        let c = ikd::TrainConfig::load_run(&run).unwrap();
+        let c = ikd::RunDir::new(&run).load_config().unwrap();
         assert_eq!(c.teacher_weights, ikd::TeacherWeights::Hub);
         assert_eq!((c.backbone.as_str(), c.image_size, c.epochs), ("hrnet_w18_small", 64, 1));
     }

@@ -3,6 +3,7 @@
 mod bad_inputs;
 mod pipeline;
 mod portable;
+mod predict;
 mod report;
 mod settings;
 mod signal;
