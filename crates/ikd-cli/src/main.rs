@@ -28,10 +28,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a student on a category's defect-free images (then test it, unless --no-eval).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Test a finished run on its category's test images: metrics.json and heat maps.
     Test(TestArgs),
-    /// Run a finished run on any PNG/JPEG images: heat maps, masks and scores.
+    /// Run a finished run on any images: OK/NG decisions, scores, heat maps and masks.
     Predict(PredictArgs),
     /// Score any method's anomaly maps (MVTec AD evaluation layout) against the ground truth.
     Evaluate(EvaluateArgs),
@@ -322,7 +322,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let progress = !cli.quiet;
     let result = match cli.command {
-        Command::Train(a) => train(a, progress),
+        Command::Train(a) => train(*a, progress),
         Command::Test(a) => test(a, progress).map(|()| ExitCode::SUCCESS),
         Command::Predict(a) => predict(a, progress),
         Command::Evaluate(a) => evaluate(a).map(|()| ExitCode::SUCCESS),

@@ -39,7 +39,7 @@ pub use evaluate::{
     evaluate_maps, test_run, Decision, DefectMetrics, ImageResult, TestMetrics, TestOptions,
 };
 pub use ikd_kernels::KernelPolicy;
-pub use predict::{expand_inputs, predict, PredictOptions, PredictSummary, PredictedFile};
+pub use predict::{expand_inputs, predict, Inputs, PredictOptions, PredictSummary, PredictedFile};
 pub use predictor::{Prediction, Predictor};
 pub use run_dir::{RunDir, RunState};
 pub use teacher::TeacherIdentity;

@@ -61,6 +61,10 @@ pub struct PredictOptions {
     pub progress: bool,
 }
 
+/// What [`expand_inputs`] found: each image with the path its outputs take below the output
+/// folder, and the files in the input folders that are not images.
+pub type Inputs = (Vec<(PathBuf, PathBuf)>, Vec<PathBuf>);
+
 /// The inputs of `ikd predict`: image files as given, folders to the image files they hold
 /// (sorted; subfolders too when `recursive`). Returns the images, each with the path its
 /// outputs take below the output folder (its path relative to the inputs' common folder, so
@@ -79,10 +83,7 @@ pub struct PredictOptions {
 /// assert!(skipped[0].ends_with("notes.txt"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn expand_inputs(
-    inputs: &[PathBuf],
-    recursive: bool,
-) -> Result<(Vec<(PathBuf, PathBuf)>, Vec<PathBuf>)> {
+pub fn expand_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Inputs> {
     let mut images = Vec::new();
     let mut skipped = Vec::new();
     for input in inputs {
