@@ -12,6 +12,8 @@ Each case: WARMUP untimed runs, then RUNS timed runs (time.perf_counter); prints
 
 Usage:
   python hrnet_bench.py            # full: all 4 cases, 2 warm-ups + 7 timed runs
+  python hrnet_bench.py --predict  # hrnet_w32@256: teacher + student eval forwards and the anomaly
+                                   # map of a batch of 8 (the `predictor` bench's work)
   python hrnet_bench.py --quick    # smoke: hrnet_w18_small only, 1 warm-up + 2 timed runs
   (BENCH_QUICK=1 in the environment is the same as --quick)
 Options:
@@ -121,6 +123,30 @@ def case_eval(name, res, raw_branches):
     return fn
 
 
+def case_predict(name, res, raw_branches, batch=8):
+    """What `ikd::Predictor::score_batch` computes for a batch: teacher and student eval forwards,
+    per-pixel L2-normalised squared distances of levels 1 and 2 multiplied, resized to the input."""
+    torch.manual_seed(0)
+    teacher = make_model(name, raw_branches).eval()
+    torch.manual_seed(1)
+    student = make_model(name, raw_branches).eval()
+    x = torch.randn(batch, 3, res, res, dtype=torch.float32)
+
+    def fn():
+        with torch.no_grad():
+            t_maps = upsampled_maps(teacher, x)
+            s_maps = upsampled_maps(student, x)
+            amap = None
+            for i in LEVELS:
+                t = F.normalize(t_maps[i], dim=1)
+                s = F.normalize(s_maps[i], dim=1)
+                d = ((t - s) ** 2).sum(dim=1, keepdim=True)
+                amap = d if amap is None else amap * d
+            return F.interpolate(amap, size=(res, res), mode='bilinear', align_corners=False)
+
+    return fn
+
+
 def case_train(name, res, raw_branches):
     torch.manual_seed(0)
     teacher = make_model(name, raw_branches).eval()
@@ -158,6 +184,8 @@ def main():
     ap.add_argument('--warmup', type=int, default=None)
     ap.add_argument('--runs', type=int, default=None)
     ap.add_argument('--timm-incre', action='store_true')
+    ap.add_argument('--predict', action='store_true',
+                    help="only hrnet_w32@256 inference of a batch of 8, beside the `predictor` bench")
     args = ap.parse_args()
     quick = args.quick or os.environ.get('BENCH_QUICK', '') not in ('', '0')
     warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
@@ -177,10 +205,13 @@ def main():
     specs = [('hrnet_w18_small', 128)]
     if not quick:
         specs.append(('hrnet_w32', 256))
+    cases = (('eval_fwd', case_eval), ('ikd_train_step', case_train))
+    if args.predict:
+        specs, cases = [('hrnet_w32', 256)], (('predict_b8', case_predict),)
 
     rows = []
     for name, res in specs:
-        for kind, builder in (('eval_fwd', case_eval), ('ikd_train_step', case_train)):
+        for kind, builder in cases:
             label = f'{name}@{res} {kind}'
             print(f'[{label}]', flush=True)
             fn = builder(name, res, not args.timm_incre)
