@@ -83,21 +83,18 @@ impl Predictor {
         device: Option<&str>,
         with_metrics: bool,
     ) -> Result<Self> {
-        let device = match device {
-            Some(d) => crate::parse_device(d)?,
-            None => crate::parse_device(&crate::RunDir::new(run_dir).load_config()?.device)?,
-        };
-        Self::load(run_dir, Some(device), with_metrics)
+        let device = device.map(crate::parse_device).transpose()?;
+        Self::load(run_dir, device, with_metrics)
     }
 
+    /// Loads the run onto `device` (`None`: the device in its settings).
     fn load(run_dir: &Path, device: Option<Device>, with_metrics: bool) -> Result<Self> {
         let run = crate::RunDir::new(run_dir);
         let config = run.load_config()?;
-        let device = match device {
+        let device = &match device {
             Some(d) => d,
             None => crate::parse_device(&config.device)?,
         };
-        let device = &device;
         let student = run.student();
         if !student.exists() {
             return Err(Error::bad_file(

@@ -534,6 +534,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     let mut images = 0usize;
     let mut last_loss = None;
     let mut interrupted = false;
+    let mut saved_at = None;
     let save = |d: &Distiller, pos: Position| -> Result<()> {
         let (tensors, step, loss_state) = d.training_state();
         debug_assert_eq!(step, pos.step);
@@ -587,6 +588,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         position.epoch += 1;
         position.batch = 0;
         save(&distiller, position)?;
+        saved_at = Some(position);
         if opts.stop_requested() {
             interrupted = position.epoch < config.epochs;
             break;
@@ -594,7 +596,8 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     }
     log.flush().map_err(|e| Error::io(&log_path, e))?;
     let finished = position.epoch >= config.epochs;
-    if !finished {
+    if !finished && saved_at != Some(position) {
+        // (stopped at an epoch's end, the checkpoint of that position is already written)
         save(&distiller, position)?;
     } else {
         ikd_hrnet::save_safetensors(distiller.student_vars(), run.student())?;
