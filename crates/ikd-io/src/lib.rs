@@ -9,6 +9,7 @@
 //! - [`StagedDir`]: a folder built beside its destination under a hidden name and renamed into
 //!   place when complete; dropped without [`StagedDir::commit`], it is removed.
 //! - [`progress`]: the progress bars of long work (loading, training, downloads), one style.
+//! - [`csv_field`]: how a field is quoted in the CSV files the workspace writes.
 //!
 //! ```
 //! use std::io::Write;
@@ -182,6 +183,22 @@ pub fn atomic_copy(from: &Path, to: &Path) -> Result<()> {
     match (result, read_error) {
         (Err(_), Some(e)) => Err(Error::new(from, e)),
         (r, _) => r,
+    }
+}
+
+/// A CSV field as RFC 4180 writes it: quoted (with `"` doubled) when it holds a comma, a quote
+/// or a line break, as it is otherwise.
+///
+/// ```
+/// assert_eq!(ikd_io::csv_field("carpet"), "carpet");
+/// assert_eq!(ikd_io::csv_field("runs/a,b"), "\"runs/a,b\"");
+/// assert_eq!(ikd_io::csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+/// ```
+pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
     }
 }
 

@@ -179,13 +179,7 @@ impl Table {
     /// break are quoted; missing numbers are empty, signs only on negative numbers; the caption is
     /// left out.
     pub(crate) fn to_csv(&self) -> String {
-        let field = |s: &str| {
-            if s.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_string()
-            }
-        };
+        let field = |s: &str| ikd_io::csv_field(s).into_owned();
         let mut s = String::new();
         let _ =
             writeln!(s, "{}", self.headers.iter().map(|h| field(h)).collect::<Vec<_>>().join(","));

@@ -263,19 +263,12 @@ pub fn predict(
 
 /// `predictions.csv`: one line per scored image.
 fn predictions_csv(s: &PredictSummary) -> String {
-    fn field(v: &str) -> String {
-        if v.contains([',', '"', '\n']) {
-            format!("\"{}\"", v.replace('"', "\"\""))
-        } else {
-            v.to_string()
-        }
-    }
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     let mut csv = String::from("path,score,normalized,anomalous,defect_fraction\n");
     for p in &s.images {
         csv.push_str(&format!(
             "{},{},{},{},{}\n",
-            field(&p.input.display().to_string()),
+            ikd_io::csv_field(&p.input.display().to_string()),
             p.score,
             opt(p.normalized),
             p.anomalous.map_or(String::new(), |a| a.to_string()),
