@@ -25,7 +25,7 @@ mod settings;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-pub use settings::{settings_over, TrainSettings};
+pub use settings::TrainSettings;
 
 /// An error and its causes on one line, each said once: `outer: cause: root cause`, leaving out
 /// a cause whose message the line already holds (many errors repeat their source's message in

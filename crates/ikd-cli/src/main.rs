@@ -138,18 +138,8 @@ struct ReportArgs {
 
 fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
     let config = if args.resume {
-        let saved = args.settings.resolve_resume(&args.out)?;
-        if let Some(d) = args.data_root.filter(|d| *d != saved.data_root) {
-            bail!(
-                "--data-root: {} saved, {} given: a run resumes on its own data",
-                saved.data_root.display(),
-                d.display()
-            );
-        }
-        if let Some(c) = args.category.filter(|c| *c != saved.category) {
-            bail!("--category: {} saved, {c} given: a run resumes on its own data", saved.category);
-        }
-        saved
+        let (data_root, category) = (args.data_root.as_deref(), args.category.as_deref());
+        args.settings.resolve_resume(&args.out, data_root, category)?
     } else {
         let mut config = args.settings.resolve()?;
         config.data_root = args.data_root.unwrap_or(config.data_root);

@@ -127,8 +127,9 @@ impl TrainSettings {
             config.student_init = self.student_init.clone();
         }
         if let Some(side) = self.image_size {
+            // no resizing before the crop unless --load-size says otherwise
             config.image_size = side;
-            config.load_size = self.load_size.unwrap_or(side);
+            config.load_size = side;
         }
         set(&mut config.load_size, &self.load_size);
         set(&mut config.epochs, &self.epochs);
@@ -165,16 +166,28 @@ impl TrainSettings {
     }
 
     /// The settings to resume the run in `run_dir` with: its saved ones. Settings given as
-    /// flags or in `--config` must agree with them, the device included (but for
-    /// `--max-steps`); each difference is named in the error. The saved `max_steps` is not carried over: the run
-    /// goes on to its last epoch unless a limit is given again.
-    pub fn resolve_resume(&self, run_dir: &Path) -> Result<TrainConfig> {
+    /// flags or in `--config`, and the data (`data_root`, `category`) where given, must agree
+    /// with them, the device included (but for `--max-steps`); each difference is named in the
+    /// error. The saved `max_steps` is not carried over: the run goes on to its last epoch
+    /// unless a limit is given again.
+    pub fn resolve_resume(
+        &self,
+        run_dir: &Path,
+        data_root: Option<&Path>,
+        category: Option<&str>,
+    ) -> Result<TrainConfig> {
         let saved = ikd::RunDir::new(run_dir).load_config()?;
         let mut given = match &self.config {
             Some(_) => self.base()?,
             None => saved.clone(),
         };
         self.apply(&mut given);
+        if let Some(d) = data_root {
+            given.data_root = d.to_path_buf();
+        }
+        if let Some(c) = category {
+            given.category = c.to_string();
+        }
         let mut changes = given.changes_from(&saved);
         // the device is a setting too: --device with --resume must name the saved one
         if let Some(d) = self.device.as_ref().filter(|d| **d != saved.device) {
@@ -192,23 +205,4 @@ impl TrainSettings {
         let max_steps = if self.config.is_some() { given.max_steps } else { self.max_steps };
         Ok(TrainConfig { max_steps, ..saved })
     }
-}
-
-/// [`TrainSettings`] of a training task with its own defaults (e.g. `cargo xtask demo`): the
-/// task's configuration with the user's flags on top, checked.
-///
-/// ```
-/// let task = ikd::TrainConfig { category: "carpet".into(), epochs: 40, ..Default::default() };
-/// let flags = ikd_cli::TrainSettings { lr: Some(1e-4), ..Default::default() };
-/// let c = ikd_cli::settings_over(&flags, task)?;
-/// assert_eq!((c.epochs, c.lr), (40, 1e-4));
-/// # Ok::<(), anyhow::Error>(())
-/// ```
-pub fn settings_over(flags: &TrainSettings, mut config: TrainConfig) -> Result<TrainConfig> {
-    if let Some(path) = &flags.config {
-        config = TrainConfig::load(path)?;
-    }
-    flags.apply(&mut config);
-    config.validate()?;
-    Ok(config)
 }

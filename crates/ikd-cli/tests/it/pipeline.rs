@@ -37,6 +37,8 @@ fn train_resume_test_predict_evaluate() {
     assert!(err.contains("lr: 0.00005 saved, 0.001 given"), "{err}");
     let err = ikd_err(&["train", "--out", run_s, "--resume", "--device", "cuda:0"]);
     assert!(err.contains("device: cpu saved, cuda:0 given"), "{err}");
+    let err = ikd_err(&["train", "--out", run_s, "--resume", "--category", "grid"]);
+    assert!(err.contains("category: tile saved, grid given"), "{err}");
     // a folder without a run says so
     let empty = tmp.path().join("empty");
     let err = ikd_err(&["train", "--out", empty.to_str().unwrap(), "--resume"]);
