@@ -73,6 +73,7 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
             progress,
             stop: Some(ikd_cli::stop_on_signals()?),
             kernels: ikd::KernelPolicy::from_env(),
+            ..Default::default()
         };
         let s = ikd::train(&config, dir, opts)
             .with_context(|| format!("training {name} in {}", dir.display()))?;

@@ -58,6 +58,13 @@ struct TrainArgs {
     /// Do not test the run when training has finished.
     #[arg(long)]
     no_eval: bool,
+    /// Batches the loader decodes ahead of the training step.
+    #[arg(long, value_name = "N", default_value_t = ikd::LoaderOptions::default().prefetch)]
+    prefetch: usize,
+    /// Decoded training images kept in memory between epochs, in MiB (the rest is decoded again
+    /// each epoch).
+    #[arg(long, value_name = "MIB", default_value_t = ikd::LoaderOptions::default().cache_bytes >> 20)]
+    cache_mib: u64,
 }
 
 #[derive(Args)]
@@ -160,6 +167,7 @@ fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
         progress,
         stop: Some(stop),
         kernels: KernelPolicy::from_env(),
+        loader: ikd::LoaderOptions { prefetch: args.prefetch, cache_bytes: args.cache_mib << 20 },
     };
     let summary = ikd::train(&config, &args.out, opts)?;
     if summary.interrupted {

@@ -40,6 +40,7 @@ pub mod download;
 mod error;
 mod image_io;
 mod layout;
+mod loader;
 pub mod synthetic;
 mod transform;
 
@@ -50,6 +51,7 @@ pub use image_io::{
     IMAGE_EXTENSIONS,
 };
 pub use layout::{list_categories, Category, TestItem, GOOD, MVTEC_CATEGORIES};
+pub use loader::{Epoch, Loader, LoaderOptions};
 pub use synthetic::SyntheticConfig;
 pub use transform::{
     center_crop, normalize_chw, resize_gray, resize_rgb, Filter, Transform, IMAGENET_MEAN,

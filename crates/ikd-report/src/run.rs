@@ -218,6 +218,7 @@ mod tests {
                 margins: vec![0.1 * step as f64, 0.2],
                 per_level: vec![loss, loss],
                 images_per_s: 4.0,
+                wall_s: 0.6,
             })
             .unwrap()
         };

@@ -38,6 +38,7 @@ pub use error::{Error, Result};
 pub use evaluate::{
     evaluate_maps, test_run, Decision, DefectMetrics, ImageResult, TestMetrics, TestOptions,
 };
+pub use ikd_data::LoaderOptions;
 pub use ikd_kernels::KernelPolicy;
 pub use predict::{expand_inputs, predict, Inputs, PredictOptions, PredictSummary, PredictedFile};
 pub use predictor::{Prediction, Predictor};

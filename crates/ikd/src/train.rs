@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use ikd_data::{Category, Dataset, Order, Transform};
+use ikd_data::{Category, Loader, Order, Transform};
 use ikd_distill::IkdLossConfig;
 
 use crate::checkpoint::{Checkpoint, Position};
@@ -333,7 +333,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 /// One line of `train_log.jsonl`.
 ///
 /// ```
-/// let e = ikd::LogEntry { step: 1, epoch: 0, loss: 0.5, margins: vec![0.1, 0.2], per_level: vec![0.4, 0.55], images_per_s: 3.0 };
+/// let e = ikd::LogEntry { step: 1, epoch: 0, loss: 0.5, margins: vec![0.1, 0.2], per_level: vec![0.4, 0.55], images_per_s: 3.0, wall_s: 0.7 };
 /// assert!(serde_json::to_string(&e).unwrap().contains("\"margins\""));
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -348,8 +348,12 @@ pub struct LogEntry {
     pub margins: Vec<f64>,
     /// The loss of each level.
     pub per_level: Vec<f64>,
-    /// Training throughput of this step.
+    /// Training throughput of this step (its forward, backward and update).
     pub images_per_s: f64,
+    /// Wall time from the previous step's end (or the start of training) to this step's end: the
+    /// step, plus any wait for its batch and the logging. (0 in logs of older versions.)
+    #[serde(default)]
+    pub wall_s: f64,
 }
 
 /// What [`train`] did.
@@ -377,6 +381,9 @@ pub struct TrainSummary {
     pub seconds: f64,
     /// Training images per second in this invocation.
     pub images_per_s: f64,
+    /// Wall time spent checking the training images before the first step (their pixels are
+    /// decoded while training runs).
+    pub loading_seconds: f64,
     /// The last step's loss.
     pub last_loss: Option<f64>,
 }
@@ -401,11 +408,24 @@ pub struct TrainOptions {
     /// The CPU kernels the networks run on (the binaries read it from the environment with
     /// `KernelPolicy::from_env`).
     pub kernels: ikd_kernels::KernelPolicy,
+    /// How far the training loader reads ahead and how many decoded images it keeps.
+    pub loader: ikd_data::LoaderOptions,
 }
 
 impl TrainOptions {
     fn stop_requested(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// Removes what a fresh start wrote (settings, teacher, log), and the folder if it made it.
+fn discard_start(run: &crate::RunDir, made_dir: bool) {
+    let _ = std::fs::remove_file(run.config());
+    let _ = std::fs::remove_file(run.teacher_weights());
+    let _ = std::fs::remove_file(run.teacher());
+    let _ = std::fs::remove_file(run.train_log());
+    if made_dir {
+        let _ = std::fs::remove_dir_all(run.path());
     }
 }
 
@@ -469,9 +489,13 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     let device = parse_device(&config.device)?;
     let category = Category::open(&config.data_root, &config.category)?;
     let transform = config.transform()?;
-    // Every image is decoded before anything is written: a start that fails on a bad image
-    // leaves no run behind.
-    let data = Dataset::train(&category, &transform, opts.progress)?;
+    // Every image's header is read before anything is written, and a fresh run whose first epoch
+    // meets an undecodable image is removed again: a start that fails on a bad image leaves no
+    // run behind.
+    let loading = Instant::now();
+    let data = Loader::train(&category, &transform, opts.loader)?;
+    let loading_seconds = loading.elapsed().as_secs_f64();
+    let made_dir = !run_dir.exists();
     let mut position = Position { step: 0, epoch: 0, batch: 0 };
     let mut distiller;
     if opts.resume && ckpt_path.exists() {
@@ -496,7 +520,6 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         tracing::info!("teacher: {}", teacher.describe());
         distiller =
             config.distiller_with(&teacher.weights(), config.student_init.as_deref(), &device)?;
-        let made_dir = !run_dir.exists();
         let written = (|| {
             check_writable(run_dir)?;
             if !opts.resume {
@@ -509,11 +532,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         if let Err(e) = written {
             // a start that did not take leaves no run behind
             if !opts.resume {
-                let _ = std::fs::remove_file(&config_path);
-                let _ = std::fs::remove_file(run.teacher_weights());
-                if made_dir {
-                    let _ = std::fs::remove_dir_all(run_dir);
-                }
+                discard_start(&run, made_dir);
             }
             return Err(e);
         }
@@ -531,6 +550,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
     let pb = ikd_io::progress::bar(limit, "train", opts.progress);
     pb.set_position(position.step);
     let start = Instant::now();
+    let mut step_end = start;
     let mut images = 0usize;
     let mut last_loss = None;
     let mut interrupted = false;
@@ -546,13 +566,22 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         } else {
             Order::Sequential
         };
-        let mut batches = data.batches(config.batch_size, order, &device)?;
-        batches.seek(position.batch as usize);
+        let batches = data.epoch(config.batch_size, order, position.batch as usize, &device)?;
         for batch in batches {
             if position.step >= limit {
                 break 'epochs;
             }
-            let batch = batch?;
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    if !opts.resume && saved_at.is_none() {
+                        // nothing of the user's is in the run yet: the start did not take
+                        drop(log);
+                        discard_start(&run, made_dir);
+                    }
+                    return Err(e.into());
+                }
+            };
             let t0 = Instant::now();
             let stats = distiller.train_step(&batch.images)?;
             let n = batch.indices.len();
@@ -566,7 +595,9 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
                 margins: stats.margins.clone(),
                 per_level: stats.per_level,
                 images_per_s: n as f64 / t0.elapsed().as_secs_f64(),
+                wall_s: step_end.elapsed().as_secs_f64(),
             };
+            step_end = Instant::now();
             let line = serde_json::to_string(&entry)
                 .map_err(|e| Error::bad_file(&log_path, e.to_string()))?;
             writeln!(log, "{line}").map_err(|e| Error::io(&log_path, e))?;
@@ -611,6 +642,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         interrupted,
         seconds,
         images_per_s: if seconds > 0.0 { images as f64 / seconds } else { 0.0 },
+        loading_seconds,
         last_loss,
     })
 }

@@ -44,6 +44,25 @@ fn corrupt_png() {
 }
 
 #[test]
+fn png_cut_short() {
+    // the header reads, the pixels do not: found by the loader during the first epoch, which
+    // still counts as a failed start
+    let tmp = tempfile::tempdir().unwrap();
+    let root = dataset(tmp.path());
+    let bad = root.join("tile/train/good/002.png");
+    let good = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
+    let out = tmp.path().join("run");
+    let mut args = train_args(root.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--max-steps", "3", "--prefetch", "1"]);
+    let err = ikd_err(&args);
+    assert!(err.contains("002.png"), "{err}");
+    assert!(!out.exists(), "a failed start left {}", out.display());
+    std::fs::write(&bad, good).unwrap();
+    ikd_ok(&args);
+}
+
+#[test]
 fn missing_mask() {
     let tmp = tempfile::tempdir().unwrap();
     let root = dataset(tmp.path());

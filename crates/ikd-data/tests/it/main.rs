@@ -4,5 +4,6 @@ mod common;
 mod dataset;
 mod download;
 mod layout;
+mod loader;
 mod synthetic;
 mod transform;
