@@ -212,7 +212,10 @@ async fn score(
     match tokio::time::timeout(timeout, score_images(&s, &name, query.as_deref(), req)).await {
         Ok(Ok(r)) => Json(r).into_response(),
         Ok(Err(e)) => {
-            if e.status.is_server_error() {
+            // a full queue is back-pressure working, not a fault
+            if e.status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::debug!(status = 503, "{}", e.message);
+            } else if e.status.is_server_error() {
                 tracing::warn!(status = e.status.as_u16(), "{}", e.message);
             }
             e.into_response()
