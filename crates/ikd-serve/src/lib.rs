@@ -399,6 +399,9 @@ impl Server {
     }
 }
 
+/// The most pixels an uploaded image may have (its anomaly map and mask are made at its size).
+pub const MAX_PIXELS: u64 = 64_000_000;
+
 /// Decodes an uploaded image as the service does: PNG, JPEG, BMP or TIFF, the format guessed
 /// from the content; an error says what is wrong with the bytes. Never panics (see the fuzz
 /// test).
@@ -410,12 +413,27 @@ pub fn decode(bytes: &[u8]) -> Result<image::DynamicImage, String> {
     if bytes.is_empty() {
         return Err("empty: no image in the body".to_string());
     }
-    let decoded = std::panic::catch_unwind(|| ikd_data::decode_image(bytes));
+    let decoded = std::panic::catch_unwind(|| {
+        // the header first: a huge image is refused before its pixels are allocated
+        let header = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+        if let Ok((w, h)) =
+            header.map_err(image::ImageError::from).and_then(|r| r.into_dimensions())
+        {
+            if u64::from(w) * u64::from(h) > MAX_PIXELS {
+                return Ok(Err(format!(
+                    "the image is {w}×{h} pixels, more than the {} million the service takes",
+                    MAX_PIXELS / 1_000_000
+                )));
+            }
+        }
+        ikd_data::decode_image(bytes).map(Ok)
+    });
     match decoded {
-        Ok(Ok(img)) if img.width() == 0 || img.height() == 0 => {
+        Ok(Ok(Err(too_big))) => Err(too_big),
+        Ok(Ok(Ok(img))) if img.width() == 0 || img.height() == 0 => {
             Err(format!("the image is {}×{} pixels", img.width(), img.height()))
         }
-        Ok(Ok(img)) => Ok(img),
+        Ok(Ok(Ok(img))) => Ok(img),
         Ok(Err(image::ImageError::Unsupported(e))) => {
             Err(format!("unsupported image format ({e}): send PNG, JPEG, BMP or TIFF"))
         }

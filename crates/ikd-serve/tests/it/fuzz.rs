@@ -88,6 +88,12 @@ fn errors_say_what_is_wrong() {
     let e = ikd_serve::decode(&png[..png.len() / 2]).unwrap_err();
     assert!(e.starts_with("corrupt or truncated image"), "{e}");
     assert!(ikd_serve::decode(&[]).unwrap_err().starts_with("empty"));
+    // a BMP header claiming 10000×10000 pixels is refused before any pixel is decoded
+    let mut huge = encoded(image::ImageFormat::Bmp);
+    huge[18..22].copy_from_slice(&10_000i32.to_le_bytes());
+    huge[22..26].copy_from_slice(&10_000i32.to_le_bytes());
+    let e = ikd_serve::decode(&huge).unwrap_err();
+    assert!(e.contains("10000×10000 pixels, more than the 64 million"), "{e}");
 }
 
 #[test]
