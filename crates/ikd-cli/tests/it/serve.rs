@@ -135,6 +135,14 @@ fn serve_scores_one_image_a_batch_heat_maps_and_masks() {
         .write_to(&mut std::io::Cursor::new(&mut bmp), image::ImageFormat::Bmp)
         .unwrap();
     parts[1] = ("second.bmp".into(), bmp);
+    // and one as a JPEG of another size: a batch takes images of any sizes
+    let mut jpeg = Vec::new();
+    image::open(&images[2])
+        .unwrap()
+        .resize_exact(96, 48, image::imageops::FilterType::Triangle)
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    parts[2] = ("third.jpg".into(), jpeg);
     let refs: Vec<(&str, &[u8])> = parts.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
     let (ct, body) = multipart(&refs);
     let r = c.post("/v1/runs/tile/score?heatmap=png&mask=png", &ct, &body).unwrap();
@@ -142,11 +150,12 @@ fn serve_scores_one_image_a_batch_heat_maps_and_masks() {
     let batch: ScoreResponse = r.json().unwrap();
     assert_eq!(batch.images.len(), images.len());
     assert_eq!(batch.images[1].name.as_deref(), Some("second.bmp"));
+    assert_eq!((batch.images[2].width, batch.images[2].height), (96, 48));
     assert_eq!(batch.images[0].score, p.score, "the same image scores the same in a batch");
     assert!(batch.images.iter().any(|i| i.batch_size > 1), "the images were batched");
     let predictor = ikd::Predictor::open(&f.tested, &candle_core::Device::Cpu).unwrap();
     for (i, got) in batch.images.iter().enumerate() {
-        let img = ikd_data::load_image(&images[i]).unwrap();
+        let img = ikd_data::decode_image(&parts[i].1).unwrap();
         let want = predictor.score(&img).unwrap();
         assert_eq!(got.score, want.score, "image {i}: the library's score");
         let heat = decode_b64_png(got.heatmap_png.as_ref().unwrap()).to_rgb8();
@@ -266,7 +275,56 @@ fn serve_answers_each_error_with_its_status() {
     s.server.set_paused("tile", false);
     assert_eq!(held.join().unwrap(), 200);
     assert_eq!(c.post("/v1/runs/tile/score", "image/png", &png).unwrap().status, 200);
+    // more images in one request than the queue can ever hold
+    let (ct, body) = multipart(&[("a.png", &png), ("b.png", &png)]);
+    let r = c.post("/v1/runs/tile/score", &ct, &body).unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(error_of(&r).contains("more images in one request than the queue holds (1)"));
     s.stop();
+}
+
+#[test]
+fn a_run_that_cannot_load_is_never_ready() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for e in std::fs::read_dir(&f.tested).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, broken.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let student = broken.join(ikd::files::STUDENT);
+    let bytes = std::fs::read(&student).unwrap();
+    std::fs::write(&student, &bytes[..bytes.len() / 2]).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(Server::bind(config(&[("broken", &broken)]), "127.0.0.1:0")).unwrap();
+    let e = rt.block_on(server.ready()).unwrap_err().to_string();
+    assert!(e.contains("run broken") && e.contains("student.safetensors"), "{e}");
+    let mut c = Client::new(server.local_addr());
+    assert_eq!(c.get("/healthz").unwrap().status, 200, "the process is up");
+    let r = c.get("/readyz").unwrap();
+    assert_eq!(r.status, 503);
+    assert!(error_of(&r).contains("not ready: broken"), "{}", r.text());
+    let runs: serde_json::Value = c.get("/v1/runs").unwrap().json().unwrap();
+    assert_eq!(runs["runs"][0]["state"], "failed");
+    let png = std::fs::read(&test_images(&f.root)[0]).unwrap();
+    let r = c.post("/v1/runs/broken/score", "image/png", &png).unwrap();
+    assert_eq!(r.status, 500);
+    assert!(error_of(&r).contains("failed to load"), "{}", r.text());
+    rt.block_on(server.shutdown()).unwrap();
+
+    // the command says so (after its log lines) and exits 1
+    let o = super::ikd(&["serve", "--run", broken.to_str().unwrap(), "--addr", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("error: run broken") && last.contains("student.safetensors"),
+        "{stderr}"
+    );
 }
 
 #[test]
