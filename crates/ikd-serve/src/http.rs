@@ -125,11 +125,19 @@ async fn observe(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Resp
         _ => "other",
     };
     let span = tracing::info_span!("request", id, method = %req.method(), path = %path);
+    // counted down when the request ends, answered or dropped (its client went away)
+    struct InFlight<'a>(&'a AtomicU64);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
     s.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
+    let in_flight = InFlight(&s.metrics.in_flight);
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let seconds = started.elapsed().as_secs_f64();
-    s.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+    drop(in_flight);
     let status = response.status().as_u16();
     s.metrics.response(route, status, seconds);
     span.in_scope(|| tracing::debug!(status, ms = seconds * 1e3, "answered"));
