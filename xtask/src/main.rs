@@ -5,12 +5,14 @@
 //! - `download`, `weights`: the two fetches on their own.
 //! - `report`: the report from finished runs.
 //! - `speed`: training steps/s on a synthetic category (for `gpu-check.sh`).
+//! - `loadtest`: `ikd serve` under bounded load on 127.0.0.1, beside `Predictor::score_batch`.
 //! - `test`: the whole test suite, with what it needs set up first; `lint`: rustfmt and clippy.
 //!
 //! Each task is a module with one `run` function.
 
 mod demo;
 mod download;
+mod loadtest;
 mod pipeline;
 mod report;
 mod reproduce;
@@ -48,6 +50,8 @@ enum Task {
     Report(report::ReportArgs),
     /// Training throughput (steps/s) on a synthetic 256² category, after a warm-up.
     Speed(speed::SpeedArgs),
+    /// `ikd serve` under bounded load on 127.0.0.1: 1, 4, 16 clients, overload; beside score_batch.
+    Loadtest(loadtest::LoadtestArgs),
     /// The whole test suite: installs what the tests need when it can, builds, runs every test.
     Test(test::TestArgs),
     /// rustfmt and clippy (warnings denied), as CI runs them.
@@ -73,6 +77,7 @@ fn main() {
         Task::Weights(a) => weights::run(&a),
         Task::Report(a) => report::run(&a).map(|_| ()),
         Task::Speed(a) => speed::run(&a),
+        Task::Loadtest(a) => loadtest::run(&a),
         Task::Test(a) => test::run(&a),
         Task::Lint => test::lint(),
     };

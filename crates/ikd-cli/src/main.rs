@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use ikd::{KernelPolicy, TeacherWeights, TestOptions, TrainOptions};
 use ikd_cli::TrainSettings;
 
+mod serve;
+
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
 /// (`ikd_kernels::tune_process` turns its purging off).
 #[global_allocator]
@@ -37,6 +39,8 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Write the report of finished runs: tables, ROC, PRO and training curves, a gallery.
     Report(ReportArgs),
+    /// Serve finished runs over HTTP: OK/NG, scores, heat maps; batching, metrics.
+    Serve(Box<serve::ServeArgs>),
 }
 
 #[derive(Args)]
@@ -307,17 +311,26 @@ fn report(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Log lines on stderr, at RUST_LOG's level (default: warnings; a server's: info).
+fn init_logs(command: &Command) {
+    let (level, json) = match command {
+        Command::Serve(a) => ("info", a.log_format == serve::LogFormat::Json),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        logs.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+}
+
 fn main() -> ExitCode {
     ikd_kernels::tune_process();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    init_logs(&cli.command);
     let progress = !cli.quiet;
     let result = match cli.command {
         Command::Train(a) => train(*a, progress),
@@ -325,6 +338,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => predict(a, progress),
         Command::Evaluate(a) => evaluate(a).map(|()| ExitCode::SUCCESS),
         Command::Report(a) => report(a).map(|()| ExitCode::SUCCESS),
+        Command::Serve(a) => serve::serve(*a),
     };
     match result {
         Ok(code) => code,

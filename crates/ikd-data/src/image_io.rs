@@ -53,6 +53,23 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
     reader(path)?.decode().map_err(|source| DataError::Decode { path: path.to_path_buf(), source })
 }
 
+/// Decodes an image held in memory (an upload, say): PNG, JPEG, TIFF or BMP, the format guessed
+/// from the content as [`load_image`] guesses it, so the same bytes give the same pixels. The
+/// decoder's default memory limit applies (a header claiming a gigapixel image is an error, not an
+/// allocation). The error says what is wrong; the caller names the source.
+///
+/// ```
+/// let mut png = Vec::new();
+/// image::RgbImage::new(3, 2)
+///     .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+/// assert_eq!(ikd_data::decode_image(&png)?.width(), 3);
+/// assert!(ikd_data::decode_image(b"GIF89a...").is_err());
+/// # Ok::<(), image::ImageError>(())
+/// ```
+pub fn decode_image(bytes: &[u8]) -> std::result::Result<DynamicImage, image::ImageError> {
+    ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?.decode()
+}
+
 /// Reads only an image's header and returns its `(width, height)`.
 ///
 /// ```

@@ -47,8 +47,8 @@ mod transform;
 pub use dataset::{epoch_permutation, Batch, Batches, Dataset, Order, Split};
 pub use error::{DataError, Result};
 pub use image_io::{
-    image_dimensions, is_image_path, load_image, load_mask, load_rgb, to_luma_pil, to_rgb_pil,
-    IMAGE_EXTENSIONS,
+    decode_image, image_dimensions, is_image_path, load_image, load_mask, load_rgb, to_luma_pil,
+    to_rgb_pil, IMAGE_EXTENSIONS,
 };
 pub use layout::{list_categories, Category, TestItem, GOOD, MVTEC_CATEGORIES};
 pub use loader::{Epoch, Loader, LoaderOptions};

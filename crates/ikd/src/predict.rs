@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::evaluate::save_png;
-use crate::{viz, Decision, Error, Predictor, Result};
+use crate::{Decision, Error, Predictor, Result};
 
 /// What `ikd predict` wrote for one image.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -208,7 +208,6 @@ pub fn predict(
             ));
         }
     }
-    let range = predictor.metrics().map(|m| (m.score_range.0 as f32, m.score_range.1 as f32));
     let pb = ikd_io::progress::bar(files_in.len() as u64, "predict", opts.progress);
     let mut images = Vec::with_capacity(files_in.len());
     let mut failed = Vec::new();
@@ -223,12 +222,8 @@ pub fn predict(
             }
         };
         let p = predictor.score(&img)?;
-        let (lo, hi) = range.unwrap_or_else(|| {
-            (p.map.data.iter().copied().fold(f32::INFINITY, f32::min), p.map.max())
-        });
         let heatmap = output(out, rel, "_heatmap.png");
-        let rgb = ikd_data::to_rgb_pil(&img);
-        save_png(&heatmap, &viz::overlay(&rgb, &p.map.data, lo, hi, 0.5))?;
+        save_png(&heatmap, &predictor.heatmap(&img, &p))?;
         let mask = match &p.mask {
             Some(m) => {
                 let path = output(out, rel, "_mask.png");

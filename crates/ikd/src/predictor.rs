@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use ikd_data::Transform;
-use image::{DynamicImage, GrayImage};
+use image::{DynamicImage, GrayImage, RgbImage};
 
 use crate::evaluate::to_original_size;
 use crate::maps::AnomalyMap;
@@ -159,6 +159,19 @@ impl Predictor {
     /// The pixel threshold of the masks.
     pub fn pixel_threshold(&self) -> Option<f64> {
         self.pixel_threshold
+    }
+
+    /// The scores that heat maps span from blue to red: the lowest and highest score of the
+    /// run's test, so that one colour means one score on every image; `None` for a run without
+    /// a test (each heat map then spans its own map).
+    pub fn heatmap_range(&self) -> Option<(f32, f32)> {
+        self.metrics.as_ref().map(|m| (m.score_range.0 as f32, m.score_range.1 as f32))
+    }
+
+    /// The heat map overlay of `image`'s prediction `p` (jet colours over the image, half
+    /// opaque) as `ikd predict` writes it: see [`crate::viz::heatmap`].
+    pub fn heatmap(&self, image: &DynamicImage, p: &Prediction) -> RgbImage {
+        crate::viz::heatmap(image, &p.map, self.heatmap_range())
     }
 
     /// Scores one image of any size.

@@ -36,6 +36,26 @@ pub fn overlay(image: &RgbImage, map: &[f32], lo: f32, hi: f32, alpha: f32) -> R
     out
 }
 
+/// The heat map overlay of an image's anomaly map (at the image's size): jet colours scaled over
+/// `range` (a run's test score range; `None`: the map's own minimum and maximum) blended half
+/// opaque over the image in RGB. What `ikd predict` writes and `ikd serve` returns.
+///
+/// ```
+/// let img = image::DynamicImage::new_rgb8(2, 1);
+/// let map = ikd::maps::AnomalyMap { width: 2, height: 1, data: vec![0.0, 4.0] };
+/// let out = ikd::viz::heatmap(&img, &map, None);
+/// assert_eq!(out.get_pixel(1, 0).0, [64, 0, 0]); // half of jet's dark red over black
+/// ```
+pub fn heatmap(
+    image: &image::DynamicImage,
+    map: &crate::maps::AnomalyMap,
+    range: Option<(f32, f32)>,
+) -> RgbImage {
+    let (lo, hi) = range
+        .unwrap_or_else(|| (map.data.iter().copied().fold(f32::INFINITY, f32::min), map.max()));
+    overlay(&ikd_data::to_rgb_pil(image), &map.data, lo, hi, 0.5)
+}
+
 /// `image` with the boundary pixels of `mask` (nonzero = defect) drawn in `color`.
 ///
 /// ```

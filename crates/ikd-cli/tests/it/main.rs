@@ -5,6 +5,7 @@ mod pipeline;
 mod portable;
 mod predict;
 mod report;
+mod serve;
 mod settings;
 mod signal;
 mod trajectory;
