@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ikd::{KernelPolicy, TeacherWeights, TestOptions, TrainOptions};
-use ikd_cli::TrainSettings;
+use ikd_cli::{DataSelection, TrainSettings};
 
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
 /// (`ikd_kernels::tune_process` turns its purging off).
@@ -44,14 +44,14 @@ struct TrainArgs {
     /// The run directory to create (or continue with --resume).
     #[arg(long)]
     out: PathBuf,
-    /// Folder holding the categories in MVTec AD layout.
-    #[arg(long, value_name = "DIR")]
-    data_root: Option<PathBuf>,
-    /// The category to train on (a folder of the data root).
-    #[arg(long)]
-    category: Option<String>,
+    #[command(flatten)]
+    data: DataSelection,
     #[command(flatten)]
     settings: TrainSettings,
+    /// Test even when only some defective test images have a mask (pixel metrics over those
+    /// that have one).
+    #[arg(long)]
+    allow_missing_masks: bool,
     /// Continue the run in --out from its last checkpoint, with its saved settings.
     #[arg(long)]
     resume: bool,
@@ -71,6 +71,11 @@ struct TestArgs {
     /// Also write 32-bit float TIFF maps in MVTec AD's evaluation layout under RUN/anomaly_maps.
     #[arg(long)]
     save_maps: bool,
+    /// Score a test set where only some defective images have a mask (pixel metrics over those
+    /// that have one); without it that is an error naming the images without one. A test set
+    /// without any mask is scored at image level.
+    #[arg(long)]
+    allow_missing_masks: bool,
     /// cpu or cuda:N (default: the run's).
     #[arg(long)]
     device: Option<String>,
@@ -138,17 +143,22 @@ struct ReportArgs {
 
 fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
     let config = if args.resume {
-        let (data_root, category) = (args.data_root.as_deref(), args.category.as_deref());
-        args.settings.resolve_resume(&args.out, data_root, category)?
+        args.settings.resolve_resume(&args.out, &args.data)?
     } else {
         let mut config = args.settings.resolve()?;
-        config.data_root = args.data_root.unwrap_or(config.data_root);
-        config.category = args.category.unwrap_or(config.category);
-        if config.data_root.as_os_str().is_empty() || config.category.is_empty() {
-            bail!("pass --data-root and --category (or set data_root and category in --config)");
-        }
+        args.data.apply(&mut config);
+        DataSelection::check(&config)?;
         config
     };
+    if !args.no_eval && !args.resume {
+        // the test after training would refuse a partial set of masks: say so before training
+        let policy = if args.allow_missing_masks {
+            ikd_data::MaskPolicy::AllowMissing
+        } else {
+            ikd_data::MaskPolicy::AllOrNone
+        };
+        config.open_category(None, policy)?;
+    }
     if let TeacherWeights::File(p) = &config.teacher_weights {
         if !p.is_file() {
             bail!("{}: teacher weights file not found", p.display());
@@ -187,7 +197,13 @@ fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
     }
     if !args.no_eval {
         test(
-            TestArgs { run: args.out, data_root: None, save_maps: false, device: None },
+            TestArgs {
+                run: args.out,
+                data_root: None,
+                save_maps: false,
+                device: None,
+                allow_missing_masks: args.allow_missing_masks,
+            },
             progress,
         )?;
     }
@@ -201,6 +217,7 @@ fn test(args: TestArgs, progress: bool) -> Result<()> {
         save_maps: args.save_maps,
         progress,
         kernels: KernelPolicy::from_env(),
+        allow_missing_masks: args.allow_missing_masks,
         ..TestOptions::default()
     };
     let m = ikd::test_run(&args.run, &opts)?;
@@ -210,10 +227,23 @@ fn test(args: TestArgs, progress: bool) -> Result<()> {
 }
 
 fn print_metrics(m: &ikd::TestMetrics) {
-    println!(
-        "{}: pixel AUROC {:.4}  AU-PRO {:.4}  PRO (IKD, 200 thr.) {:.4}  image AUROC {:.4}  AP {:.4}  F1-max {:.4} at {:.5}",
-        m.category, m.pixel_auroc, m.au_pro, m.pro_ikd200, m.image_auroc, m.pixel_ap, m.f1_max, m.threshold
-    );
+    if !m.pixel_level {
+        println!(
+            "{}: image AUROC {:.4} (no defective test image has a mask: image-level metrics only)",
+            m.category, m.image_auroc
+        );
+    } else {
+        println!(
+            "{}: pixel AUROC {:.4}  AU-PRO {:.4}  PRO (IKD, 200 thr.) {:.4}  image AUROC {:.4}  AP {:.4}  F1-max {:.4} at {:.5}",
+            m.category, m.pixel_auroc, m.au_pro, m.pro_ikd200, m.image_auroc, m.pixel_ap, m.f1_max, m.threshold
+        );
+        if m.images_without_mask > 0 {
+            println!(
+                "  {} defective test images without a mask: left out of the pixel metrics",
+                m.images_without_mask
+            );
+        }
+    }
     if let (Some(ap), Some(f1), Some(t)) = (m.image_ap, m.image_f1_max, m.image_threshold) {
         println!("  images: AP {ap:.4}  F1-max {f1:.4}  OK/NG threshold {t:.5}");
     }
