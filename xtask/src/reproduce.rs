@@ -110,3 +110,37 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let paper = (dataset == "mvtec").then_some(args.paper.as_path());
     crate::report::write(&runs, &out, paper, 3)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReproduceArgs,
+    }
+
+    fn parse(extra: &[&str]) -> ReproduceArgs {
+        let mut v = vec!["reproduce", "--all"];
+        v.extend_from_slice(extra);
+        Cli::parse_from(v).args
+    }
+
+    #[test]
+    fn datasets_are_named_and_find_their_manifest() {
+        let a = parse(&[]);
+        assert_eq!(a.dataset_id(), "mvtec");
+        assert!(a.download.manifest_path().unwrap().ends_with("datasets/mvtec_ad.json"));
+        let a = parse(&["--dataset", "KolektorSDD"]);
+        assert_eq!(a.dataset_id(), "kolektor");
+        let m = a.download.manifest().unwrap();
+        assert_eq!(m.file_name, "KolektorSDD.zip");
+        let a = parse(&["--dataset", "loco"]);
+        assert_eq!(a.dataset_id(), "mvtec_loco");
+        let e = parse(&["--dataset", "mpdd"]).download.manifest().unwrap_err().to_string();
+        assert!(e.contains("unknown dataset `mpdd`") && e.contains("--normal-dir"), "{e}");
+    }
+}
