@@ -360,9 +360,22 @@ fn kolektor_is_split_reproducibly_and_the_split_is_written() {
     assert_eq!(csv.lines().filter(|l| l.ends_with(",test,good")).count(), 1);
     assert_eq!(csv.lines().filter(|l| l.ends_with(",train,good")).count(), 6);
     assert!(csv.contains("kos02_Part1.jpg,test,defect"), "{csv}");
-    // Converted again elsewhere: the same split.
-    let (_d2, _dest2, r2) = fetch(&m, &bytes);
-    assert_eq!(fs::read_to_string(r2.unwrap().join("kolektor/split.csv")).unwrap(), csv);
+    // Converted again elsewhere, after an interrupted conversion left its staging folders
+    // behind: they are cleared and the conversion redone, with the same split.
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("data");
+    for stale in [".kolektorsdd.partial/kolektor/train/good", ".kolektorsdd.source.partial/kos01"] {
+        fs::create_dir_all(dest.join(stale)).unwrap();
+        fs::write(dest.join(stale).join("half.jpg"), b"half-written").unwrap();
+    }
+    let server = Server::start(HashMap::from([(
+        m.file_name.clone(),
+        Route { body: bytes.clone(), ..Default::default() },
+    )]));
+    let root = fetch_dataset(&m, &dest, &opts(&server, &m.file_name)).unwrap();
+    assert_eq!(fs::read_to_string(root.join("kolektor/split.csv")).unwrap(), csv);
+    assert_eq!(split(&open(&root, "kolektor")), (6, 1, 3));
+    assert_eq!(listing(&dest), vec!["KolektorSDD.zip", "kolektorsdd"]);
 }
 
 #[test]
