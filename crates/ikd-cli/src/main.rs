@@ -68,6 +68,15 @@ struct TestArgs {
     /// Read the dataset here instead of the run's data root.
     #[arg(long)]
     data_root: Option<PathBuf>,
+    /// Folder mode: test on these defect-free images instead of the run's test set.
+    #[arg(long, value_name = "DIR", conflicts_with = "data_root")]
+    normal_dir: Option<PathBuf>,
+    /// Folder mode: defective test images.
+    #[arg(long, value_name = "DIR", requires = "normal_dir")]
+    abnormal_dir: Option<PathBuf>,
+    /// Folder mode: masks of the defective images, named like them.
+    #[arg(long, value_name = "DIR", requires = "abnormal_dir")]
+    mask_dir: Option<PathBuf>,
     /// Also write 32-bit float TIFF maps in MVTec AD's evaluation layout under RUN/anomaly_maps.
     #[arg(long)]
     save_maps: bool,
@@ -200,6 +209,9 @@ fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
             TestArgs {
                 run: args.out,
                 data_root: None,
+                normal_dir: None,
+                abnormal_dir: None,
+                mask_dir: None,
                 save_maps: false,
                 device: None,
                 allow_missing_masks: args.allow_missing_masks,
@@ -218,6 +230,13 @@ fn test(args: TestArgs, progress: bool) -> Result<()> {
         progress,
         kernels: KernelPolicy::from_env(),
         allow_missing_masks: args.allow_missing_masks,
+        folder: DataSelection {
+            normal_dir: args.normal_dir,
+            abnormal_dir: args.abnormal_dir,
+            mask_dir: args.mask_dir,
+            ..DataSelection::default()
+        }
+        .folder(),
         ..TestOptions::default()
     };
     let m = ikd::test_run(&args.run, &opts)?;

@@ -363,12 +363,16 @@ pub struct TestOptions {
     /// Score a test set where only some defective images have a mask (pixel metrics over those
     /// that have one); without it such a test set is an error naming the images.
     pub allow_missing_masks: bool,
+    /// Test on these plain folders instead of the run's data (folder mode: every image of
+    /// `normal_test_dir`, or of `normal_dir`, as defect-free, `abnormal_dir` as defective).
+    pub folder: Option<ikd_data::FolderSpec>,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
         Self {
             allow_missing_masks: false,
+            folder: None,
             data_root: None,
             device: None,
             save_maps: false,
@@ -395,7 +399,15 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     let (config, device) = (predictor.config().clone(), predictor.device().clone());
     let policy =
         if opts.allow_missing_masks { MaskPolicy::AllowMissing } else { MaskPolicy::AllOrNone };
-    let category = config.open_category(opts.data_root.as_deref(), policy)?;
+    let category = match &opts.folder {
+        Some(f) => {
+            // every image of the normal folder is a test image here
+            let normal_test = f.normal_test_dir.clone().unwrap_or_else(|| f.normal_dir.clone());
+            let spec = ikd_data::FolderSpec { normal_test_dir: Some(normal_test), ..f.clone() };
+            Category { name: config.category.clone(), ..spec.open(policy)? }
+        }
+        None => config.open_category(opts.data_root.as_deref(), policy)?,
+    };
     let coverage = category.mask_coverage();
     if coverage == MaskCoverage::None && category.n_test_defect() > 0 {
         tracing::warn!(

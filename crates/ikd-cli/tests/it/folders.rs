@@ -94,4 +94,12 @@ fn some_masks_missing_is_an_error_naming_them_unless_allowed() {
         (Some(true), Some(2))
     );
     assert!(v["pixel_auroc"].as_f64().is_some());
+
+    // `ikd test` on other folders: all of ok/ (6 images) and ng/ without masks.
+    let run_s = run.to_str().unwrap();
+    let out = ikd_ok(&["test", "--run", run_s, "--normal-dir", ok, "--abnormal-dir", ng]);
+    assert!(out.contains("image-level metrics only"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!((v["images"].as_u64(), v["pixel_level"].as_bool()), (Some(10), Some(false)));
 }
