@@ -522,3 +522,53 @@ fn tar_gz_entries_that_could_escape_are_refused_and_bad_downloads_too() {
     let root = fetch_dataset(&m, &dest, &opts(&server, "btad.zip")).unwrap();
     assert_eq!(split(&open(&root, "01")), (3, 1, 2));
 }
+
+/// A plain tar (VisA's format) of `tree` plus one raw entry: (name, type, link target).
+fn raw_tar(tree: &Tree, extra: (&str, tar::EntryType, Option<&str>)) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut entries: Vec<(String, tar::EntryType, Option<&str>, Vec<u8>)> =
+        tree.iter().map(|(p, d)| (p.clone(), tar::EntryType::Regular, None, d.clone())).collect();
+    entries.push((extra.0.to_string(), extra.1, extra.2, b"x".to_vec()));
+    for (name, kind, link, data) in entries {
+        let data = if kind == tar::EntryType::Regular { data } else { Vec::new() };
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn plain_tar_entries_that_could_escape_are_refused() {
+    let tree = visa_tree("");
+    let csv = tree.iter().find(|(p, _)| p.ends_with("1cls.csv")).unwrap().1.clone();
+    for (extra, expect) in [
+        (("../x", tar::EntryType::Regular, None), "path contains `..`"),
+        (("/tmp/ikd-tar-abs-escape", tar::EntryType::Regular, None), "absolute path"),
+        (("VisA_20220922/candle/evil", tar::EntryType::Symlink, Some("../../..")), "link to"),
+        (("VisA_20220922/candle/ok", tar::EntryType::Symlink, Some("Data")), "link to `Data`"),
+        (
+            ("VisA_20220922/hard", tar::EntryType::Link, Some("/etc/passwd")),
+            "link to `/etc/passwd`",
+        ),
+    ] {
+        let bytes = raw_tar(&tree, extra);
+        let mut m =
+            manifest("visa", &bytes, &[("candle", counts(3, 1, 2)), ("pcb1", counts(2, 1, 1))]);
+        m.file_checksums.insert("split_csv/1cls.csv".into(), sha256(&csv));
+        let (dir, dest, r) = fetch(&m, &bytes);
+        let e = r.unwrap_err();
+        assert!(matches!(e, DataError::UnsafeEntry { .. }), "{e:?}");
+        assert!(e.to_string().contains(expect), "`{expect}` not in {e}");
+        assert_eq!(listing(&dest), vec!["VisA_20220922.tar"], "nothing extracted");
+        assert!(!dir.path().join("x").exists());
+    }
+    assert!(!Path::new("/tmp/ikd-tar-abs-escape").exists());
+}
