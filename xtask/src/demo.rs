@@ -162,8 +162,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             run_dir: runs.join(t.name()),
         })
         .collect();
-    run_jobs(jobs, &["cpu".to_string()], !args.no_progress)?;
-    crate::report::write(&runs, &report, &crate::report::default_paper(), 3)?;
+    run_jobs(jobs, &["cpu".to_string()], !args.no_progress, false)?;
+    crate::report::write(&runs, &report, Some(&crate::report::default_paper()), 3)?;
     println!("teacher: {}", teacher.describe());
     if teacher.is_random() {
         println!("{}", ikd_report::RANDOM_TEACHER_NOTE);

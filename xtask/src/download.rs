@@ -1,26 +1,31 @@
-//! `cargo xtask download`: MVTec AD, downloaded (resumably), verified and extracted, or an
-//! existing copy checked.
+//! `cargo xtask download --dataset NAME`: a benchmark (MVTec AD by default; MVTec LOCO AD,
+//! MVTec AD 2, VisA, BTAD, KolektorSDD) downloaded (resumably), verified, extracted and converted
+//! to MVTec AD layout, or an existing copy checked.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use ikd_data::download::{ensure_dataset, FetchOptions, Manifest};
+use ikd_data::download::{ensure_dataset, manifest_path, FetchOptions, Manifest};
 
 /// Arguments of `cargo xtask download` (also part of `reproduce`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DownloadArgs {
-    /// The dataset's manifest (URL, size, SHA-256, counts).
-    #[arg(long, default_value_os_t = crate::util::workspace_root().join("datasets").join("mvtec_ad.json"))]
-    pub manifest: PathBuf,
-    /// Download from this URL instead of the manifest's (also: the manifest's `url_env`,
-    /// `IKD_MVTEC_URL`).
+    /// The dataset: mvtec, mvtec_loco, mvtec_ad2, visa, btad or kolektor (its manifest is
+    /// `datasets/<name>.json`).
+    #[arg(long, default_value = "mvtec")]
+    pub dataset: String,
+    /// Another manifest (URL, size, SHA-256, layout, counts) instead of the dataset's.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Download from this URL instead of the manifest's (also: the manifest's `url_env`, e.g.
+    /// `IKD_MVTEC_URL`, `IKD_VISA_URL`).
     #[arg(long)]
     pub url: Option<String>,
     /// Download and extract under this folder.
     #[arg(long, default_value_os_t = crate::util::workspace_root().join("data"))]
     pub dest: PathBuf,
-    /// Use the extracted dataset in this folder (verified against the manifest's counts; nothing
-    /// is downloaded).
+    /// Use the extracted (and converted) dataset in this folder (verified against the
+    /// manifest's layout and counts; nothing is downloaded).
     #[arg(long)]
     pub data_root: Option<PathBuf>,
     /// Hide progress bars.
@@ -29,9 +34,24 @@ pub struct DownloadArgs {
 }
 
 impl DownloadArgs {
+    /// The manifest file: `--manifest`, or the one of `--dataset`.
+    pub fn manifest_path(&self) -> Result<PathBuf> {
+        match &self.manifest {
+            Some(m) => Ok(m.clone()),
+            None => {
+                Ok(manifest_path(&crate::util::workspace_root().join("datasets"), &self.dataset)?)
+            }
+        }
+    }
+
+    /// The manifest, read and validated.
+    pub fn manifest(&self) -> Result<Manifest> {
+        Ok(Manifest::load(self.manifest_path()?)?)
+    }
+
     /// Makes the dataset available and returns its root (the folder holding the categories).
     pub fn ensure(&self) -> Result<PathBuf> {
-        let manifest = Manifest::load(&self.manifest)?;
+        let manifest = self.manifest()?;
         let opts = FetchOptions {
             url: self.url.clone(),
             progress: !self.no_progress,

@@ -39,7 +39,12 @@ pub fn changed_settings(run_dir: &Path, wanted: &TrainConfig) -> Result<Vec<Stri
 
 /// Trains (resuming from a checkpoint when there is one) and tests one job on `device`. A run
 /// folder that holds a run with other settings is an error (never overwritten or reused).
-pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
+pub fn run_job(
+    job: &Job,
+    device: &str,
+    progress: bool,
+    allow_missing_masks: bool,
+) -> Result<Outcome> {
     let dir = &job.run_dir;
     let name = &job.config.category;
     let changed = changed_settings(dir, &job.config)?;
@@ -100,10 +105,15 @@ pub fn run_job(job: &Job, device: &str, progress: bool) -> Result<Outcome> {
     }
     let kernels = ikd::KernelPolicy::from_env();
     let device = Some(device.to_string());
-    let opts = TestOptions { device, progress, kernels, ..TestOptions::default() };
+    let opts =
+        TestOptions { device, progress, kernels, allow_missing_masks, ..TestOptions::default() };
     let m = ikd::test_run(dir, &opts)
         .with_context(|| format!("testing {name} in {}", dir.display()))?;
-    tracing::info!("{name}: pixel AUROC {:.4}, AU-PRO {:.4}", m.pixel_auroc, m.au_pro);
+    if m.pixel_level {
+        tracing::info!("{name}: pixel AUROC {:.4}, AU-PRO {:.4}", m.pixel_auroc, m.au_pro);
+    } else {
+        tracing::info!("{name}: image AUROC {:.4} (no masks: image level only)", m.image_auroc);
+    }
     Ok(Outcome::Done)
 }
 
@@ -114,6 +124,7 @@ pub fn run_jobs(
     jobs: Vec<Job>,
     devices: &[String],
     progress: bool,
+    allow_missing_masks: bool,
 ) -> Result<Vec<(String, Outcome)>> {
     anyhow::ensure!(!devices.is_empty(), "no device to run on");
     let total = jobs.len();
@@ -127,7 +138,7 @@ pub fn run_jobs(
                 let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                 let Some((i, job)) = next else { break };
                 tracing::info!("[{}/{total}] {} on {device}", i + 1, job.config.category);
-                let r = run_job(&job, device, bars);
+                let r = run_job(&job, device, bars, allow_missing_masks);
                 if let Ok(mut v) = results.lock() {
                     v.push((i, job.config.category.clone(), r));
                 }
@@ -211,7 +222,7 @@ mod tests {
         assert_eq!(changed_settings(dir.path(), &more).unwrap(), vec!["epochs: 2 saved, 12 given"]);
         stored.save(&RunDir::new(dir.path()).config()).unwrap();
         let job = Job { config: more, run_dir: dir.path().to_path_buf() };
-        let err = run_job(&job, "cpu", false).unwrap_err().to_string();
+        let err = run_job(&job, "cpu", false, false).unwrap_err().to_string();
         assert!(err.contains("other settings (epochs: 2 saved, 12 given)"), "{err}");
     }
 

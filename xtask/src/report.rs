@@ -42,15 +42,16 @@ pub fn run(args: &ReportArgs) -> Result<PathBuf> {
             workspace_root().join("reports").join(name)
         }
     };
-    write(&args.runs_dir, &out, &args.paper, args.gallery)?;
+    write(&args.runs_dir, &out, Some(&args.paper), args.gallery)?;
     Ok(out)
 }
 
 /// Writes the report of the finished runs in `runs_dir` into `out`, with the paper's values from
-/// `paper`, and says where it is.
-pub fn write(runs_dir: &Path, out: &Path, paper: &Path, gallery: usize) -> Result<()> {
+/// `paper` when given (MVTec AD only: the paper reports no other dataset), and says where it is.
+pub fn write(runs_dir: &Path, out: &Path, paper: Option<&Path>, gallery: usize) -> Result<()> {
     let runs = ikd_report::find_runs(&[runs_dir])?;
-    let options = ReportOptions { paper: Some(PaperTable::load(paper)?), gallery };
+    let paper = paper.map(PaperTable::load).transpose()?;
+    let options = ReportOptions { paper, gallery };
     ikd_report::write_report(&runs, out, &options)?;
     println!("report: {}", out.join("report.html").display());
     Ok(())

@@ -20,11 +20,13 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+mod data;
 mod settings;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
+pub use data::DataSelection;
 pub use settings::TrainSettings;
 
 /// An error and its causes on one line, each said once: `outer: cause: root cause`, leaving out

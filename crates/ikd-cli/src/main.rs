@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ikd::{KernelPolicy, TeacherWeights, TestOptions, TrainOptions};
-use ikd_cli::TrainSettings;
+use ikd_cli::{DataSelection, TrainSettings};
 
 mod serve;
 
@@ -48,14 +48,14 @@ struct TrainArgs {
     /// The run directory to create (or continue with --resume).
     #[arg(long)]
     out: PathBuf,
-    /// Folder holding the categories in MVTec AD layout.
-    #[arg(long, value_name = "DIR")]
-    data_root: Option<PathBuf>,
-    /// The category to train on (a folder of the data root).
-    #[arg(long)]
-    category: Option<String>,
+    #[command(flatten)]
+    data: DataSelection,
     #[command(flatten)]
     settings: TrainSettings,
+    /// Test even when only some defective test images have a mask (pixel metrics over those
+    /// that have one).
+    #[arg(long)]
+    allow_missing_masks: bool,
     /// Continue the run in --out from its last checkpoint, with its saved settings.
     #[arg(long)]
     resume: bool,
@@ -79,9 +79,23 @@ struct TestArgs {
     /// Read the dataset here instead of the run's data root.
     #[arg(long)]
     data_root: Option<PathBuf>,
+    /// Folder mode: test on these defect-free images instead of the run's test set.
+    #[arg(long, value_name = "DIR", conflicts_with = "data_root")]
+    normal_dir: Option<PathBuf>,
+    /// Folder mode: defective test images.
+    #[arg(long, value_name = "DIR", requires = "normal_dir")]
+    abnormal_dir: Option<PathBuf>,
+    /// Folder mode: masks of the defective images, named like them.
+    #[arg(long, value_name = "DIR", requires = "abnormal_dir")]
+    mask_dir: Option<PathBuf>,
     /// Also write 32-bit float TIFF maps in MVTec AD's evaluation layout under RUN/anomaly_maps.
     #[arg(long)]
     save_maps: bool,
+    /// Score a test set where only some defective images have a mask (pixel metrics over those
+    /// that have one); without it that is an error naming the images without one. A test set
+    /// without any mask is scored at image level.
+    #[arg(long)]
+    allow_missing_masks: bool,
     /// cpu or cuda:N (default: the run's).
     #[arg(long)]
     device: Option<String>,
@@ -149,17 +163,22 @@ struct ReportArgs {
 
 fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
     let config = if args.resume {
-        let (data_root, category) = (args.data_root.as_deref(), args.category.as_deref());
-        args.settings.resolve_resume(&args.out, data_root, category)?
+        args.settings.resolve_resume(&args.out, &args.data)?
     } else {
         let mut config = args.settings.resolve()?;
-        config.data_root = args.data_root.unwrap_or(config.data_root);
-        config.category = args.category.unwrap_or(config.category);
-        if config.data_root.as_os_str().is_empty() || config.category.is_empty() {
-            bail!("pass --data-root and --category (or set data_root and category in --config)");
-        }
+        args.data.apply(&mut config);
+        DataSelection::check(&config)?;
         config
     };
+    if !args.no_eval && !args.resume {
+        // the test after training would refuse a partial set of masks: say so before training
+        let policy = if args.allow_missing_masks {
+            ikd_data::MaskPolicy::AllowMissing
+        } else {
+            ikd_data::MaskPolicy::AllOrNone
+        };
+        config.open_category(None, policy)?;
+    }
     if let TeacherWeights::File(p) = &config.teacher_weights {
         if !p.is_file() {
             bail!("{}: teacher weights file not found", p.display());
@@ -199,7 +218,16 @@ fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
     }
     if !args.no_eval {
         test(
-            TestArgs { run: args.out, data_root: None, save_maps: false, device: None },
+            TestArgs {
+                run: args.out,
+                data_root: None,
+                normal_dir: None,
+                abnormal_dir: None,
+                mask_dir: None,
+                save_maps: false,
+                device: None,
+                allow_missing_masks: args.allow_missing_masks,
+            },
             progress,
         )?;
     }
@@ -213,6 +241,14 @@ fn test(args: TestArgs, progress: bool) -> Result<()> {
         save_maps: args.save_maps,
         progress,
         kernels: KernelPolicy::from_env(),
+        allow_missing_masks: args.allow_missing_masks,
+        folder: DataSelection {
+            normal_dir: args.normal_dir,
+            abnormal_dir: args.abnormal_dir,
+            mask_dir: args.mask_dir,
+            ..DataSelection::default()
+        }
+        .folder(),
         ..TestOptions::default()
     };
     let m = ikd::test_run(&args.run, &opts)?;
@@ -222,10 +258,23 @@ fn test(args: TestArgs, progress: bool) -> Result<()> {
 }
 
 fn print_metrics(m: &ikd::TestMetrics) {
-    println!(
-        "{}: pixel AUROC {:.4}  AU-PRO {:.4}  PRO (IKD, 200 thr.) {:.4}  image AUROC {:.4}  AP {:.4}  F1-max {:.4} at {:.5}",
-        m.category, m.pixel_auroc, m.au_pro, m.pro_ikd200, m.image_auroc, m.pixel_ap, m.f1_max, m.threshold
-    );
+    if !m.pixel_level {
+        println!(
+            "{}: image AUROC {:.4} (no defective test image has a mask: image-level metrics only)",
+            m.category, m.image_auroc
+        );
+    } else {
+        println!(
+            "{}: pixel AUROC {:.4}  AU-PRO {:.4}  PRO (IKD, 200 thr.) {:.4}  image AUROC {:.4}  AP {:.4}  F1-max {:.4} at {:.5}",
+            m.category, m.pixel_auroc, m.au_pro, m.pro_ikd200, m.image_auroc, m.pixel_ap, m.f1_max, m.threshold
+        );
+        if m.images_without_mask > 0 {
+            println!(
+                "  {} defective test images without a mask: left out of the pixel metrics",
+                m.images_without_mask
+            );
+        }
+    }
     if let (Some(ap), Some(f1), Some(t)) = (m.image_ap, m.image_f1_max, m.image_threshold) {
         println!("  images: AP {ap:.4}  F1-max {f1:.4}  OK/NG threshold {t:.5}");
     }

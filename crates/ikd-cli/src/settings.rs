@@ -166,15 +166,14 @@ impl TrainSettings {
     }
 
     /// The settings to resume the run in `run_dir` with: its saved ones. Settings given as
-    /// flags or in `--config`, and the data (`data_root`, `category`) where given, must agree
+    /// flags or in `--config`, and the data ([`DataSelection`](crate::DataSelection)) where given, must agree
     /// with them, the device included (but for `--max-steps`); each difference is named in the
     /// error. The saved `max_steps` is not carried over: the run goes on to its last epoch
     /// unless a limit is given again.
     pub fn resolve_resume(
         &self,
         run_dir: &Path,
-        data_root: Option<&Path>,
-        category: Option<&str>,
+        data: &crate::DataSelection,
     ) -> Result<TrainConfig> {
         let saved = ikd::RunDir::new(run_dir).load_config()?;
         let mut given = match &self.config {
@@ -182,12 +181,7 @@ impl TrainSettings {
             None => saved.clone(),
         };
         self.apply(&mut given);
-        if let Some(d) = data_root {
-            given.data_root = d.to_path_buf();
-        }
-        if let Some(c) = category {
-            given.category = c.to_string();
-        }
+        data.apply(&mut given);
         let mut changes = given.changes_from(&saved);
         // the device is a setting too: --device with --resume must name the saved one
         if let Some(d) = self.device.as_ref().filter(|d| **d != saved.device) {

@@ -31,7 +31,7 @@ pub enum DataError {
         path: PathBuf,
     },
     /// A folder the MVTec AD layout requires is missing.
-    #[error("{}: missing folder (expected the MVTec AD layout <category>/train/good/*.png, test/<defect>/*.png, ground_truth/<defect>/<stem>_mask.png)", path.display())]
+    #[error("{}: missing folder (expected the MVTec AD layout <category>/train/good/*.png (or train/ok), test/<defect>/*.png, ground_truth/<defect>/<stem>_mask.png)", path.display())]
     MissingDir {
         /// The folder that is missing.
         path: PathBuf,
@@ -56,12 +56,16 @@ pub enum DataError {
         /// The decoder's error.
         source: image::ImageError,
     },
-    /// A defective test image has no ground-truth mask.
-    #[error("{}: defective test image has no mask (expected {})", image.display(), expected.display())]
-    MissingMask {
-        /// The test image.
-        image: PathBuf,
-        /// Where its mask was expected.
+    /// Some defective test images have a ground-truth mask and others do not.
+    #[error("{}: {} of {defective} defective test images have no mask: {} (the first expected at {}); add their masks, remove every mask for image-level metrics only, or allow it with --allow-missing-masks", dir.display(), images.len(), list_paths(images), expected.display())]
+    MissingMasks {
+        /// The category folder.
+        dir: PathBuf,
+        /// Defective test images in all.
+        defective: usize,
+        /// The defective test images without a mask.
+        images: Vec<PathBuf>,
+        /// Where the first one's mask was expected.
         expected: PathBuf,
     },
     /// A mask pairs with no test image.
@@ -165,9 +169,26 @@ pub enum DataError {
         /// The existing path.
         path: PathBuf,
     },
+    /// A dataset's source does not have the layout its conversion expects.
+    #[error("{}: {message}", path.display())]
+    Layout {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+/// Up to ten paths, then how many more.
+fn list_paths(paths: &[PathBuf]) -> String {
+    let mut s: Vec<String> = paths.iter().take(10).map(|p| p.display().to_string()).collect();
+    if paths.len() > 10 {
+        s.push(format!("and {} more", paths.len() - 10));
+    }
+    s.join(", ")
 }
 
 /// The crate's result type.

@@ -1,14 +1,17 @@
 //! Reading a category in MVTec AD layout.
 //!
 //! ```text
-//! <root>/<category>/train/good/*.png
-//! <root>/<category>/test/<defect>/*.png              (<defect> = good for defect-free images)
+//! <root>/<category>/train/<normal>/*.png
+//! <root>/<category>/test/<defect>/*.png              (<defect> = <normal> for defect-free images)
 //! <root>/<category>/ground_truth/<defect>/<stem>_mask.png
 //! ```
 //!
-//! MPDD and converted VisA use the same layout, so any category folder laid out like this is read,
-//! not only the fifteen MVTec AD names. Masks are paired with their test image by name
-//! (`<stem>_mask.<ext>`, or `<stem>.<ext>` as some conversions write them), never by position.
+//! `<normal>` is `good` (MVTec AD, MPDD, converted VisA, LOCO, AD 2, Kolektor) or `ok` (BTAD):
+//! the first of [`NORMAL_NAMES`] found under `train/`. MPDD and the converted datasets use this
+//! layout, so any category folder laid out like this is read, not only the fifteen MVTec AD names.
+//! Masks are paired with their test image by name (`<stem>_mask.<ext>`, or `<stem>.<ext>` as BTAD
+//! and some conversions write them), never by position. Masks are optional as a whole (see
+//! [`MaskPolicy`]): without any, a category is scored at image level only.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,12 +44,65 @@ pub const MVTEC_CATEGORIES: [&str; 15] = [
     "zipper",
 ];
 
-/// The name of the defect-free class in `train/` and `test/`.
+/// The name of the defect-free class in `train/` and `test/` (MVTec AD's).
 ///
 /// ```
 /// assert_eq!(ikd_data::GOOD, "good");
 /// ```
 pub const GOOD: &str = "good";
+
+/// The names a defect-free folder goes by, in the order they are looked for under `train/`:
+/// `good` (the MVTec family, VisA, Kolektor after conversion) and `ok` (BTAD).
+///
+/// ```
+/// assert_eq!(ikd_data::NORMAL_NAMES, ["good", "ok"]);
+/// ```
+pub const NORMAL_NAMES: [&str; 2] = [GOOD, "ok"];
+
+/// What to do about defective test images without a ground-truth mask.
+///
+/// ```
+/// use ikd_data::MaskPolicy;
+/// assert_eq!(MaskPolicy::default(), MaskPolicy::AllOrNone);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskPolicy {
+    /// Either every defective test image has a mask (pixel and image metrics) or none has
+    /// (image-level metrics only); a partial set is an error naming the images without one.
+    #[default]
+    AllOrNone,
+    /// Any subset may have masks (`--allow-missing-masks`): pixel metrics use the images that have
+    /// one (and the defect-free images), image metrics use all.
+    AllowMissing,
+    /// Every defective test image must have a mask (a downloaded benchmark).
+    Required,
+}
+
+/// How the masks of a category's defective test images cover them.
+///
+/// ```
+/// use ikd_data::MaskCoverage;
+/// assert!(MaskCoverage::All.pixel_level());
+/// assert!(!MaskCoverage::None.pixel_level());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskCoverage {
+    /// Every defective test image has a mask (or there is no defective test image).
+    All,
+    /// Some have one (only with [`MaskPolicy::AllowMissing`]).
+    Partial,
+    /// None has one: image-level metrics only.
+    None,
+}
+
+impl MaskCoverage {
+    /// Whether pixel-level metrics can be computed.
+    pub fn pixel_level(self) -> bool {
+        self != MaskCoverage::None
+    }
+}
 
 /// One test image of a category.
 ///
@@ -70,7 +126,8 @@ pub struct TestItem {
     pub stem: String,
     /// `true` for an anomalous (defective) image.
     pub label: bool,
-    /// The ground-truth mask; `Some` exactly for anomalous images.
+    /// The ground-truth mask of an anomalous image (`None` for defect-free images, and for
+    /// anomalous ones without a mask: see [`MaskPolicy`]).
     pub mask: Option<PathBuf>,
 }
 
@@ -92,14 +149,16 @@ pub struct Category {
     pub name: String,
     /// The category's folder.
     pub dir: PathBuf,
-    /// The training images (`train/good`), sorted.
+    /// The name of the defect-free class (`good`, `ok`, …).
+    pub normal: String,
+    /// The training images (`train/<normal>`), sorted.
     pub train: Vec<PathBuf>,
     /// The test images (`test/<defect>`), sorted by path.
     pub test: Vec<TestItem>,
 }
 
 /// Lists a folder's entries, sorted, skipping hidden ones (names starting with `.`).
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
@@ -113,7 +172,7 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Lists the image files of a folder, sorted; any other (non-hidden) entry is an error.
-fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = list_dir(dir)?;
     for p in &entries {
         if !p.is_file() || !is_image_path(p) {
@@ -134,11 +193,11 @@ fn list_subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-fn file_stem(p: &Path) -> String {
+pub(crate) fn file_stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn dir_name(p: &Path) -> String {
+pub(crate) fn dir_name(p: &Path) -> String {
     p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
@@ -155,19 +214,30 @@ impl Category {
     /// # Ok::<(), ikd_data::DataError>(())
     /// ```
     pub fn open(root: impl AsRef<Path>, name: &str) -> Result<Self> {
+        Self::open_with(root, name, MaskPolicy::default())
+    }
+
+    /// Opens `<root>/<name>` with a [`MaskPolicy`]; see [`Category::open_dir_with`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let cfg = ikd_data::SyntheticConfig { categories: vec![ikd_data::synthetic::Texture::Carpet],
+    /// #     image_size: 16, n_train: 4, n_test_good: 2, n_test_defect: 2, seed: 0 };
+    /// # ikd_data::synthetic::generate(&cfg, dir.path())?;
+    /// let cat = ikd_data::Category::open_with(dir.path(), "carpet", ikd_data::MaskPolicy::Required)?;
+    /// assert_eq!(cat.mask_coverage(), ikd_data::MaskCoverage::All);
+    /// # Ok::<(), ikd_data::DataError>(())
+    /// ```
+    pub fn open_with(root: impl AsRef<Path>, name: &str, masks: MaskPolicy) -> Result<Self> {
         let dir = root.as_ref().join(name);
         if !dir.is_dir() {
             return Err(DataError::MissingCategory { name: name.to_string(), path: dir });
         }
-        Self::open_dir(dir)
+        Self::open_dir_with(dir, masks)
     }
 
-    /// Opens a category folder: lists `train/good` and `test/*`, pairs every defective test image
-    /// with its mask by name, and reads every file's header to check that it is an image and that
-    /// each mask has its image's size.
-    ///
-    /// `test/` and `ground_truth/` may be absent (a category that can be trained on but not
-    /// evaluated); `train/good` must hold at least one image.
+    /// Opens a category folder with the default [`MaskPolicy`] (all masks or none); see
+    /// [`Category::open_dir_with`].
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -179,12 +249,41 @@ impl Category {
     /// # Ok::<(), ikd_data::DataError>(())
     /// ```
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_dir_with(dir, MaskPolicy::default())
+    }
+
+    /// Opens a category folder: finds the defect-free class (the first of [`NORMAL_NAMES`]
+    /// under `train/`), lists `train/<normal>` and `test/*`, pairs defective test images with
+    /// their masks by name, applies `masks` to those without one, and reads every file's header
+    /// to check that it is an image and that each mask has its image's size.
+    ///
+    /// `test/` and `ground_truth/` may be absent (a category that can be trained on but not
+    /// evaluated); `train/<normal>` must hold at least one image.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let cfg = ikd_data::SyntheticConfig { categories: vec![ikd_data::synthetic::Texture::Carpet],
+    /// #     image_size: 16, n_train: 4, n_test_good: 2, n_test_defect: 2, seed: 0 };
+    /// # ikd_data::synthetic::generate(&cfg, dir.path())?;
+    /// # std::fs::remove_dir_all(dir.path().join("carpet/ground_truth")).unwrap();
+    /// // a category without any mask: image-level only
+    /// let cat = ikd_data::Category::open_dir_with(dir.path().join("carpet"), Default::default())?;
+    /// assert_eq!(cat.mask_coverage(), ikd_data::MaskCoverage::None);
+    /// # Ok::<(), ikd_data::DataError>(())
+    /// ```
+    pub fn open_dir_with(dir: impl AsRef<Path>, masks_policy: MaskPolicy) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
             return Err(DataError::MissingCategory { name: dir_name(&dir), path: dir });
         }
         let name = dir_name(&dir);
-        let train_dir = dir.join("train").join(GOOD);
+        let normal = NORMAL_NAMES
+            .iter()
+            .find(|n| dir.join("train").join(n).is_dir())
+            .copied()
+            .unwrap_or(GOOD)
+            .to_string();
+        let train_dir = dir.join("train").join(&normal);
         if !train_dir.is_dir() {
             return Err(DataError::MissingDir { path: train_dir });
         }
@@ -201,7 +300,7 @@ impl Category {
                 for path in list_images(&defect_dir)? {
                     let stem = file_stem(&path);
                     test.push(TestItem {
-                        label: defect != GOOD,
+                        label: defect != normal,
                         defect: defect.clone(),
                         stem,
                         path,
@@ -231,16 +330,30 @@ impl Category {
                 }
             }
         }
+        let mut without = Vec::new();
         for item in test.iter_mut().filter(|i| i.label) {
             match masks.remove(&(item.defect.clone(), item.stem.clone())) {
                 Some(m) => item.mask = Some(m),
-                None => {
-                    return Err(DataError::MissingMask {
-                        image: item.path.clone(),
-                        expected: gt_dir.join(&item.defect).join(format!("{}_mask.png", item.stem)),
-                    })
-                }
+                None => without.push(item.path.clone()),
             }
+        }
+        let defective = test.iter().filter(|i| i.label).count();
+        let refuse = match masks_policy {
+            MaskPolicy::Required => !without.is_empty(),
+            MaskPolicy::AllOrNone => !without.is_empty() && without.len() < defective,
+            MaskPolicy::AllowMissing => false,
+        };
+        if refuse {
+            let first = test
+                .iter()
+                .find(|i| i.label && i.mask.is_none())
+                .map(|item| gt_dir.join(&item.defect).join(format!("{}_mask.png", item.stem)));
+            return Err(DataError::MissingMasks {
+                dir: dir.clone(),
+                defective,
+                images: without,
+                expected: first.unwrap_or_default(),
+            });
         }
         if let Some(((defect, key), mask)) = masks.into_iter().next() {
             return Err(DataError::ExtraMask {
@@ -249,14 +362,14 @@ impl Category {
             });
         }
 
-        let cat = Category { name, dir, train, test };
+        let cat = Category { name, dir, normal, train, test };
         cat.check_headers()?;
         Ok(cat)
     }
 
     /// Reads every file's header (in parallel): each must be a decodable image format and each
     /// mask must have its image's size.
-    fn check_headers(&self) -> Result<()> {
+    pub(crate) fn check_headers(&self) -> Result<()> {
         self.train.par_iter().try_for_each(|p| image_dimensions(p).map(|_| ()))?;
         self.test.par_iter().try_for_each(|item| {
             let (w, h) = image_dimensions(&item.path)?;
@@ -275,6 +388,30 @@ impl Category {
             }
             Ok(())
         })
+    }
+
+    /// How the masks cover the defective test images: all of them, some (only with
+    /// [`MaskPolicy::AllowMissing`]) or none (image-level metrics only).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let cfg = ikd_data::SyntheticConfig { categories: vec![ikd_data::synthetic::Texture::Carpet],
+    /// #     image_size: 16, n_train: 4, n_test_good: 2, n_test_defect: 2, seed: 0 };
+    /// # ikd_data::synthetic::generate(&cfg, dir.path())?;
+    /// let cat = ikd_data::Category::open(dir.path(), "carpet")?;
+    /// assert!(cat.mask_coverage().pixel_level());
+    /// # Ok::<(), ikd_data::DataError>(())
+    /// ```
+    pub fn mask_coverage(&self) -> MaskCoverage {
+        let defective = self.n_test_defect();
+        let with = self.test.iter().filter(|i| i.label && i.mask.is_some()).count();
+        if with == defective {
+            MaskCoverage::All
+        } else if with == 0 {
+            MaskCoverage::None
+        } else {
+            MaskCoverage::Partial
+        }
     }
 
     /// The number of defect-free test images.
@@ -325,7 +462,8 @@ impl Category {
     }
 }
 
-/// The category folders under a dataset root: the sub-folders that hold `train/good`, sorted.
+/// The category folders under a dataset root: the sub-folders that hold `train/<normal>` (any of
+/// [`NORMAL_NAMES`]), sorted.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -339,7 +477,7 @@ pub fn list_categories(root: impl AsRef<Path>) -> Result<Vec<String>> {
     let root = root.as_ref();
     Ok(list_dir(root)?
         .into_iter()
-        .filter(|p| p.join("train").join(GOOD).is_dir())
+        .filter(|p| NORMAL_NAMES.iter().any(|n| p.join("train").join(n).is_dir()))
         .map(|p| dir_name(&p))
         .collect())
 }

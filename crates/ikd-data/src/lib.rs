@@ -3,14 +3,17 @@
 //! Datasets for the ikd workspace (a Rust reproduction of *Informative Knowledge Distillation for
 //! Image Anomaly Segmentation*, Cao et al., Knowledge-Based Systems 2022):
 //!
-//! - [`Category`]: a category folder in MVTec AD layout (also MPDD, converted VisA, your own
-//!   images), listed in sorted order, masks paired by name, errors that name the file.
+//! - [`Category`]: a category folder in MVTec AD layout (also MPDD, BTAD's `ok`/`ko`, the
+//!   converted VisA, LOCO, AD 2 and Kolektor), listed in sorted order, masks paired by name and
+//!   optional as a whole ([`MaskPolicy`]), errors that name the file.
+//! - [`FolderSpec`]: your own images in plain folders (normal, abnormal, optional masks).
 //! - [`Transform`]: the paper's preprocessing (PIL-compatible Lanczos resize, centre crop,
 //!   ImageNet normalisation; nearest resize and binarisation for masks).
 //! - [`Dataset`]: a split decoded and resized once, in parallel, held in memory, iterated in
 //!   candle batches `(N, 3, H, W)` with masks `(N, 1, H, W)`, shuffled reproducibly per epoch.
-//! - [`download`]: the verified, resumable download and safe extraction of MVTec AD from the
-//!   manifest `datasets/mvtec_ad.json`.
+//! - [`download`]: the verified, resumable download and safe extraction (tar, tar.gz, tar.xz,
+//!   zip) of a dataset described by a manifest under `datasets/`, and [`convert`]: the
+//!   conversions of VisA, BTAD, KolektorSDD, MVTec LOCO AD and MVTec AD 2 into MVTec layout.
 //! - [`synthetic`]: a deterministic generator of inspection-like textures with defects and masks,
 //!   the offline default.
 //!
@@ -35,9 +38,11 @@
 //! # Ok::<(), ikd_data::DataError>(())
 //! ```
 
+pub mod convert;
 mod dataset;
 pub mod download;
 mod error;
+pub mod folder;
 mod image_io;
 mod layout;
 mod loader;
@@ -46,11 +51,15 @@ mod transform;
 
 pub use dataset::{epoch_permutation, Batch, Batches, Dataset, Order, Split};
 pub use error::{DataError, Result};
+pub use folder::FolderSpec;
 pub use image_io::{
     decode_image, image_dimensions, is_image_path, load_image, load_mask, load_rgb, to_luma_pil,
     to_rgb_pil, IMAGE_EXTENSIONS,
 };
-pub use layout::{list_categories, Category, TestItem, GOOD, MVTEC_CATEGORIES};
+pub use layout::{
+    list_categories, Category, MaskCoverage, MaskPolicy, TestItem, GOOD, MVTEC_CATEGORIES,
+    NORMAL_NAMES,
+};
 pub use loader::{Epoch, Loader, LoaderOptions};
 pub use synthetic::SyntheticConfig;
 pub use transform::{

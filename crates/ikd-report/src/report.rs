@@ -452,10 +452,14 @@ fn pro_chart(run: &Run) -> ChartFigure {
             series: vec![Series::new("PRO", run.metrics.pro_curve.clone(), BLUE)],
         },
         png: format!("curves/{}_pro.png", run.slug),
-        note: format!(
-            "AU-PRO {:.1} % (the area up to FPR 0.3, divided by 0.3)",
-            run.metrics.au_pro * 100.0
-        ),
+        note: if run.metrics.pixel_level {
+            format!(
+                "AU-PRO {:.1} % (the area up to FPR 0.3, divided by 0.3)",
+                run.metrics.au_pro * 100.0
+            )
+        } else {
+            "No defective test image has a mask: image-level metrics only, no PRO curve.".into()
+        },
     }
 }
 
@@ -538,6 +542,14 @@ fn results_table(r: &Results) -> Table {
     } else {
         "Pixel AUROC, AU-PRO (FPR ≤ 0.3) and image AUROC in %.".into()
     });
+    if r.categories.iter().any(|x| x.pixel_auroc.is_nan()) {
+        if let Some(c) = t.caption.as_mut() {
+            c.push_str(
+                " Runs whose test images have no masks are scored at image level only: their \
+                 pixel metrics are absent (—).",
+            );
+        }
+    }
     let line = |auroc: f64, p_auroc: Option<f64>, pro: f64, p_pro: Option<f64>| {
         let mut cells = vec![Cell::num(auroc, 2)];
         if paper {

@@ -22,8 +22,10 @@ impl Cell {
         Cell::Text(s.into())
     }
 
+    /// A number; NaN (a metric that was not computed, e.g. pixel metrics without masks) is
+    /// shown as absent (—).
     pub(crate) fn num(value: f64, decimals: usize) -> Self {
-        Cell::Num { value: Some(value), decimals, signed: false }
+        Cell::Num { value: Some(value).filter(|v| !v.is_nan()), decimals, signed: false }
     }
 
     pub(crate) fn opt(value: Option<f64>, decimals: usize) -> Self {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use ikd_data::{Category, Dataset, Order};
+use ikd_data::{Category, Dataset, MaskCoverage, MaskPolicy, Order};
 use ikd_metrics::{Accumulator, IkdProConfig, MetricsConfig};
 
 use crate::maps::{write_tiff, AnomalyMap};
@@ -21,8 +21,27 @@ use crate::{viz, Error, Result};
 pub struct DefectMetrics {
     /// Test images of this defect type.
     pub images: usize,
-    /// Pixel AUROC over these images and the defect-free test images.
+    /// Pixel AUROC over these images and the defect-free test images (NaN, `null` in JSON,
+    /// without masks).
+    #[serde(with = "nan_as_null")]
     pub pixel_auroc: f64,
+}
+
+/// A metric that may be absent: NaN in Rust, `null` in JSON (read back as NaN).
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// One test image's score.
@@ -53,20 +72,36 @@ pub struct ImageResult {
 pub struct TestMetrics {
     /// The category.
     pub category: String,
-    /// Pixel AUROC (exact, as scikit-learn).
+    /// Pixel AUROC (exact, as scikit-learn). The pixel metrics are NaN (`null` in
+    /// `metrics.json`) when the test set has no masks (`pixel_level` false).
+    #[serde(with = "nan_as_null")]
     pub pixel_auroc: f64,
     /// AU-PRO up to FPR 0.3, MVTec AD's definition.
+    #[serde(with = "nan_as_null")]
     pub au_pro: f64,
     /// PRO by IKD's published procedure (200 thresholds), for comparison with the paper.
+    #[serde(with = "nan_as_null")]
     pub pro_ikd200: f64,
     /// Image AUROC from the maps' maxima.
+    #[serde(with = "nan_as_null")]
     pub image_auroc: f64,
     /// Pixel average precision.
+    #[serde(with = "nan_as_null")]
     pub pixel_ap: f64,
     /// Best pixel F1.
+    #[serde(with = "nan_as_null")]
     pub f1_max: f64,
     /// The pixel threshold reaching `f1_max` (used by `ikd predict`).
+    #[serde(with = "nan_as_null")]
     pub threshold: f64,
+    /// Whether the pixel metrics were computed: `false` when no defective test image had a mask
+    /// (image-level metrics only).
+    #[serde(default = "yes")]
+    pub pixel_level: bool,
+    /// Defective test images without a mask (left out of the pixel metrics; with
+    /// `--allow-missing-masks`, or all of them when `pixel_level` is false).
+    #[serde(default)]
+    pub images_without_mask: usize,
     /// Pixel AUROC per defect type.
     pub per_defect: BTreeMap<String, DefectMetrics>,
     /// Test images scored.
@@ -96,7 +131,25 @@ pub struct TestMetrics {
     pub image_score_range: Option<(f64, f64)>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl TestMetrics {
+    /// The pixel threshold for `ikd predict`'s masks, when the test had masks.
+    ///
+    /// ```
+    /// # let mut m: ikd::TestMetrics = serde_json::from_str(r#"{"category":"c","pixel_auroc":null,
+    /// #   "au_pro":null,"pro_ikd200":null,"image_auroc":1,"pixel_ap":null,"f1_max":null,"threshold":null,
+    /// #   "per_defect":{},"images":0,"score_range":[0,1],"inference_seconds":0,
+    /// #   "images_per_s":0,"image_results":[],"pro_curve":[],"pixel_level":false}"#).unwrap();
+    /// assert!(m.pixel_auroc.is_nan());
+    /// assert_eq!(m.pixel_threshold(), None);
+    /// ```
+    pub fn pixel_threshold(&self) -> Option<f64> {
+        (self.pixel_level && self.threshold.is_finite()).then_some(self.threshold)
+    }
+
     /// The run's OK/NG rule, from its test: `None` when the test set had no defective image.
     ///
     /// ```
@@ -157,54 +210,103 @@ impl Decision {
     }
 }
 
-/// Scores maps against masks: one entry per image, `(defect, stem, map, mask)` with maps and masks
-/// of equal size (mask nonzero = defect).
-fn score(category: &str, items: &[(String, String, AnomalyMap, Vec<u8>)]) -> Result<TestMetrics> {
-    let config =
-        MetricsConfig { ikd_pro: Some(IkdProConfig::default()), ..MetricsConfig::default() };
-    let mut acc = Accumulator::new(config).map_err(metrics_err)?;
-    let pixel_only = MetricsConfig { pixel_auroc: true, ..MetricsConfig::none() };
-    let mut per_defect: BTreeMap<String, (usize, Accumulator)> = BTreeMap::new();
-    for (defect, ..) in items {
-        if defect != ikd_data::GOOD && !per_defect.contains_key(defect) {
-            per_defect.insert(
-                defect.clone(),
-                (0, Accumulator::new(pixel_only.clone()).map_err(metrics_err)?),
-            );
-        }
-    }
+/// One scored test image: defect type, stem, map, ground truth, and its mask (map-sized,
+/// nonzero = defect) when it has one.
+pub(crate) struct Scored {
+    pub defect: String,
+    pub stem: String,
+    pub map: AnomalyMap,
+    pub label: bool,
+    pub mask: Option<Vec<u8>>,
+}
+
+/// Scores maps: image metrics from every image's label and map maximum; pixel metrics over the
+/// defect-free images and the defective ones with a mask, when `pixel_level`.
+fn score(category: &str, items: &[Scored], pixel_level: bool) -> Result<TestMetrics> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     let mut image_results = Vec::with_capacity(items.len());
-    for (defect, stem, map, mask) in items {
-        let (w, h) = (map.width as usize, map.height as usize);
-        acc.update(&map.data, mask, w, h).map_err(|e| item_err(defect, stem, e))?;
-        if defect == ikd_data::GOOD {
-            for (_, a) in per_defect.values_mut() {
-                a.update(&map.data, mask, w, h).map_err(|e| item_err(defect, stem, e))?;
-            }
-        } else if let Some((n, a)) = per_defect.get_mut(defect) {
-            *n += 1;
-            a.update(&map.data, mask, w, h).map_err(|e| item_err(defect, stem, e))?;
-        }
-        for &v in &map.data {
+    for it in items {
+        for &v in &it.map.data {
             lo = lo.min(v as f64);
             hi = hi.max(v as f64);
         }
         image_results.push(ImageResult {
-            defect: defect.clone(),
-            stem: stem.clone(),
-            anomalous: mask.iter().any(|&m| m != 0),
-            score: map.max() as f64,
+            defect: it.defect.clone(),
+            stem: it.stem.clone(),
+            anomalous: it.label,
+            score: it.map.max() as f64,
         });
     }
-    let m = acc.finish().map_err(metrics_err)?;
     let image_scores: Vec<f64> = image_results.iter().map(|r| r.score).collect();
     let image_labels: Vec<bool> = image_results.iter().map(|r| r.anomalous).collect();
     let image_best = ikd_metrics::image_f1_max(&image_scores, &image_labels).ok();
     let image_score_range = image_scores.iter().fold(None, |r: Option<(f64, f64)>, &s| {
         Some(r.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s))))
     });
-    let per_defect = per_defect
+    let images_without_mask = items.iter().filter(|i| i.label && i.mask.is_none()).count();
+    let mut metrics = TestMetrics {
+        category: category.to_string(),
+        pixel_auroc: f64::NAN,
+        au_pro: f64::NAN,
+        pro_ikd200: f64::NAN,
+        image_auroc: ikd_metrics::image_auroc(&image_scores, &image_labels).unwrap_or(f64::NAN),
+        pixel_ap: f64::NAN,
+        f1_max: f64::NAN,
+        threshold: f64::NAN,
+        pixel_level,
+        images_without_mask,
+        per_defect: BTreeMap::new(),
+        images: items.len(),
+        score_range: (lo, hi),
+        inference_seconds: 0.0,
+        images_per_s: 0.0,
+        image_results,
+        pro_curve: Vec::new(),
+        image_ap: ikd_metrics::image_average_precision(&image_scores, &image_labels).ok(),
+        image_f1_max: image_best.map(|b| b.f1),
+        image_threshold: image_best.map(|b| b.threshold),
+        image_score_range,
+    };
+    if !pixel_level {
+        return Ok(metrics);
+    }
+    let config =
+        MetricsConfig { ikd_pro: Some(IkdProConfig::default()), ..MetricsConfig::default() };
+    let mut acc = Accumulator::new(config).map_err(metrics_err)?;
+    let pixel_only = MetricsConfig { pixel_auroc: true, ..MetricsConfig::none() };
+    let mut per_defect: BTreeMap<String, (usize, Accumulator)> = BTreeMap::new();
+    for it in items.iter().filter(|i| i.label && i.mask.is_some()) {
+        if !per_defect.contains_key(&it.defect) {
+            per_defect.insert(
+                it.defect.clone(),
+                (0, Accumulator::new(pixel_only.clone()).map_err(metrics_err)?),
+            );
+        }
+    }
+    for it in items {
+        let (w, h) = (it.map.width as usize, it.map.height as usize);
+        let zeros;
+        let mask: &[u8] = match (&it.mask, it.label) {
+            (Some(m), _) => m,
+            (None, false) => {
+                zeros = vec![0; w * h];
+                &zeros
+            }
+            (None, true) => continue, // a defective image without a mask: image metrics only
+        };
+        let (defect, stem) = (&it.defect, &it.stem);
+        acc.update(&it.map.data, mask, w, h).map_err(|e| item_err(defect, stem, e))?;
+        if !it.label {
+            for (_, a) in per_defect.values_mut() {
+                a.update(&it.map.data, mask, w, h).map_err(|e| item_err(defect, stem, e))?;
+            }
+        } else if let Some((n, a)) = per_defect.get_mut(defect) {
+            *n += 1;
+            a.update(&it.map.data, mask, w, h).map_err(|e| item_err(defect, stem, e))?;
+        }
+    }
+    let m = acc.finish().map_err(metrics_err)?;
+    metrics.per_defect = per_defect
         .into_iter()
         .map(|(k, (n, a))| {
             let r = a.finish().map_err(metrics_err)?;
@@ -212,32 +314,18 @@ fn score(category: &str, items: &[(String, String, AnomalyMap, Vec<u8>)]) -> Res
         })
         .collect::<Result<_>>()?;
     let f1 = m.f1_max.ok_or_else(|| Error::Config("F1-max was not computed".into()))?;
-    let pro_curve = m
+    metrics.pro_curve = m
         .pro_curve
         .as_ref()
         .map(|c| c.fpr.iter().copied().zip(c.pro.iter().copied()).collect())
         .unwrap_or_default();
-    Ok(TestMetrics {
-        category: category.to_string(),
-        pixel_auroc: m.pixel_auroc.unwrap_or(f64::NAN),
-        au_pro: m.au_pro_at(0.3).unwrap_or(f64::NAN),
-        pro_ikd200: m.ikd_pro.as_ref().map_or(f64::NAN, |p| p.value),
-        image_auroc: m.image_auroc.unwrap_or(f64::NAN),
-        pixel_ap: m.average_precision.unwrap_or(f64::NAN),
-        f1_max: f1.f1,
-        threshold: f1.threshold as f64,
-        per_defect,
-        images: items.len(),
-        score_range: (lo, hi),
-        inference_seconds: 0.0,
-        images_per_s: 0.0,
-        image_results,
-        pro_curve,
-        image_ap: ikd_metrics::image_average_precision(&image_scores, &image_labels).ok(),
-        image_f1_max: image_best.map(|b| b.f1),
-        image_threshold: image_best.map(|b| b.threshold),
-        image_score_range,
-    })
+    metrics.pixel_auroc = m.pixel_auroc.unwrap_or(f64::NAN);
+    metrics.au_pro = m.au_pro_at(0.3).unwrap_or(f64::NAN);
+    metrics.pro_ikd200 = m.ikd_pro.as_ref().map_or(f64::NAN, |p| p.value);
+    metrics.pixel_ap = m.average_precision.unwrap_or(f64::NAN);
+    metrics.f1_max = f1.f1;
+    metrics.threshold = f1.threshold as f64;
+    Ok(metrics)
 }
 
 fn metrics_err(e: ikd_metrics::MetricsError) -> Error {
@@ -272,11 +360,19 @@ pub struct TestOptions {
     /// The CPU kernels the networks run on (the binaries read it from the environment with
     /// `KernelPolicy::from_env`).
     pub kernels: ikd_kernels::KernelPolicy,
+    /// Score a test set where only some defective images have a mask (pixel metrics over those
+    /// that have one); without it such a test set is an error naming the images.
+    pub allow_missing_masks: bool,
+    /// Test on these plain folders instead of the run's data (folder mode: every image of
+    /// `normal_test_dir`, or of `normal_dir`, as defect-free, `abnormal_dir` as defective).
+    pub folder: Option<ikd_data::FolderSpec>,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
         Self {
+            allow_missing_masks: false,
+            folder: None,
             data_root: None,
             device: None,
             save_maps: false,
@@ -301,8 +397,24 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     let predictor = crate::Predictor::open_named(run_dir, opts.device.as_deref(), false)?
         .with_kernel_policy(opts.kernels);
     let (config, device) = (predictor.config().clone(), predictor.device().clone());
-    let root = opts.data_root.clone().unwrap_or_else(|| config.data_root.clone());
-    let category = Category::open(&root, &config.category)?;
+    let policy =
+        if opts.allow_missing_masks { MaskPolicy::AllowMissing } else { MaskPolicy::AllOrNone };
+    let category = match &opts.folder {
+        Some(f) => {
+            // every image of the normal folder is a test image here
+            let normal_test = f.normal_test_dir.clone().unwrap_or_else(|| f.normal_dir.clone());
+            let spec = ikd_data::FolderSpec { normal_test_dir: Some(normal_test), ..f.clone() };
+            Category { name: config.category.clone(), ..spec.open(policy)? }
+        }
+        None => config.open_category(opts.data_root.as_deref(), policy)?,
+    };
+    let coverage = category.mask_coverage();
+    if coverage == MaskCoverage::None && category.n_test_defect() > 0 {
+        tracing::warn!(
+            "{}: no defective test image has a mask: image-level metrics only",
+            category.name
+        );
+    }
     let transform = config.transform()?;
     let data = Dataset::test(&category, &transform, opts.progress)?;
     let side = transform.image_size as usize;
@@ -316,33 +428,44 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     }
     pb.finish_and_clear();
     let inference_seconds = start.elapsed().as_secs_f64();
-    let items: Vec<(String, String, AnomalyMap, Vec<u8>)> = maps
+    let items: Vec<Scored> = maps
         .into_iter()
         .enumerate()
         .map(|(i, map)| {
             let item = &category.test[i];
-            let mask =
-                data.mask(i).map(|m| m.as_raw().clone()).unwrap_or_else(|| vec![0; side * side]);
-            (item.defect.clone(), item.stem.clone(), map, mask)
+            let mask = match data.mask(i) {
+                Some(m) => Some(m.as_raw().clone()),
+                None if !item.label => Some(vec![0; side * side]),
+                None => None,
+            };
+            Scored {
+                defect: item.defect.clone(),
+                stem: item.stem.clone(),
+                map,
+                label: item.label,
+                mask,
+            }
         })
         .collect();
-    let mut metrics = score(&category.name, &items)?;
+    let mut metrics = score(&category.name, &items, coverage.pixel_level())?;
     metrics.inference_seconds = inference_seconds;
     metrics.images_per_s = items.len() as f64 / inference_seconds.max(1e-9);
 
     if opts.heatmaps {
         let (lo, hi) = (metrics.score_range.0 as f32, metrics.score_range.1 as f32);
-        for (i, (defect, stem, map, mask)) in items.iter().enumerate() {
-            let path = run.heatmap(defect, stem);
-            let panel = viz::panel(data.image(i), &map.data, mask, lo, hi);
+        let none = vec![0u8; side * side];
+        for (i, it) in items.iter().enumerate() {
+            let path = run.heatmap(&it.defect, &it.stem);
+            let mask = it.mask.as_deref().unwrap_or(&none);
+            let panel = viz::panel(data.image(i), &it.map.data, mask, lo, hi);
             save_png(&path, &panel)?;
         }
     }
     if opts.save_maps {
-        for (i, (defect, stem, map, _)) in items.iter().enumerate() {
+        for (i, it) in items.iter().enumerate() {
             let (w, h) = ikd_data::image_dimensions(&category.test[i].path)?;
-            let full = predictor.original_size(map, w, h)?;
-            let path = run.anomaly_map(&category.name, defect, stem);
+            let full = predictor.original_size(&it.map, w, h)?;
+            let path = run.anomaly_map(&category.name, &it.defect, &it.stem);
             write_tiff(&path, &full)?;
         }
     }
@@ -425,6 +548,7 @@ pub fn evaluate_maps(
     let mut out = Vec::new();
     for name in categories {
         let category = Category::open(data_root, &name)?;
+        let pixel_level = category.mask_coverage().pixel_level();
         let mut items = Vec::with_capacity(category.test.len());
         for item in &category.test {
             let dir = maps_dir.join(&name).join("test").join(&item.defect);
@@ -452,16 +576,25 @@ pub fn evaluate_maps(
                 ));
             }
             let mask = match &item.mask {
-                Some(p) => ikd_data::load_mask(p)?
-                    .into_raw()
-                    .into_iter()
-                    .map(|v| u8::from(v > 127))
-                    .collect(),
-                None => vec![0u8; (w * h) as usize],
+                Some(p) => Some(
+                    ikd_data::load_mask(p)?
+                        .into_raw()
+                        .into_iter()
+                        .map(|v| u8::from(v > 127))
+                        .collect(),
+                ),
+                None if !item.label => Some(vec![0u8; (w * h) as usize]),
+                None => None,
             };
-            items.push((item.defect.clone(), item.stem.clone(), map, mask));
+            items.push(Scored {
+                defect: item.defect.clone(),
+                stem: item.stem.clone(),
+                map,
+                label: item.label,
+                mask,
+            });
         }
-        out.push(score(&name, &items)?);
+        out.push(score(&name, &items, pixel_level)?);
     }
     Ok(out)
 }

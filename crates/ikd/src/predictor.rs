@@ -107,7 +107,7 @@ impl Predictor {
         let mut distiller = config.distiller_of_run(run_dir, device)?;
         distiller.load_student(&student)?;
         let metrics = if with_metrics { run.load_metrics()? } else { None };
-        let pixel_threshold = metrics.as_ref().map(|m| m.threshold);
+        let pixel_threshold = metrics.as_ref().and_then(|m| m.pixel_threshold());
         Ok(Self {
             run_dir: run_dir.to_path_buf(),
             transform: config.transform()?,

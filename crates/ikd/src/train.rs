@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use ikd_data::{Category, Loader, Order, Transform};
+use ikd_data::{Loader, Order, Transform};
 use ikd_distill::IkdLossConfig;
 
 use crate::checkpoint::{Checkpoint, Position};
@@ -81,6 +81,10 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
     /// `cpu` or `cuda:N`.
     pub device: String,
+    /// Folder mode: the images come from these plain folders instead of
+    /// `data_root/category` (which then only names the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder: Option<ikd_data::FolderSpec>,
 }
 
 impl Default for TrainConfig {
@@ -101,11 +105,42 @@ impl Default for TrainConfig {
             shuffle: true,
             max_steps: None,
             device: "cpu".into(),
+            folder: None,
         }
     }
 }
 
 impl TrainConfig {
+    /// Opens the run's category: `folder` when set, else `<data_root>/<category>` (or
+    /// `<data_root_override>/<category>`) in MVTec AD layout, with this [`MaskPolicy`] for the
+    /// test images' masks.
+    ///
+    /// [`MaskPolicy`]: ikd_data::MaskPolicy
+    ///
+    /// ```no_run
+    /// let c = ikd::TrainConfig { data_root: "data/btad".into(), category: "01".into(), ..Default::default() };
+    /// let cat = c.open_category(None, ikd_data::MaskPolicy::default())?;
+    /// # Ok::<(), ikd::Error>(())
+    /// ```
+    pub fn open_category(
+        &self,
+        data_root_override: Option<&std::path::Path>,
+        masks: ikd_data::MaskPolicy,
+    ) -> Result<ikd_data::Category> {
+        let mut cat = match &self.folder {
+            Some(f) => f.open(masks)?,
+            None => ikd_data::Category::open_with(
+                data_root_override.unwrap_or(&self.data_root),
+                &self.category,
+                masks,
+            )?,
+        };
+        if self.folder.is_some() && !self.category.is_empty() {
+            cat.name = self.category.clone();
+        }
+        Ok(cat)
+    }
+
     /// Checks the settings that do not need the disk.
     ///
     /// ```
@@ -487,7 +522,8 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         )));
     }
     let device = parse_device(&config.device)?;
-    let category = Category::open(&config.data_root, &config.category)?;
+    // the test images' masks do not matter for training
+    let category = config.open_category(None, ikd_data::MaskPolicy::AllowMissing)?;
     let transform = config.transform()?;
     // Every image's header is read before anything is written, and a fresh run whose first epoch
     // meets an undecodable image is removed again: a start that fails on a bad image leaves no

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `ikd` command on small synthetic categories, and its report.
 
 mod bad_inputs;
+mod folders;
 mod pipeline;
 mod portable;
 mod predict;

@@ -21,24 +21,24 @@ use crate::common::{datasets_dir, tiny_dataset};
 // A minimal HTTP/1.1 server with Range support.
 
 #[derive(Clone, Default)]
-struct Route {
-    body: Vec<u8>,
+pub struct Route {
+    pub body: Vec<u8>,
     /// Cut the first full (non-range) transfer after this many bytes.
-    cut_first_at: Option<usize>,
+    pub cut_first_at: Option<usize>,
     /// Answer range requests with a full 200 response.
-    ignore_range: bool,
+    pub ignore_range: bool,
 }
 
 /// What the server saw: (path, `Range` header).
 type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
-struct Server {
+pub struct Server {
     base: String,
     log: Log,
 }
 
 impl Server {
-    fn start(routes: HashMap<String, Route>) -> Self {
+    pub fn start(routes: HashMap<String, Route>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let log: Log = Arc::default();
@@ -53,11 +53,11 @@ impl Server {
         Self { base, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
 
-    fn requests(&self) -> Vec<(String, Option<String>)> {
+    pub fn requests(&self) -> Vec<(String, Option<String>)> {
         self.log.lock().unwrap().clone()
     }
 }
@@ -205,16 +205,16 @@ fn manifest_for(bytes: &[u8], url: &str) -> Manifest {
     Manifest {
         name: "toy".into(),
         url: url.into(),
-        url_env: None,
         file_name: "toy.tar.xz".into(),
-        size: bytes.len() as u64,
+        size: Some(bytes.len() as u64),
         sha256: sha256_file(&p, false).unwrap(),
         extract_dir: "toy".into(),
-        totals: Counts { train: 6, test_good: 4, test_defect: 10 },
+        totals: Some(Counts { train: 6, test_good: 4, test_defect: 10 }),
         categories: vec![
             CategoryCounts { name: "carpet".into(), counts: Some(counts) },
             CategoryCounts { name: "grid".into(), counts: Some(counts) },
         ],
+        ..Manifest::default()
     }
 }
 
@@ -228,7 +228,7 @@ fn opts(server: &Server, path: &str, retries: u32) -> FetchOptions {
     }
 }
 
-fn listing(dir: &Path) -> Vec<String> {
+pub fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
@@ -253,6 +253,8 @@ fn good_archive_downloads_verifies_and_extracts() {
     assert_eq!(listing(&f.dest), vec!["toy", "toy.tar.xz"]);
     assert_eq!(fs::read(f.dest.join("toy.tar.xz")).unwrap(), bytes);
     assert!(root.join("license.txt").is_file());
+    let marker = ikd_data::download::Marker::read(&root).unwrap().unwrap();
+    assert_eq!(marker.sha256, m.sha256);
     let cat = Category::open(&root, "carpet").unwrap();
     assert_eq!((cat.train.len(), cat.n_test_good(), cat.n_test_defect()), (3, 2, 5));
     assert_eq!(server.requests().len(), 1);
@@ -270,7 +272,7 @@ fn good_archive_downloads_verifies_and_extracts() {
     // Counts are checked: a manifest that expects more is refused with both numbers.
     let mut wrong = m.clone();
     wrong.categories[1].counts = Some(Counts { train: 4, test_good: 2, test_defect: 5 });
-    wrong.totals.train = 7;
+    wrong.totals.as_mut().unwrap().train = 7;
     let e = verify_extracted(&root, &wrong).unwrap_err();
     assert!(matches!(e, DataError::CountMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains("expected 4 training images, found 3"), "{e}");
@@ -366,7 +368,7 @@ fn wrong_checksum_is_reported_and_nothing_is_deleted() {
 
     // A wrong size is caught before hashing.
     let mut short = good.clone();
-    short.size += 1;
+    short.size = short.size.map(|s| s + 1);
     let f3 = fixture();
     let e = fetch_mvtec(&short, &f3.dest, &opts(&server, "toy.tar.xz", 0)).unwrap_err();
     assert!(e.to_string().contains("server announces"), "{e}");
@@ -417,7 +419,7 @@ fn symlink_entry_pointing_out_is_refused() {
             append_raw(b, "carpet/evil", tar::EntryType::Symlink, Some("../.."), b"");
             append_raw(b, "carpet/evil/escape.txt", tar::EntryType::Regular, None, b"x");
         },
-        &["carpet/evil", "points outside"],
+        &["carpet/evil", "link to `../..`"],
     );
     refused(
         |b| append_raw(b, "grid/etc", tar::EntryType::Symlink, Some("/etc"), b""),
@@ -425,7 +427,12 @@ fn symlink_entry_pointing_out_is_refused() {
     );
     refused(
         |b| append_raw(b, "passwd", tar::EntryType::Link, Some("/etc/passwd"), b""),
-        &["passwd", "points outside"],
+        &["passwd", "links could point outside"],
+    );
+    // Even a link that stays inside: a dataset holds none.
+    refused(
+        |b| append_raw(b, "carpet/alias", tar::EntryType::Symlink, Some("train"), b""),
+        &["carpet/alias", "link to `train`"],
     );
 }
 
@@ -433,9 +440,9 @@ fn symlink_entry_pointing_out_is_refused() {
 fn mvtec_manifest_is_valid() {
     let m = Manifest::load(datasets_dir().join("mvtec_ad.json")).unwrap();
     assert_eq!(m.file_name, "mvtec_anomaly_detection.tar.xz");
-    assert_eq!(m.size, 5_264_982_680);
+    assert_eq!(m.size, Some(5_264_982_680));
     assert_eq!(m.sha256, "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d");
-    assert_eq!(m.totals, Counts { train: 3629, test_good: 467, test_defect: 1258 });
+    assert_eq!(m.totals, Some(Counts { train: 3629, test_good: 467, test_defect: 1258 }));
     let names: Vec<&str> = m.categories.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, MVTEC_CATEGORIES.to_vec());
     assert_eq!(m.url_env.as_deref(), Some(ikd_data::download::MVTEC_URL_ENV));
@@ -448,7 +455,7 @@ fn mvtec_manifest_is_valid() {
     let e = Manifest::load(&p).unwrap_err();
     assert!(e.to_string().contains("m.json: invalid manifest"), "{e}");
     let mut bad = m.clone();
-    bad.totals.train += 1;
+    bad.totals.as_mut().unwrap().train += 1;
     fs::write(&p, serde_json::to_string(&bad).unwrap()).unwrap();
     let e = Manifest::load(&p).unwrap_err();
     assert!(e.to_string().contains("per-category counts sum to"), "{e}");

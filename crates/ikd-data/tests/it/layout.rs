@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use ikd_data::{Category, DataError};
+use ikd_data::{Category, DataError, MaskCoverage, MaskPolicy};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 
 use crate::common::tiny_dataset;
@@ -118,9 +118,47 @@ fn missing_mask() {
     tiny_dataset(dir.path(), false);
     fs::remove_file(dir.path().join("carpet/ground_truth/hole/000_mask.png")).unwrap();
     let (e, msg) = open_err(dir.path(), "carpet");
-    assert!(matches!(e, DataError::MissingMask { .. }), "{e:?}");
-    assert!(msg.contains("carpet/test/hole/000.png: defective test image has no mask"), "{msg}");
+    assert!(matches!(e, DataError::MissingMasks { .. }), "{e:?}");
+    assert!(msg.contains("1 of 5 defective test images have no mask"), "{msg}");
+    assert!(msg.contains("carpet/test/hole/000.png"), "{msg}");
     assert!(msg.contains("carpet/ground_truth/hole/000_mask.png"), "{msg}");
+    assert!(msg.contains("--allow-missing-masks"), "{msg}");
+    // Allowed: the image is kept, without a mask; the coverage says so.
+    let cat = Category::open_with(dir.path(), "carpet", MaskPolicy::AllowMissing).unwrap();
+    assert_eq!(cat.n_test_defect(), 5);
+    assert_eq!(cat.mask_coverage(), MaskCoverage::Partial);
+    let hole = cat.test.iter().find(|t| t.defect == "hole").unwrap();
+    assert!(hole.label && hole.mask.is_none());
+    // Required (a downloaded benchmark): refused too.
+    assert!(Category::open_with(dir.path(), "carpet", MaskPolicy::Required).is_err());
+}
+
+#[test]
+fn no_masks_at_all_is_image_level() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), false);
+    fs::remove_dir_all(dir.path().join("carpet/ground_truth")).unwrap();
+    let cat = Category::open(dir.path(), "carpet").unwrap();
+    assert_eq!(cat.n_test_defect(), 5);
+    assert_eq!(cat.mask_coverage(), MaskCoverage::None);
+    assert!(!cat.mask_coverage().pixel_level());
+    let e = Category::open_with(dir.path(), "carpet", MaskPolicy::Required).unwrap_err();
+    assert!(e.to_string().contains("5 of 5 defective test images have no mask"), "{e}");
+}
+
+#[test]
+fn ok_folders_are_the_normal_class() {
+    // BTAD's naming: train/ok, test/ok, test/ko, ground_truth/ko/<stem>.png
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path(), false);
+    let c = dir.path().join("carpet");
+    fs::rename(c.join("train/good"), c.join("train/ok")).unwrap();
+    fs::rename(c.join("test/good"), c.join("test/ok")).unwrap();
+    assert_eq!(ikd_data::list_categories(dir.path()).unwrap(), vec!["carpet"]);
+    let cat = Category::open(dir.path(), "carpet").unwrap();
+    assert_eq!(cat.normal, "ok");
+    assert_eq!((cat.train.len(), cat.n_test_good(), cat.n_test_defect()), (3, 2, 5));
+    assert!(cat.test.iter().filter(|t| t.defect == "ok").all(|t| !t.label));
 }
 
 #[test]
@@ -234,4 +272,78 @@ fn grey_rgba_and_16_bit_become_rgb_like_pil() {
         m.get_pixel(0, 0).0,
         [((10 * 299 + 200 * 587 + 30 * 114) as f64 / 1000.0).round() as u8]
     );
+}
+
+/// A user's folders (made from a synthetic category): normal, abnormal, and masks named like the
+/// abnormal images.
+fn user_folders(root: &Path, with_masks: usize) -> ikd_data::FolderSpec {
+    let cfg = ikd_data::SyntheticConfig {
+        categories: vec![ikd_data::synthetic::Texture::Carpet],
+        image_size: 16,
+        n_train: 10,
+        n_test_good: 2,
+        n_test_defect: 5,
+        seed: 3,
+    };
+    ikd_data::synthetic::generate(&cfg, root.join("src")).unwrap();
+    let src = Category::open(root.join("src"), "carpet").unwrap();
+    let (normal, abnormal, masks) = (root.join("ok"), root.join("ng"), root.join("ng_masks"));
+    for d in [&normal, &abnormal, &masks] {
+        fs::create_dir_all(d).unwrap();
+    }
+    for (i, p) in src.train.iter().enumerate() {
+        fs::copy(p, normal.join(format!("{i:03}.png"))).unwrap();
+    }
+    for (i, t) in src.test.iter().filter(|t| t.label).enumerate() {
+        fs::copy(&t.path, abnormal.join(format!("part_{i}.png"))).unwrap();
+        if i < with_masks {
+            fs::copy(t.mask.as_ref().unwrap(), masks.join(format!("part_{i}.png"))).unwrap();
+        }
+    }
+    ikd_data::FolderSpec {
+        abnormal_dir: Some(abnormal),
+        mask_dir: Some(masks),
+        ..ikd_data::FolderSpec::new(normal)
+    }
+}
+
+#[test]
+fn folder_mode_splits_normal_images_and_pairs_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = user_folders(dir.path(), 5);
+    let cat = spec.open(MaskPolicy::default()).unwrap();
+    assert_eq!((cat.train.len(), cat.n_test_good(), cat.n_test_defect()), (8, 2, 5));
+    assert_eq!(cat.mask_coverage(), MaskCoverage::All);
+    assert!(cat.test.iter().filter(|t| t.label).all(|t| t.defect == "abnormal"));
+    // The hold-out is fixed by the seed and disjoint from training.
+    let again = spec.open(MaskPolicy::default()).unwrap();
+    assert_eq!(cat, again);
+    for t in cat.test.iter().filter(|t| !t.label) {
+        assert!(!cat.train.contains(&t.path));
+    }
+    let other =
+        ikd_data::FolderSpec { seed: 9, ..spec.clone() }.open(MaskPolicy::default()).unwrap();
+    assert_eq!(other.train.len(), 8);
+}
+
+#[test]
+fn folder_mode_without_masks_or_with_some() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = user_folders(dir.path(), 0);
+    let cat = spec.open(MaskPolicy::default()).unwrap();
+    assert_eq!(cat.mask_coverage(), MaskCoverage::None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = user_folders(dir.path(), 3);
+    let e = spec.open(MaskPolicy::default()).unwrap_err().to_string();
+    assert!(e.contains("2 of 5 defective test images have no mask"), "{e}");
+    assert!(e.contains("ng/part_3.png") && e.contains("ng/part_4.png"), "{e}");
+    assert!(!e.contains("part_2.png,"), "{e}");
+    let cat = spec.open(MaskPolicy::AllowMissing).unwrap();
+    assert_eq!(cat.mask_coverage(), MaskCoverage::Partial);
+
+    // A mask with no abnormal image of its name is refused, naming both.
+    fs::write(dir.path().join("ng_masks/stray.png"), fs::read(&cat.train[0]).unwrap()).unwrap();
+    let e = spec.open(MaskPolicy::AllowMissing).unwrap_err().to_string();
+    assert!(e.contains("stray.png: mask has no matching test image"), "{e}");
 }

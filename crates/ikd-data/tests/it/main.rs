@@ -1,5 +1,6 @@
 //! Integration tests of ikd-data.
 
+mod benchmarks;
 mod common;
 mod dataset;
 mod download;
