@@ -21,6 +21,7 @@
 //! ```
 
 mod settings;
+pub mod slurm;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};

@@ -7,6 +7,7 @@ mod predict;
 mod report;
 mod settings;
 mod signal;
+mod slurm;
 mod trajectory;
 
 use std::path::{Path, PathBuf};
