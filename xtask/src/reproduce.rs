@@ -1,6 +1,8 @@
 //! `cargo xtask reproduce`: the paper's MVTec AD table with one command — dataset, teacher
 //! weights, training and testing of every category (finished runs are skipped, interrupted ones
-//! resumed), then the report.
+//! resumed), then the report. With `--slurm DIR`, the training and testing go to a SLURM
+//! cluster instead: the dataset and weights are fetched here, and DIR gets a job array (one task
+//! per category) and a report job that waits for it ([`ikd_cli::slurm`]).
 
 use std::path::PathBuf;
 
@@ -41,6 +43,18 @@ pub struct ReproduceArgs {
     /// The paper's table.
     #[arg(long, default_value_os_t = crate::report::default_paper())]
     pub paper: PathBuf,
+    /// Do not train here: write a SLURM job array for the categories into this folder (on the
+    /// cluster's shared file system, as are the runs and the dataset), to submit with
+    /// `DIR/submit.sh`.
+    #[arg(long, value_name = "DIR")]
+    pub slurm: Option<PathBuf>,
+    /// With --slurm: the `ikd` binary the jobs run (default: a release build of ikd-cli, with
+    /// CUDA when this xtask has it, copied to DIR/bin/ikd).
+    #[arg(long, value_name = "FILE", requires = "slurm")]
+    pub ikd: Option<PathBuf>,
+    /// With --slurm: what each job asks SLURM for.
+    #[command(flatten)]
+    pub sbatch: ikd_cli::slurm::SbatchOptions,
 }
 
 /// `cargo xtask reproduce`.
@@ -68,6 +82,46 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             .with_context(|| format!("fetching the teacher's weights ({})", base.backbone))?;
         tracing::info!("teacher weights: {}", path.display());
     }
+    let report_out = match &args.report_out {
+        Some(o) => o.clone(),
+        None => {
+            let name = args
+                .runs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "mvtec".into());
+            crate::util::workspace_root().join("reports").join(name)
+        }
+    };
+    if let Some(dir) = &args.slurm {
+        base.data_root = PathBuf::new();
+        if args.settings.device.as_deref().unwrap_or("auto") == "auto" {
+            // the nodes' devices are not known here: a GPU when the jobs ask for one
+            let gpu = args.sbatch.gres.as_deref().is_some_and(|g| g.contains("gpu"));
+            base.device = if gpu { "cuda:0" } else { "cpu" }.into();
+        }
+        let ikd = match &args.ikd {
+            Some(p) => p.clone(),
+            None => release_ikd(dir)?,
+        };
+        let plan = ikd_cli::slurm::Plan {
+            ikd,
+            data_root: std::path::absolute(&data_root).unwrap_or(data_root),
+            categories,
+            runs: args.runs.clone(),
+            report: report_out,
+            paper: Some(args.paper.clone()),
+            config: base,
+            sbatch: args.sbatch.clone(),
+        };
+        let w = ikd_cli::slurm::write(&plan, dir)?;
+        println!(
+            "{} categories: submit with `bash {}` (again after a failure: finished ones are skipped)",
+            plan.categories.len(),
+            w.submit.display()
+        );
+        return Ok(());
+    }
     let devices = match &args.devices {
         Some(spec) => parse_devices(spec)?,
         None => vec![resolve_device(args.settings.device.as_deref().unwrap_or("auto"))],
@@ -81,16 +135,43 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         })
         .collect();
     run_jobs(jobs, &devices, !args.download.no_progress)?;
-    let out = match &args.report_out {
-        Some(o) => o.clone(),
-        None => {
-            let name = args
-                .runs
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "mvtec".into());
-            crate::util::workspace_root().join("reports").join(name)
-        }
-    };
-    crate::report::write(&args.runs, &out, &args.paper, 3)
+    crate::report::write(&args.runs, &report_out, &args.paper, 3)
+}
+
+/// Builds `ikd` in release mode (with CUDA when this xtask was built with it) and copies it to
+/// `dir/bin/ikd`, so the jobs run a binary that a later build here does not replace.
+fn release_ikd(dir: &std::path::Path) -> Result<PathBuf> {
+    let mut cargo = crate::test::cargo(&crate::util::workspace_root());
+    cargo.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "ikd-cli",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if cfg!(feature = "cuda") {
+        cargo.args(["--features", "cuda"]);
+    }
+    let out = cargo
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo build --release -p ikd-cli")?;
+    if !out.status.success() {
+        bail!("building ikd in release mode failed (see above)");
+    }
+    let built = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "ikd")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo built no ikd executable")?;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let dest = bin.join("ikd");
+    let staged = bin.join(".ikd.partial");
+    std::fs::copy(&built, &staged)
+        .with_context(|| format!("copying {} to {}", built.display(), staged.display()))?;
+    std::fs::rename(&staged, &dest).with_context(|| format!("writing {}", dest.display()))?;
+    Ok(dest)
 }
