@@ -6,9 +6,11 @@
 //! - `report`: the report from finished runs.
 //! - `speed`: training steps/s on a synthetic category (for `gpu-check.sh`).
 //! - `test`: the whole test suite, with what it needs set up first; `lint`: rustfmt and clippy.
+//! - `cuda-check`: clippy with `--features cuda`, NVIDIA's compiler installed from PyPI first.
 //!
 //! Each task is a module with one `run` function.
 
+mod cuda;
 mod demo;
 mod download;
 mod pipeline;
@@ -52,6 +54,9 @@ enum Task {
     Test(test::TestArgs),
     /// rustfmt and clippy (warnings denied), as CI runs them.
     Lint,
+    /// The `cuda` feature compiled and linted without a GPU: NVIDIA's compiler from PyPI, then
+    /// clippy on every target with `--features cuda` (warnings denied).
+    CudaCheck(cuda::CudaCheckArgs),
 }
 
 fn main() {
@@ -75,6 +80,7 @@ fn main() {
         Task::Speed(a) => speed::run(&a),
         Task::Test(a) => test::run(&a),
         Task::Lint => test::lint(),
+        Task::CudaCheck(a) => cuda::run(&a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", ikd_cli::error_line(&e));
