@@ -1,0 +1,76 @@
+//! The GPU bundle: its `run.sh` without a GPU, and (opt-in: a CUDA build of ikd and xtask, many
+//! minutes) the bundle itself.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::fixture::{text, xtask};
+
+/// `run.sh` where no GPU is: exit status 2 and a message saying so, before anything else.
+fn assert_fails_without_a_gpu(bundle: &Path) {
+    let out = Command::new("bash")
+        .arg(bundle.join("run.sh"))
+        .env("PATH", "/usr/bin:/bin")
+        .env("OUT", bundle.join("out"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("run.sh: no NVIDIA GPU here"), "{t}");
+    assert!(t.lines().count() <= 3, "one clear message: {t}");
+}
+
+#[test]
+fn run_sh_says_clearly_that_no_gpu_is_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("gpu-bundle/run.sh");
+    std::fs::copy(script, dir.path().join("run.sh")).unwrap();
+    // a machine with the driver's tool but no GPU: nvidia-smi fails
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("nvidia-smi"), "#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("nvidia-smi"), std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let out = Command::new("bash")
+        .arg(dir.path().join("run.sh"))
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("NVIDIA-SMI has failed") && t.contains("nvidia-smi failed"), "{t}");
+    assert!(!dir.path().join("out/gpu-check.json").exists(), "nothing written");
+    // and no nvidia-smi at all
+    std::fs::remove_file(bin.join("nvidia-smi")).unwrap();
+    if !Path::new("/usr/bin/nvidia-smi").exists() {
+        assert_fails_without_a_gpu(dir.path());
+    }
+}
+
+/// Opt-in (`cargo test -p xtask -- --ignored gpu_bundle`): the bundle builds, stays under 64 MiB
+/// and its run.sh fails clearly here.
+#[test]
+#[ignore = "builds ikd and xtask with --features cuda and NVIDIA's compiler (many minutes)"]
+fn the_bundle_builds_under_64_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let out = xtask().args(["gpu-bundle", "--out"]).arg(&bundle).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mut total = 0;
+    for f in [
+        "bin/ikd.xz",
+        "bin/xtask.xz",
+        "run.sh",
+        "fixtures/hrnet/tiny/weights.safetensors",
+        "fixtures/trajectory/tiny/trajectory.json",
+        "pytorch/hrnet_bench.py",
+    ] {
+        total += std::fs::metadata(bundle.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).len();
+    }
+    assert!(total < 64 * 1024 * 1024, "{total} bytes");
+    if !Path::new("/usr/bin/nvidia-smi").exists() {
+        assert_fails_without_a_gpu(&bundle);
+    }
+}
