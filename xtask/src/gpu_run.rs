@@ -46,6 +46,9 @@ pub struct GpuRunArgs {
     /// Training images of the synthetic category (MVTec AD's categories have 60–391).
     #[arg(long, default_value_t = 200)]
     pub train_images: usize,
+    /// Test images of the synthetic category (a third defect-free).
+    #[arg(long, default_value_t = 60)]
+    pub test_images: usize,
     /// Epochs of the synthetic category (the paper's: 50).
     #[arg(long, default_value_t = 50)]
     pub epochs: u64,
@@ -288,8 +291,8 @@ fn synthetic(args: &GpuRunArgs, device: &Device) -> Result<Value> {
         categories: vec![Texture::Carpet],
         image_size: 256,
         n_train: args.train_images,
-        n_test_good: 20,
-        n_test_defect: 40,
+        n_test_good: args.test_images.div_ceil(3),
+        n_test_defect: args.test_images - args.test_images.div_ceil(3),
         seed: 7,
     };
     generate(&cfg, &data)?;

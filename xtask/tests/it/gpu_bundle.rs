@@ -74,3 +74,32 @@ fn the_bundle_builds_under_64_mib() {
         assert_fails_without_a_gpu(&bundle);
     }
 }
+
+/// `xtask gpu-run` on the CPU, with tiny sizes: the checks the bundle runs on the GPU machine
+/// pass here (features and trajectory against PyTorch's fixtures), and the JSON holds every part.
+#[test]
+fn gpu_run_on_the_cpu_passes_its_parity_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+    let json = dir.path().join("gpu.json");
+    let out = xtask()
+        .args(["gpu-run", "--device", "cpu", "--fixtures"])
+        .arg(&fixtures)
+        .arg("--json")
+        .arg(&json)
+        .arg("--scratch")
+        .arg(dir.path().join("scratch"))
+        .args(["--runs", "1", "--train-images", "4", "--test-images", "3", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["failed"], serde_json::json!([]));
+    assert!(v["features"]["worst"].as_f64().unwrap() < 1e-4, "{}", v["features"]);
+    assert_eq!(v["trajectory"]["steps"].as_array().unwrap().len(), 12);
+    assert!(v["trajectory"]["final_weights_relative_l2"].as_f64().unwrap() < 1e-4);
+    assert!(v["speed"]["train_step"]["median_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["synthetic_category"]["steps"], 2);
+    assert!((0.0..=1.0).contains(&v["synthetic_category"]["pixel_auroc"].as_f64().unwrap()));
+}
