@@ -73,6 +73,37 @@ fn the_bundle_builds_under_64_mib() {
     if !Path::new("/usr/bin/nvidia-smi").exists() {
         assert_fails_without_a_gpu(&bundle);
     }
+    // the CUDA build starts here with the link stubs on the library path, and says that no
+    // CUDA device is there
+    let stubs = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    }
+    .join("cuda-stubs");
+    let exe = dir.path().join("xtask-cuda");
+    let unpacked = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "xz -dc {} > {} && chmod +x {}",
+            bundle.join("bin/xtask.xz").display(),
+            exe.display(),
+            exe.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    let out = Command::new(&exe)
+        .args(["gpu-run", "--fixtures", "x", "--json", "x.json", "--scratch", "x"])
+        .env("LD_LIBRARY_PATH", &stubs)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("device `cuda:0` is not available") && t.contains("CUDA_ERROR_NO_DEVICE"),
+        "{t}"
+    );
 }
 
 /// `xtask gpu-run` on the CPU, with tiny sizes: the checks the bundle runs on the GPU machine
