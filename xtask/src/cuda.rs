@@ -161,7 +161,7 @@ pub fn toolchain(dir: &Path) -> Result<Toolchain> {
 
 /// A Python with pip: `python3 -m pip` as found, else Debian's `python3-pip` installed through
 /// apt-get when this runs as root.
-fn python_with_pip() -> Result<String> {
+pub fn python_with_pip() -> Result<String> {
     let works = |py: &str| {
         Command::new(py).args(["-m", "pip", "--version"]).output().is_ok_and(|o| o.status.success())
     };

@@ -43,8 +43,9 @@ pub struct GpuBundleArgs {
     /// compute crates are optimised, and which shares candle's CUDA kernels with `cuda-check`).
     #[arg(long)]
     pub release: bool,
-    /// A folder holding timm's wheel (`timm-*.whl`, from `pip download --no-deps timm`), for a
-    /// GPU machine whose Python has PyTorch but not timm.
+    /// A folder holding timm's wheel (`timm-*.whl`), for a GPU machine whose Python has PyTorch
+    /// but not timm (default: `pip download --no-deps timm==1.0.31` into
+    /// `<target folder>/gpu-wheels`, reused when there).
     #[arg(long, value_name = "DIR")]
     pub wheels: Option<PathBuf>,
 }
@@ -98,7 +99,12 @@ pub fn run(args: &GpuBundleArgs) -> Result<()> {
     let py = staging.join("pytorch");
     std::fs::create_dir_all(&py)?;
     std::fs::copy(root.join("benches/pytorch/hrnet_bench.py"), py.join("hrnet_bench.py"))?;
-    if let Some(dir) = &args.wheels {
+    {
+        let dir = match &args.wheels {
+            Some(d) => d.clone(),
+            None => timm_wheel_dir()?,
+        };
+        let dir = &dir;
         let wheel = std::fs::read_dir(dir)
             .with_context(|| format!("reading {}", dir.display()))?
             .flatten()
@@ -134,6 +140,35 @@ pub fn run(args: &GpuBundleArgs) -> Result<()> {
     }
     print!("{ldd}");
     Ok(())
+}
+
+/// The timm release of the fixtures (`../shared/README.md`).
+const TIMM: &str = "timm==1.0.31";
+
+/// `<target folder>/gpu-wheels` holding timm's wheel, downloaded with pip when missing.
+fn timm_wheel_dir() -> Result<PathBuf> {
+    let dir = crate::cuda::target_dir().join("gpu-wheels");
+    let has = |d: &Path| {
+        std::fs::read_dir(d).is_ok_and(|r| {
+            r.flatten().any(|e| e.file_name().to_string_lossy().starts_with("timm-"))
+        })
+    };
+    if has(&dir) {
+        return Ok(dir);
+    }
+    let python = crate::cuda::python_with_pip()?;
+    run_ok(
+        Command::new(python)
+            .args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"])
+            .arg("--dest")
+            .arg(&dir)
+            .arg(TIMM),
+        "pip download timm",
+    )?;
+    if !has(&dir) {
+        bail!("pip download left no timm wheel in {}", dir.display());
+    }
+    Ok(dir)
 }
 
 /// What a binary needs of the machine: its shared libraries (`NEEDED`) and the newest glibc
