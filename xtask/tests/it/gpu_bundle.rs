@@ -104,6 +104,32 @@ fn the_bundle_builds_under_64_mib() {
         t.contains("device `cuda:0` is not available") && t.contains("CUDA_ERROR_NO_DEVICE"),
         "{t}"
     );
+
+    // run.sh past its GPU check (an nvidia-smi that answers): every part is attempted and the
+    // JSON records what each said, here that there is no CUDA device
+    let fake = dir.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(fake.join("nvidia-smi"), "#!/bin/sh\necho 'GPU 0: pretend'\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("nvidia-smi"), std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = Command::new("bash")
+        .arg(bundle.join("run.sh"))
+        .env("PATH", format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("LD_LIBRARY_PATH", &stubs)
+        .env("OUT", &out_dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let json = std::fs::read_to_string(out_dir.join("gpu-check.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["nvidia_smi"], "GPU 0: pretend\n");
+    assert_eq!(v["ours_exit"], 1);
+    assert!(v["ours"]["log"].as_str().unwrap().contains("CUDA_ERROR_NO_DEVICE"), "{json}");
+    assert!(v["ldd"].as_str().unwrap().contains("libcuda.so.1"), "{json}");
+    assert!(v.get("pytorch").is_some() && v.get("seconds").is_some(), "{json}");
 }
 
 /// `xtask gpu-run` on the CPU, with tiny sizes: the checks the bundle runs on the GPU machine
