@@ -18,6 +18,9 @@ Usage:
   (BENCH_QUICK=1 in the environment is the same as --quick)
 Options:
   --warmup N / --runs N   override counts
+  --device cuda           run on the GPU (models and inputs moved there, synchronised around each run)
+  --w32-only              hrnet_w32@256 cases only
+  --json FILE             also write the table as JSON
   --timm-incre            timm's default features_only output (feature_location='incre': the branch
                           outputs passed through the classification head's incre blocks, 128/256/512/1024
                           channels) instead of the raw stage-4 branch maps that IKD and `ikd-hrnet` use
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 import timm
 
 THREADS = 2
+DEVICE = torch.device('cpu')  # set by --device
 BATCH = 2
 OUT_INDICES = (1, 2, 3, 4)  # timm HRNet features_only: 0 = stem (stride 2), 1..4 = branches (stride 4, 8, 16, 32)
 LEVELS = (1, 2)             # 0-based index into the 4 upsampled maps
@@ -44,7 +48,7 @@ def make_model(name, raw_branches):
     kw = dict(pretrained=False, features_only=True, out_indices=OUT_INDICES)
     if raw_branches:
         kw['feature_location'] = ''
-    return timm.create_model(name, **kw)
+    return timm.create_model(name, **kw).to(DEVICE)
 
 
 def upsampled_maps(model, x):
@@ -62,7 +66,7 @@ class IKDLoss:
     def __init__(self, levels=LEVELS, weights=LEVEL_WEIGHTS):
         self.levels = levels
         self.weights = weights
-        self.margins = [torch.zeros(()) for _ in levels]  # carried across steps, init 0
+        self.margins = [torch.zeros((), device=DEVICE) for _ in levels]  # carried across steps, init 0
         self.kept = [0 for _ in levels]                   # last step's kept pixel counts (info only)
 
     def level_loss(self, i, t, s):
@@ -92,14 +96,21 @@ class IKDLoss:
         return total / sum(self.weights)
 
 
+def sync():
+    if DEVICE.type == 'cuda':
+        torch.cuda.synchronize()
+
+
 def bench(fn, warmup, runs):
     for _ in range(warmup):
         fn()
+    sync()
     times, cpu = [], []
     for _ in range(runs):
         c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.process_time() - c0) * 1e3)
     return statistics.median(times), min(times), times, cpu
@@ -108,7 +119,7 @@ def bench(fn, warmup, runs):
 def case_eval(name, res, raw_branches):
     torch.manual_seed(0)
     model = make_model(name, raw_branches).eval()
-    x = torch.randn(BATCH, 3, res, res, dtype=torch.float32)
+    x = torch.randn(BATCH, 3, res, res, dtype=torch.float32, device=DEVICE)
     with torch.no_grad():
         feats = model(x)
         maps = upsampled_maps(model, x)
@@ -130,7 +141,7 @@ def case_predict(name, res, raw_branches, batch=8):
     teacher = make_model(name, raw_branches).eval()
     torch.manual_seed(1)
     student = make_model(name, raw_branches).eval()
-    x = torch.randn(batch, 3, res, res, dtype=torch.float32)
+    x = torch.randn(batch, 3, res, res, dtype=torch.float32, device=DEVICE)
 
     def fn():
         with torch.no_grad():
@@ -156,7 +167,7 @@ def case_train(name, res, raw_branches):
     student = make_model(name, raw_branches).train()
     opt = torch.optim.AdamW(student.parameters(), lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     crit = IKDLoss()
-    x = torch.randn(BATCH, 3, res, res, dtype=torch.float32)
+    x = torch.randn(BATCH, 3, res, res, dtype=torch.float32, device=DEVICE)
     state = {}
 
     def fn():
@@ -186,7 +197,12 @@ def main():
     ap.add_argument('--timm-incre', action='store_true')
     ap.add_argument('--predict', action='store_true',
                     help="only hrnet_w32@256 inference of a batch of 8, beside the `predictor` bench")
+    ap.add_argument('--device', default='cpu', help='cpu or cuda')
+    ap.add_argument('--w32-only', action='store_true', help='hrnet_w32@256 cases only')
+    ap.add_argument('--json', default=None, help='also write the table as JSON to this file')
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     quick = args.quick or os.environ.get('BENCH_QUICK', '') not in ('', '0')
     warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
     runs = args.runs if args.runs is not None else (2 if quick else 7)
@@ -205,6 +221,8 @@ def main():
     specs = [('hrnet_w18_small', 128)]
     if not quick:
         specs.append(('hrnet_w32', 256))
+    if args.w32_only:
+        specs = [('hrnet_w32', 256)]
     cases = (('eval_fwd', case_eval), ('ikd_train_step', case_train))
     if args.predict:
         specs, cases = [('hrnet_w32', 256)], (('predict_b8', case_predict),)
@@ -230,6 +248,13 @@ def main():
     for label, med, mn in rows:
         print(f'{label:<{w}}  {med:>10.1f}  {mn:>10.1f}')
     print('loadavg at end: %.2f %.2f %.2f' % os.getloadavg())
+    if args.json:
+        import json
+        info = {'torch': torch.__version__, 'timm': timm.__version__, 'device': str(DEVICE),
+                'gpu': torch.cuda.get_device_name() if DEVICE.type == 'cuda' else None,
+                'cases': [{'case': l, 'median_ms': m, 'min_ms': n} for l, m, n in rows]}
+        with open(args.json, 'w') as f:
+            json.dump(info, f, indent=2)
 
 
 if __name__ == '__main__':

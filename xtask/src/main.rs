@@ -7,11 +7,16 @@
 //! - `speed`: training steps/s on a synthetic category (for `gpu-check.sh`).
 //! - `loadtest`: `ikd serve` under bounded load on 127.0.0.1, beside `Predictor::score_batch`.
 //! - `test`: the whole test suite, with what it needs set up first; `lint`: rustfmt and clippy.
+//! - `cuda-check`: clippy with `--features cuda`, NVIDIA's compiler installed from PyPI first.
+//! - `gpu-bundle`: the folder for the lent GPU machine; `gpu-run`: the check it runs there.
 //!
 //! Each task is a module with one `run` function.
 
+mod cuda;
 mod demo;
 mod download;
+mod gpu_bundle;
+mod gpu_run;
 mod loadtest;
 mod pipeline;
 mod report;
@@ -56,6 +61,15 @@ enum Task {
     Test(test::TestArgs),
     /// rustfmt and clippy (warnings denied), as CI runs them.
     Lint,
+    /// The `cuda` feature compiled and linted without a GPU: NVIDIA's compiler from PyPI, then
+    /// clippy on every target with `--features cuda` (warnings denied).
+    CudaCheck(cuda::CudaCheckArgs),
+    /// The folder for the lent GPU machine (no Rust there): CUDA binaries, parity fixtures,
+    /// PyTorch's bench and run.sh, under 64 MiB.
+    GpuBundle(gpu_bundle::GpuBundleArgs),
+    /// The CUDA check itself (run.sh runs it on the GPU machine): parity with PyTorch and the
+    /// CPU, hrnet_w32 speed, a synthetic category at the paper's settings; one JSON.
+    GpuRun(gpu_run::GpuRunArgs),
 }
 
 fn main() {
@@ -80,6 +94,9 @@ fn main() {
         Task::Loadtest(a) => loadtest::run(&a),
         Task::Test(a) => test::run(&a),
         Task::Lint => test::lint(),
+        Task::CudaCheck(a) => cuda::run(&a),
+        Task::GpuBundle(a) => gpu_bundle::run(&a),
+        Task::GpuRun(a) => gpu_run::run(&a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", ikd_cli::error_line(&e));

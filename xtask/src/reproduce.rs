@@ -1,7 +1,10 @@
 //! `cargo xtask reproduce`: the paper's MVTec AD table with one command — dataset, teacher
 //! weights, training and testing of every category (finished runs are skipped, interrupted ones
 //! resumed), then the report. `--dataset visa|btad|mvtec_loco|mvtec_ad2|kolektor` runs the same
-//! recipe on another benchmark (the paper's table is shown for MVTec AD only).
+//! recipe on another benchmark (the paper's table is shown for MVTec AD only). With `--slurm DIR`,
+//! the training and testing go to a SLURM cluster instead: the dataset and weights are fetched
+//! here, and DIR gets a job array (one task per category) and a report job that waits for it
+//! ([`ikd_cli::slurm`]).
 
 use std::path::PathBuf;
 
@@ -44,6 +47,18 @@ pub struct ReproduceArgs {
     /// Score test sets where only some defective images have a mask.
     #[arg(long)]
     pub allow_missing_masks: bool,
+    /// Do not train here: write a SLURM job array for the categories into this folder (on the
+    /// cluster's shared file system, as are the runs and the dataset), to submit with
+    /// `DIR/submit.sh`.
+    #[arg(long, value_name = "DIR")]
+    pub slurm: Option<PathBuf>,
+    /// With --slurm: the `ikd` binary the jobs run (default: a release build of ikd-cli, with
+    /// CUDA when this xtask has it, copied to DIR/bin/ikd).
+    #[arg(long, value_name = "FILE", requires = "slurm")]
+    pub ikd: Option<PathBuf>,
+    /// With --slurm: what each job asks SLURM for.
+    #[command(flatten)]
+    pub sbatch: ikd_cli::slurm::SbatchOptions,
 }
 
 impl ReproduceArgs {
@@ -83,6 +98,48 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             .with_context(|| format!("fetching the teacher's weights ({})", base.backbone))?;
         tracing::info!("teacher weights: {}", path.display());
     }
+    let report_out = match &args.report_out {
+        Some(o) => o.clone(),
+        None => {
+            let name = runs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| dataset.clone());
+            crate::util::workspace_root().join("reports").join(name)
+        }
+    };
+    // the paper reports MVTec AD only
+    let paper = (dataset == "mvtec").then(|| args.paper.clone());
+    if let Some(dir) = &args.slurm {
+        base.data_root = PathBuf::new();
+        if args.settings.device.as_deref().unwrap_or("auto") == "auto" {
+            // the nodes' devices are not known here: a GPU when the jobs ask for one
+            let gpu = args.sbatch.gres.as_deref().is_some_and(|g| g.contains("gpu"));
+            base.device = if gpu { "cuda:0" } else { "cpu" }.into();
+        }
+        let ikd = match &args.ikd {
+            Some(p) => p.clone(),
+            None => release_ikd(dir)?,
+        };
+        let plan = ikd_cli::slurm::Plan {
+            ikd,
+            data_root: std::path::absolute(&data_root).unwrap_or(data_root),
+            categories,
+            runs: runs.clone(),
+            report: report_out,
+            paper,
+            config: base,
+            allow_missing_masks: args.allow_missing_masks,
+            sbatch: args.sbatch.clone(),
+        };
+        let w = ikd_cli::slurm::write(&plan, dir)?;
+        println!(
+            "{} categories: submit with `bash {}` (again after a failure: finished ones are skipped)",
+            plan.categories.len(),
+            w.submit.display()
+        );
+        return Ok(());
+    }
     let devices = match &args.devices {
         Some(spec) => parse_devices(spec)?,
         None => vec![resolve_device(args.settings.device.as_deref().unwrap_or("auto"))],
@@ -96,19 +153,40 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         })
         .collect();
     run_jobs(jobs, &devices, !args.download.no_progress, args.allow_missing_masks)?;
-    let out = match &args.report_out {
-        Some(o) => o.clone(),
-        None => {
-            let name = runs
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| dataset.clone());
-            crate::util::workspace_root().join("reports").join(name)
-        }
-    };
-    // the paper reports MVTec AD only
-    let paper = (dataset == "mvtec").then_some(args.paper.as_path());
-    crate::report::write(&runs, &out, paper, 3)
+    crate::report::write(&runs, &report_out, paper.as_deref(), 3)
+}
+
+/// Builds `ikd` in release mode (with CUDA when this xtask was built with it) and copies it to
+/// `dir/bin/ikd`, so the jobs run a binary that a later build here does not replace.
+fn release_ikd(dir: &std::path::Path) -> Result<PathBuf> {
+    let mut cargo = crate::test::cargo(&crate::util::workspace_root());
+    cargo.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "ikd-cli",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if cfg!(feature = "cuda") {
+        cargo.args(["--features", "cuda"]);
+    }
+    let out = cargo
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo build --release -p ikd-cli")?;
+    if !out.status.success() {
+        bail!("building ikd in release mode failed (see above)");
+    }
+    let built = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "ikd")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo built no ikd executable")?;
+    let dest = dir.join("bin").join("ikd");
+    ikd_io::atomic_copy(&built, &dest)?;
+    Ok(dest)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole test suite, set up first. What the tests need beyond Rust is
 //! checked and, where it can be, installed: Debian's `chromium` for the report's rendering test
-//! (through apt-get when run as root; otherwise one line saying what to install). The suite is
+//! (through apt-get when run as root; otherwise one line saying what to install), and Debian's
+//! `slurm-wlm` and `munge` for the SLURM test's one-node cluster, the same way. The suite is
 //! built first, listing what had to be compiled (after `cargo xtask demo`, only the workspace's own
 //! crates), then run with `--no-fail-fast`, so one failing test binary never hides the others.
 //!
@@ -43,6 +44,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         );
     }
     ensure_chromium(!args.no_install)?;
+    ensure_slurm(!args.no_install)?;
 
     let deny = args.deny_dependency_builds
         || std::env::var("IKD_DENY_DEPENDENCY_BUILDS").is_ok_and(|v| v == "1" || v == "true");
@@ -100,7 +102,7 @@ pub fn lint() -> Result<()> {
 /// `cargo run` set for xtask itself (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …): build scripts
 /// watch some of them (ring's `rerun-if-env-changed`), and seeing xtask's values instead of the
 /// shell's made the test build rebuild ring, rustls and ureq after `cargo xtask demo`.
-fn cargo(root: &Path) -> Command {
+pub(crate) fn cargo(root: &Path) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root);
     for (key, _) in std::env::vars_os() {
@@ -247,19 +249,54 @@ fn ensure_chromium(install: bool) -> Result<()> {
         return Ok(());
     }
     eprintln!("chromium not found: installing Debian's chromium with apt-get (the report test renders the report in it)");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !(apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "chromium"]) && has_chromium()) {
+    if !(apt_get(&["update", "-qq"])
+        && apt_get(&["install", "-y", "-qq", "chromium"])
+        && has_chromium())
+    {
         bail!("installing chromium with apt-get failed (see above); {hint}");
     }
     Ok(())
+}
+
+/// Runs `apt-get ARGS` non-interactively; whether it succeeded.
+pub(crate) fn apt_get(args: &[&str]) -> bool {
+    Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// The SLURM test runs a one-node cluster: Debian's `slurm-wlm` (slurmctld, slurmd, sbatch) and
+/// `munge`. Installs them when missing (as root, when `install`), or says what to install.
+fn ensure_slurm(install: bool) -> Result<()> {
+    let programs = ["slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "munged"];
+    let missing = || programs.iter().copied().filter(|p| !has_program(p)).collect::<Vec<_>>();
+    let gone = missing();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let hint = "the SLURM test runs a one-node cluster: install Debian's slurm-wlm and munge with                 `sudo apt-get install slurm-wlm munge` (the test fails until they are there)";
+    if !install || !is_root() || !has("apt-get") {
+        eprintln!("warning: {} not found: {hint}", gone.join(", "));
+        return Ok(());
+    }
+    eprintln!("{} not found: installing Debian's slurm-wlm and munge with apt-get (the SLURM test starts a one-node cluster)", gone.join(", "));
+    if !(apt_get(&["update", "-qq"])
+        && apt_get(&["install", "-y", "-qq", "slurm-wlm", "munge"])
+        && missing().is_empty())
+    {
+        bail!("installing slurm-wlm and munge with apt-get failed (see above); {hint}");
+    }
+    Ok(())
+}
+
+/// `program` in PATH or in the system folders (`/usr/sbin` is not in every user's PATH).
+fn has_program(program: &str) -> bool {
+    has(program)
+        || ["/usr/sbin", "/usr/bin", "/sbin"].iter().any(|d| Path::new(d).join(program).is_file())
 }
 
 fn has_chromium() -> bool {
@@ -277,7 +314,7 @@ fn has(program: &str) -> bool {
 }
 
 /// Whether this process runs as root (the effective user id in `/proc/self/status`).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1))
             == Some("0")

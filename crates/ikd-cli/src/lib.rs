@@ -22,6 +22,7 @@
 
 mod data;
 mod settings;
+pub mod slurm;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};

@@ -41,6 +41,50 @@ enum Command {
     Report(ReportArgs),
     /// Serve finished runs over HTTP: OK/NG, scores, heat maps; batching, metrics.
     Serve(Box<serve::ServeArgs>),
+    /// How far each run has come: empty, started, checkpointed, trained or tested.
+    Status(StatusArgs),
+    /// Write a SLURM job array that trains and tests many categories on a cluster, and its report job.
+    Slurm(Box<SlurmArgs>),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Run folders.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct SlurmArgs {
+    /// Folder to write the job scripts into (config.toml, train.sbatch, report.sbatch, submit.sh,
+    /// logs/); on the cluster's shared file system.
+    #[arg(long)]
+    out: PathBuf,
+    /// Folder holding the categories in MVTec AD layout (shared file system).
+    #[arg(long, value_name = "DIR")]
+    data_root: PathBuf,
+    /// Categories to train, one array task each (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    category: Vec<String>,
+    /// Folder of the run folders (RUNS/<category>; shared file system).
+    #[arg(long)]
+    runs: PathBuf,
+    /// The report folder the final job writes (default: RUNS/report).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The paper's table (CSV) the report compares MVTec AD categories with.
+    #[arg(long)]
+    paper: Option<PathBuf>,
+    /// The `ikd` binary the jobs run (default: this one).
+    #[arg(long, value_name = "FILE")]
+    ikd: Option<PathBuf>,
+    /// Score test sets where only some defective images have a mask.
+    #[arg(long)]
+    allow_missing_masks: bool,
+    #[command(flatten)]
+    settings: TrainSettings,
+    #[command(flatten)]
+    sbatch: ikd_cli::slurm::SbatchOptions,
 }
 
 #[derive(Args)]
@@ -376,6 +420,46 @@ fn init_logs(command: &Command) {
     }
 }
 
+fn status(args: StatusArgs) -> Result<()> {
+    for run in &args.runs {
+        if run.exists() && !run.is_dir() {
+            bail!("{}: not a folder", run.display());
+        }
+        let state = serde_json::to_value(ikd::RunDir::new(run).state())?;
+        println!("{}\t{}", state.as_str().unwrap_or_default(), run.display());
+    }
+    Ok(())
+}
+
+fn slurm(args: SlurmArgs) -> Result<()> {
+    if !args.data_root.is_dir() {
+        bail!("{}: data root not found", args.data_root.display());
+    }
+    let ikd = match args.ikd {
+        Some(p) => p,
+        None => std::env::current_exe().context("finding this ikd binary")?,
+    };
+    let report = args.report.unwrap_or_else(|| args.runs.join("report"));
+    let plan = ikd_cli::slurm::Plan {
+        ikd,
+        data_root: args.data_root,
+        categories: args.category,
+        runs: args.runs,
+        report,
+        paper: args.paper,
+        config: args.settings.resolve()?,
+        allow_missing_masks: args.allow_missing_masks,
+        sbatch: args.sbatch,
+    };
+    let w = ikd_cli::slurm::write(&plan, &args.out)?;
+    println!(
+        "{} categories: submit with `bash {}` (again after a failure: finished ones are skipped)",
+        plan.categories.len(),
+        w.submit.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     ikd_kernels::tune_process();
     let cli = Cli::parse();
@@ -388,6 +472,8 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => evaluate(a).map(|()| ExitCode::SUCCESS),
         Command::Report(a) => report(a).map(|()| ExitCode::SUCCESS),
         Command::Serve(a) => serve::serve(*a),
+        Command::Status(a) => status(a).map(|()| ExitCode::SUCCESS),
+        Command::Slurm(a) => slurm(*a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -158,8 +158,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_with(path, |f| f.write_all(bytes))
 }
 
-/// Copies `from` to `to` atomically ([`atomic_write_with`]); an unreadable `from` is an error
-/// naming it, and `to` is then left as it was.
+/// Copies `from` to `to` atomically ([`atomic_write_with`]), with `from`'s permissions (an
+/// executable stays one); an unreadable `from` is an error naming it, and `to` is then left as it
+/// was.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -173,7 +174,11 @@ pub fn atomic_copy(from: &Path, to: &Path) -> Result<()> {
     let mut src = File::open(from).at(from)?;
     let mut read_error = None;
     let result = atomic_write_with(to, |f| {
-        io::copy(&mut src, f).map(|_| ()).map_err(|e| {
+        let copied = src
+            .metadata()
+            .and_then(|m| f.set_permissions(m.permissions()))
+            .and_then(|()| io::copy(&mut src, f));
+        copied.map(|_| ()).map_err(|e| {
             // tell a failed read of `from` from a failed write of `to`
             let kind = e.kind();
             read_error = Some(e);

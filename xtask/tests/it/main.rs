@@ -4,5 +4,6 @@
 
 mod demo;
 mod fixture;
+mod gpu_bundle;
 mod reproduce;
 mod speed;

@@ -116,3 +116,31 @@ fn unknown_categories_and_missing_weights_are_clear_errors() {
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("model.safetensors"));
 }
+
+#[test]
+fn reproduce_with_slurm_writes_a_job_array_instead_of_training() {
+    let (w, _, _, _) = first_run();
+    let (runs, jobs) = (w.dir.join("slurm-runs"), w.dir.join("slurm-jobs"));
+    let ikd = w.dir.join("my-ikd");
+    std::fs::write(&ikd, "").unwrap();
+    let out = reproduce(
+        w,
+        &runs,
+        &w.dir.join("slurm-report"),
+        &["--slurm", jobs.to_str().unwrap(), "--ikd", ikd.to_str().unwrap(), "--gres", "gpu:1"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("2 categories: submit with"), "{}", text(&out));
+    assert!(!runs.exists(), "nothing is trained here");
+    let train = std::fs::read_to_string(jobs.join("train.sbatch")).unwrap();
+    assert!(train.contains("#SBATCH --array=0-1\n"), "{train}");
+    assert!(train.contains("#SBATCH --gres=gpu:1\n"), "{train}");
+    assert!(train.contains(&format!("IKD={}\n", ikd.display())), "{train}");
+    assert!(train.contains("/data/toy\n"), "the extracted dataset: {train}");
+    let config = ikd::TrainConfig::load(&jobs.join("config.toml")).unwrap();
+    // `--device auto` on a cluster that asks for GPUs: each task's first GPU
+    assert_eq!((config.device.as_str(), config.epochs, config.image_size), ("cuda:0", 1, 64));
+    let report = std::fs::read_to_string(jobs.join("report.sbatch")).unwrap();
+    assert!(report.contains("--paper ") && report.contains("slurm-report"), "{report}");
+    assert!(std::fs::read_to_string(jobs.join("submit.sh")).unwrap().contains("afterok"));
+}

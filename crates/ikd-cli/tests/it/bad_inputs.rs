@@ -157,3 +157,29 @@ fn set_readonly(p: &std::path::Path, ro: bool) {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 }
+
+/// A CUDA device where none can be used (a build without `--features cuda`, or no GPU or driver):
+/// one line naming the device and the way out, and no run folder. `cuda:x` is not a device.
+#[test]
+fn a_cuda_device_without_a_gpu_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = dataset(tmp.path());
+    let out = tmp.path().join("run");
+    let mut args = train_args(root.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--device", "cuda:x"]);
+    let err = ikd_err(&args);
+    assert!(err.contains("`cuda:x` is not a device: expected cuda:N"), "{err}");
+    assert!(!out.exists(), "nothing written");
+    if candle_core::Device::new_cuda(0).is_ok() {
+        eprintln!("a CUDA GPU is usable here: the unavailable-device case is not checked");
+        return;
+    }
+    for device in ["cuda:0", "cuda"] {
+        let mut args = train_args(root.to_str().unwrap(), out.to_str().unwrap());
+        args.extend(["--device", device]);
+        let err = ikd_err(&args);
+        assert!(err.contains(&format!("device `{device}` is not available (")), "{err}");
+        assert!(err.contains("--features cuda") && err.contains("--device cpu"), "{err}");
+        assert!(!out.exists(), "nothing written");
+    }
+}

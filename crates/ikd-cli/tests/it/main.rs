@@ -9,6 +9,7 @@ mod report;
 mod serve;
 mod settings;
 mod signal;
+mod slurm;
 mod trajectory;
 
 use std::path::{Path, PathBuf};

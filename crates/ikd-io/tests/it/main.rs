@@ -146,3 +146,21 @@ fn progress_bars_take_any_label_and_count_when_hidden() {
         pb.finish_and_clear();
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_copy_keeps_the_sources_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (exe, data) = (dir.path().join("tool"), dir.path().join("data.bin"));
+    std::fs::write(&exe, b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&data, b"x").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o640)).unwrap();
+    for (from, to) in [(&exe, "bin/tool"), (&data, "copy.bin")] {
+        let to = dir.path().join(to);
+        ikd_io::atomic_copy(from, &to).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&to), mode(from), "{}", to.display());
+    }
+}
