@@ -4,7 +4,7 @@
 //! - `reproduce`: MVTec AD with the paper's settings (download, weights, train, test, report).
 //! - `download`, `weights`: the two fetches on their own.
 //! - `report`: the report from finished runs.
-//! - `speed`: training steps/s on a synthetic category (for `gpu-check.sh`).
+//! - `speed`: training images/s on a synthetic category, the steps alone and with data loading.
 //! - `loadtest`: `ikd serve` under bounded load on 127.0.0.1, beside `Predictor::score_batch`.
 //! - `test`: the whole test suite, with what it needs set up first; `lint`: rustfmt and clippy.
 //! - `cuda-check`: clippy with `--features cuda`, NVIDIA's compiler installed from PyPI first.
@@ -53,7 +53,7 @@ enum Task {
     Weights(weights::WeightsArgs),
     /// Writes the report of the finished runs in a folder.
     Report(report::ReportArgs),
-    /// Training throughput (steps/s) on a synthetic 256² category, after a warm-up.
+    /// Training throughput on a synthetic category: the steps alone and with data loading.
     Speed(speed::SpeedArgs),
     /// `ikd serve` under bounded load on 127.0.0.1: 1, 4, 16 clients, overload; beside score_batch.
     Loadtest(loadtest::LoadtestArgs),

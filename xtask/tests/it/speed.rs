@@ -29,14 +29,28 @@ fn speed(device: &str) -> String {
         .lines()
         .find(|l| l.starts_with("speed: "))
         .unwrap_or_else(|| panic!("no speed line:\n{stdout}"));
-    let rate: f64 = line
-        .split(" = ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no steps/s in `{line}`"));
-    assert!(rate > 0.0 && rate.is_finite(), "{line}");
-    assert!(line.contains("2 steps"), "{line}");
+    // the number before " steps/s" after `label`
+    let rate = |label: &str| -> f64 {
+        line.split(label)
+            .nth(1)
+            .and_then(|r| r.trim_start().split(' ').next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no `{label}` steps/s in `{line}`"))
+    };
+    for label in ["training steps only", "with data loading"] {
+        let r = rate(label);
+        assert!(r > 0.0 && r.is_finite(), "{label}: {line}");
+    }
+    assert!(line.contains("2 timed steps per epoch"), "{line}");
+    // two epochs of 1 + 2 steps; each step's wall time holds its own compute time
+    let log = std::fs::read_to_string(scratch.join("run/train_log.jsonl")).unwrap();
+    let entries: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(entries.len(), 6, "{log}");
+    for e in &entries {
+        let (wall, ips) = (e["wall_s"].as_f64().unwrap(), e["images_per_s"].as_f64().unwrap());
+        assert!(wall > 0.0 && wall >= 2.0 / ips * 0.999, "{e}");
+    }
     line.to_string()
 }
 
