@@ -65,25 +65,24 @@ pub fn ikd_err(args: &[&str]) -> String {
 
 /// The arguments of a small, quick training run.
 pub fn train_args<'a>(root: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--data-root",
-        root,
-        "--category",
-        "tile",
-        "--out",
-        out,
-        "--backbone",
-        "hrnet_w18_small",
-        "--teacher-weights",
-        "random",
-        "--image-size",
-        "64",
-        "--load-size",
-        "64",
-        "--epochs",
-        "2",
-        "--seed",
-        "3",
-    ]
+    vec!["train", "--data-root", root, "--category", "tile", "--out", out]
+        .into_iter()
+        .chain(RECIPE)
+        .collect()
 }
+
+/// The small recipe the tests train with: hrnet_w18_small, a random teacher, 64², 2 epochs.
+pub const RECIPE: [&str; 12] = [
+    "--backbone",
+    "hrnet_w18_small",
+    "--teacher-weights",
+    "random",
+    "--image-size",
+    "64",
+    "--load-size",
+    "64",
+    "--epochs",
+    "2",
+    "--seed",
+    "3",
+];

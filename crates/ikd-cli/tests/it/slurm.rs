@@ -290,20 +290,7 @@ fn job_array_trains_tests_and_reports_on_a_one_node_cluster() {
     generate(&cfg, &data).unwrap();
     let data_s = data.to_str().unwrap();
     let (runs, jobs, report) = (root.join("runs"), root.join("jobs"), root.join("report"));
-    let recipe = [
-        "--backbone",
-        "hrnet_w18_small",
-        "--teacher-weights",
-        "random",
-        "--image-size",
-        "64",
-        "--load-size",
-        "64",
-        "--epochs",
-        "2",
-        "--seed",
-        "3",
-    ];
+    let recipe = super::RECIPE;
 
     // grid: interrupted after its first step (a checkpoint to resume)
     let grid = runs.join("grid");
