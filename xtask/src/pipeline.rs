@@ -67,10 +67,9 @@ pub fn run_job(
         let resume = state == RunState::Checkpointed;
         if resume {
             tracing::info!("{name}: resuming the interrupted run in {}", dir.display());
-        } else if let Some(saved) = run.saved_config() {
+        } else if state == RunState::Started {
             // A run that stopped before its first checkpoint: start it again.
-            std::fs::remove_file(&saved).with_context(|| format!("cleaning {}", dir.display()))?;
-            let _ = std::fs::remove_file(run.train_log());
+            run.clear_start().with_context(|| format!("cleaning {}", dir.display()))?;
         }
         tracing::info!("{name}: training on {device} into {}", dir.display());
         let opts = TrainOptions {

@@ -62,6 +62,32 @@ impl RunDir {
             .find(|p| p.is_file())
     }
 
+    /// Removes what a start of training writes before its first checkpoint (settings, teacher,
+    /// log), so that a run stopped before it ([`RunState::Started`]) can be started again; a file
+    /// that is not there is no error.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let run = ikd::RunDir::new(dir.path());
+    /// std::fs::write(run.config(), "epochs = 1")?;
+    /// run.clear_start()?;
+    /// assert_eq!(run.state(), ikd::RunState::Empty);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clear_start(&self) -> std::io::Result<()> {
+        let files =
+            [files::CONFIG, files::LEGACY_CONFIG, files::TRAIN_LOG].map(|f| self.path.join(f));
+        for p in files.into_iter().chain([self.teacher(), self.teacher_weights()]) {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// `checkpoint.safetensors`.
     pub fn checkpoint(&self) -> PathBuf {
         self.path.join(files::CHECKPOINT)

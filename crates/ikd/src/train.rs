@@ -453,12 +453,9 @@ impl TrainOptions {
     }
 }
 
-/// Removes what a fresh start wrote (settings, teacher, log), and the folder if it made it.
+/// Removes what a fresh start wrote, and the folder if it made it.
 fn discard_start(run: &crate::RunDir, made_dir: bool) {
-    let _ = std::fs::remove_file(run.config());
-    let _ = std::fs::remove_file(run.teacher_weights());
-    let _ = std::fs::remove_file(run.teacher());
-    let _ = std::fs::remove_file(run.train_log());
+    let _ = run.clear_start();
     if made_dir {
         let _ = std::fs::remove_dir_all(run.path());
     }
