@@ -317,7 +317,8 @@ fn measure(args: &LoadtestArgs, scratch: &Path) -> Result<()> {
         let base = format!("{scheme}://{}", server.local_addr());
         let target = Target { transport, base, token, tls };
         for &clients in &args.clients {
-            eprintln!("{transport:?}: {clients} clients for {} s", args.seconds);
+            let name = transport_name(transport);
+            eprintln!("{name}: {clients} clients for {} s", args.seconds);
             let p = drive(
                 &target,
                 &bodies,

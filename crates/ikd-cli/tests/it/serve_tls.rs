@@ -329,6 +329,7 @@ fn serve_with_tokens_and_tls_reloads_on_sighup() {
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("station-a") && logs.contains("station-b"), "names are logged: {logs}");
     assert!(logs.contains("group or others"), "{logs}");
+    assert!(logs.contains("refused: unknown token"), "debug lines are in the logs: {logs}");
     for secret in [&alpha, &beta] {
         assert!(!logs.contains(secret.as_str()), "a token in the logs");
     }
