@@ -1,12 +1,13 @@
 //! `ikd serve`: finished runs behind HTTP (the service itself is the `ikd-serve` crate).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use ikd::KernelPolicy;
-use ikd_serve::{RunSpec, ServeConfig, Server};
+use ikd_serve::{Reloader, RunSpec, ServeConfig, Server, TlsFiles};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,6 +27,20 @@ pub struct ServeArgs {
     /// The address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Access tokens, one a line: TOKEN or NAME TOKEN (the name is what logs and metrics show).
+    /// Every route but /healthz and /readyz then needs `Authorization: Bearer TOKEN`. The file
+    /// must be readable by its owner only; SIGHUP reads it again.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; SIGHUP reads it again.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve /metrics on this address (no token; HTTPS with --tls-cert) instead of --addr.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
     /// cpu or cuda:N for every run (default: each run's own).
     #[arg(long)]
     device: Option<String>,
@@ -73,6 +88,29 @@ async fn termination() {
     }
 }
 
+/// Reads the token file and the certificate again on each SIGHUP (the handler is in place when
+/// this returns); a file that cannot be read or is wrong is logged and the previous ones stay in
+/// force.
+fn reload_on_sighup(reloader: Reloader) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if let Err(e) = reloader.reload() {
+                    tracing::error!(
+                        "SIGHUP: {e}; the previous tokens and certificate stay in force"
+                    );
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
+    Ok(())
+}
+
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let runs = args.runs.iter().map(|r| RunSpec::parse(r)).collect::<Result<Vec<_>, _>>()?;
     let config = ServeConfig {
@@ -83,6 +121,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         queue: args.queue,
         body_limit: args.body_limit,
         request_timeout: Duration::from_millis(args.timeout_ms),
+        token_file: args.token_file,
+        tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles { cert, key }),
+        metrics_addr: args.metrics_addr,
         ..ServeConfig::new(runs)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -94,7 +135,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         let server = Server::bind(config, args.addr.as_str())
             .await
             .with_context(|| format!("serving on {}", args.addr))?;
-        println!("listening on http://{}", server.local_addr());
+        reload_on_sighup(server.reloader())?;
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        println!("listening on {scheme}://{}", server.local_addr());
+        if let Some(m) = server.metrics_addr() {
+            println!("metrics on {scheme}://{m}/metrics");
+        }
         let signal = termination();
         tokio::pin!(signal);
         let ready = tokio::select! {

@@ -98,16 +98,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+/// The service's routes; `/metrics` among them unless it has its own listener. With tokens,
+/// every route but the health routes needs one.
+pub(crate) fn router(shared: Arc<Shared>, with_metrics: bool) -> Router {
+    let mut app = Router::new()
         .route("/v1/runs/{name}/score", post(score))
         .route("/v1/runs", get(runs))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        app = app.route("/metrics", get(metrics));
+    }
+    app.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(shared.body_limit))
+        .layer(middleware::from_fn_with_state(shared.clone(), crate::auth::require_token))
         .layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .with_state(shared)
+}
+
+/// The routes of the metrics listener (`--metrics-addr`): `/metrics` and `/healthz`, no token.
+pub(crate) fn metrics_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(shared)
 }
 
@@ -124,7 +138,14 @@ async fn observe(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Resp
         "/metrics" => "metrics",
         _ => "other",
     };
-    let span = tracing::info_span!("request", id, method = %req.method(), path = %path);
+    // `client`: the name of the request's access token, once checked
+    let span = tracing::info_span!(
+        "request",
+        id,
+        method = %req.method(),
+        path = %path,
+        client = tracing::field::Empty
+    );
     // counted down when the request ends, answered or dropped (its client went away)
     struct InFlight<'a>(&'a AtomicU64);
     impl Drop for InFlight<'_> {

@@ -11,7 +11,12 @@
 //! | `GET /v1/runs` | the runs: backbone, image size, thresholds, teacher |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once every run is loaded and warmed up, 503 before |
-//! | `GET /metrics` | Prometheus text: responses by status, queue depth, batch sizes, latencies |
+//! | `GET /metrics` | Prometheus text: responses by status, queue depth, batch sizes, latencies (on its own address with [`ServeConfig::metrics_addr`]) |
+//!
+//! With a token file ([`ServeConfig::token_file`]) every route but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer <token>` (401 with `WWW-Authenticate` otherwise); with
+//! [`ServeConfig::tls`] the service speaks HTTPS (rustls; HTTP/2 and HTTP/1.1). Both files are read
+//! again by [`Reloader::reload`] (`ikd serve` on SIGHUP).
 //!
 //! A server in a program (tests, the load generator), on an ephemeral port:
 //!
@@ -25,12 +30,14 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod batch;
-pub mod client;
 mod http;
 mod metrics;
+mod tls;
 
 pub use http::{ImageScore, ScoreResponse};
+pub use tls::TlsFiles;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -133,6 +140,13 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// A score request not answered in this time gets 504.
     pub request_timeout: Duration,
+    /// The access tokens (`--token-file`): one a line, `TOKEN` or `NAME TOKEN`, the file readable
+    /// by its owner only. `None`: no token needed.
+    pub token_file: Option<PathBuf>,
+    /// HTTPS with this certificate and key (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
+    /// Serve `/metrics` on this address, without token, instead of the main one.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -155,6 +169,9 @@ impl ServeConfig {
             queue: 64,
             body_limit: 64 << 20,
             request_timeout: Duration::from_secs(30),
+            token_file: None,
+            tls: None,
+            metrics_addr: None,
         }
     }
 
@@ -240,16 +257,105 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::Metrics,
     pub(crate) request_timeout: Duration,
     pub(crate) body_limit: usize,
+    /// The access tokens (`None`: open).
+    pub(crate) tokens: Option<Arc<auth::TokenStore>>,
+}
+
+/// Reads the token file and the certificate again ([`Server::reloader`]).
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    tokens: Option<Arc<auth::TokenStore>>,
+    certs: Option<Arc<tls::CertStore>>,
+}
+
+impl Reloader {
+    /// Reads the token file and the TLS certificate and key again and puts them in force for the
+    /// requests and handshakes that follow (open connections keep their certificate). When either
+    /// cannot be read or is wrong, neither changes and the error names the file.
+    pub fn reload(&self) -> Result<(), Error> {
+        let tokens = self.tokens.as_ref().map(|t| t.reread()).transpose()?;
+        let pair = self.certs.as_ref().map(|c| c.reread()).transpose()?;
+        if let (Some(store), Some(tokens)) = (&self.tokens, tokens) {
+            let names = tokens.names().join(", ");
+            store.install(tokens);
+            tracing::info!(file = %store.path().display(), "access tokens reloaded: {names}");
+        }
+        if let (Some(store), Some(pair)) = (&self.certs, pair) {
+            store.install(pair);
+            tracing::info!(cert = %store.files().cert.display(), "TLS certificate reloaded");
+        }
+        if self.tokens.is_none() && self.certs.is_none() {
+            tracing::info!("nothing to reload: no token file, no certificate");
+        }
+        Ok(())
+    }
 }
 
 /// A running service.
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    reloader: Reloader,
     stop: watch::Sender<bool>,
-    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// A bound listener, plain or TLS.
+enum Bound {
+    Plain(tokio::net::TcpListener),
+    Tls(tls::TlsListener),
+}
+
+impl Bound {
+    async fn bind(
+        addr: impl tokio::net::ToSocketAddrs,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+        what: &str,
+    ) -> Result<(Self, SocketAddr), Error> {
+        let io = |context: String| move |source| Error::Io { context, source };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("binding the {what} address")))?;
+        let local = listener.local_addr().map_err(io(format!("the bound {what} address")))?;
+        let bound = match tls {
+            None => Self::Plain(listener),
+            Some(config) => Self::Tls(
+                tls::TlsListener::new(listener, config.clone())
+                    .map_err(io(format!("the {what} TLS listener")))?,
+            ),
+        };
+        Ok((bound, local))
+    }
+
+    /// Serves `app` until `stopped` turns true, then answers what was received.
+    fn serve(
+        self,
+        app: axum::Router,
+        mut stopped: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        let signal = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        match self {
+            Self::Plain(l) => {
+                use axum::serve::ListenerExt;
+                let l = l.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                tokio::spawn(
+                    async move { axum::serve(l, app).with_graceful_shutdown(signal).await },
+                )
+            }
+            Self::Tls(l) => {
+                tokio::spawn(
+                    async move { axum::serve(l, app).with_graceful_shutdown(signal).await },
+                )
+            }
+        }
+    }
 }
 
 impl Server {
@@ -263,69 +369,66 @@ impl Server {
         config.check()?;
         let device = config.device.as_deref().map(ikd::parse_device).transpose();
         let device = device.map_err(|e| Error::Config(format!("--device: {e}")))?;
-        for r in &config.runs {
-            let message = match ikd::RunDir::new(&r.dir).state() {
-                ikd::RunState::Trained | ikd::RunState::Tested => continue,
-                ikd::RunState::Empty => {
-                    "not a run (no config.toml): pass a folder made by `ikd train`"
-                }
-                _ => "training has not finished (continue it with `ikd train --resume`)",
-            };
-            return Err(Error::Run {
-                name: r.name.clone(),
-                dir: r.dir.clone(),
-                message: message.into(),
-            });
-        }
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Io { context: "binding the address".into(), source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| Error::Io { context: "the bound address".into(), source })?;
-        let settings = BatchSettings {
-            max_batch: config.max_batch,
-            max_wait: config.max_wait,
-            queue: config.queue,
+        check_runs(&config.runs)?;
+        // every file is read and checked before a port is bound
+        let tokens = config.token_file.as_deref().map(auth::TokenStore::open).transpose()?;
+        let tokens = tokens.map(Arc::new);
+        let certs = config.tls.as_ref().map(tls::CertStore::open).transpose()?.map(Arc::new);
+        let tls_config = certs.clone().map(tls::server_config).transpose()?;
+        let (main, addr) = Bound::bind(addr, tls_config.as_ref(), "").await?;
+        let metrics = match &config.metrics_addr {
+            Some(m) => Some(Bound::bind(m.as_str(), tls_config.as_ref(), "metrics ").await?),
+            None => None,
         };
-        let mut runs = BTreeMap::new();
-        let mut threads = Vec::new();
-        for r in &config.runs {
-            let (dir, device, kernels) = (r.dir.clone(), device.clone(), config.kernels);
-            let open = move || {
-                let p = match &device {
-                    Some(d) => Predictor::open(&dir, d),
-                    None => ikd::RunDir::new(&dir)
-                        .load_config()
-                        .and_then(|c| ikd::parse_device(&c.device))
-                        .and_then(|d| Predictor::open(&dir, &d)),
-                };
-                p.map(|p| p.with_kernel_policy(kernels)).map_err(|e| e.to_string())
-            };
-            let (runner, thread) =
-                Runner::start(r.name.clone(), r.dir.clone(), settings, open).map_err(|source| {
-                    Error::Io { context: "starting a run's thread".into(), source }
-                })?;
-            runs.insert(r.name.clone(), runner);
-            threads.push(thread);
-        }
+        let (runs, threads) = start_runs(&config, device)?;
         let shared = Arc::new(Shared {
             runs,
             metrics: metrics::Metrics::new(),
             request_timeout: config.request_timeout,
             body_limit: config.body_limit,
+            tokens: tokens.clone(),
         });
-        let (stop, mut stopped) = watch::channel(false);
-        let app = http::router(shared.clone());
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
+        let (stop, stopped) = watch::channel(false);
+        let main_app = http::router(shared.clone(), metrics.is_none());
+        let mut http = vec![main.serve(main_app, stopped.clone())];
+        let metrics_addr = metrics.map(|(bound, at)| {
+            http.push(bound.serve(http::metrics_router(shared.clone()), stopped));
+            at
         });
-        tracing::info!(%addr, "listening");
-        Ok(Self { addr, shared, stop, http, threads })
+        let scheme = if certs.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, "listening ({scheme})");
+        if let Some(m) = metrics_addr {
+            tracing::info!(addr = %m, "metrics listening ({scheme}, no token)");
+        }
+        match &tokens {
+            Some(t) => tracing::info!(
+                file = %t.path().display(),
+                "access tokens: {}",
+                t.get().names().join(", ")
+            ),
+            None if !addr.ip().is_loopback() => tracing::warn!(
+                "no --token-file: anyone who can reach {addr} can score images, list the runs \
+                 and read the metrics"
+            ),
+            None => {}
+        }
+        let reloader = Reloader { tokens, certs };
+        Ok(Self { addr, metrics_addr, shared, reloader, stop, http, threads })
+    }
+
+    /// The address `/metrics` is served on when it has its own ([`ServeConfig::metrics_addr`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Whether the service speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.reloader.certs.is_some()
+    }
+
+    /// What reads the token file and the certificate again (for a SIGHUP handler).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The address the service listens on.
@@ -382,7 +485,13 @@ impl Server {
             r.close();
         }
         let _ = self.stop.send(true);
-        let served = self.http.await;
+        let mut served = Ok(Ok(()));
+        for task in self.http {
+            let r = task.await;
+            if matches!(served, Ok(Ok(()))) {
+                served = r;
+            }
+        }
         let threads = self.threads;
         tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -397,6 +506,54 @@ impl Server {
             Err(e) => Err(Error::Config(format!("the HTTP task: {e}"))),
         }
     }
+}
+
+/// Refuses runs that are not finished runs.
+fn check_runs(runs: &[RunSpec]) -> Result<(), Error> {
+    for r in runs {
+        let message = match ikd::RunDir::new(&r.dir).state() {
+            ikd::RunState::Trained | ikd::RunState::Tested => continue,
+            ikd::RunState::Empty => "not a run (no config.toml): pass a folder made by `ikd train`",
+            _ => "training has not finished (continue it with `ikd train --resume`)",
+        };
+        return Err(Error::Run {
+            name: r.name.clone(),
+            dir: r.dir.clone(),
+            message: message.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Each run's thread, which loads its predictor and then scores its queue.
+type Started = (BTreeMap<String, Arc<Runner>>, Vec<std::thread::JoinHandle<()>>);
+
+fn start_runs(config: &ServeConfig, device: Option<candle_core::Device>) -> Result<Started, Error> {
+    let settings = BatchSettings {
+        max_batch: config.max_batch,
+        max_wait: config.max_wait,
+        queue: config.queue,
+    };
+    let mut runs = BTreeMap::new();
+    let mut threads = Vec::new();
+    for r in &config.runs {
+        let (dir, device, kernels) = (r.dir.clone(), device.clone(), config.kernels);
+        let open = move || {
+            let p = match &device {
+                Some(d) => Predictor::open(&dir, d),
+                None => ikd::RunDir::new(&dir)
+                    .load_config()
+                    .and_then(|c| ikd::parse_device(&c.device))
+                    .and_then(|d| Predictor::open(&dir, &d)),
+            };
+            p.map(|p| p.with_kernel_policy(kernels)).map_err(|e| e.to_string())
+        };
+        let (runner, thread) = Runner::start(r.name.clone(), r.dir.clone(), settings, open)
+            .map_err(|source| Error::Io { context: "starting a run's thread".into(), source })?;
+        runs.insert(r.name.clone(), runner);
+        threads.push(thread);
+    }
+    Ok((runs, threads))
 }
 
 /// The most pixels an uploaded image may have (its anomaly map and mask are made at its size).

@@ -83,6 +83,8 @@ pub(crate) struct Metrics {
     /// Latency of score requests, from the first byte read to the response.
     score_seconds: Histogram,
     pub(crate) in_flight: AtomicU64,
+    /// Responses to requests with an access token, by (token name, status).
+    clients: Mutex<BTreeMap<(String, u16), u64>>,
 }
 
 impl Metrics {
@@ -91,6 +93,18 @@ impl Metrics {
             responses: Mutex::new(BTreeMap::new()),
             score_seconds: Histogram::new(LATENCY_BOUNDS),
             in_flight: AtomicU64::new(0),
+            clients: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts a response to a request that presented the token named `client`.
+    pub(crate) fn client_response(&self, client: &str, status: u16) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        match clients.get_mut(&(client.to_string(), status)) {
+            Some(n) => *n += 1,
+            None => {
+                clients.insert((client.to_string(), status), 1);
+            }
         }
     }
 
@@ -121,6 +135,21 @@ impl Metrics {
                 "ikd_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if !clients.is_empty() {
+            out.push_str(
+                "# HELP ikd_http_requests_by_client_total Responses by access token name and status code.\n",
+            );
+            out.push_str("# TYPE ikd_http_requests_by_client_total counter\n");
+            for ((client, status), n) in clients.iter() {
+                let _ = writeln!(
+                    out,
+                    "ikd_http_requests_by_client_total{{client=\"{}\",status=\"{status}\"}} {n}",
+                    escape(client)
+                );
+            }
+        }
+        drop(clients);
         out.push_str("# HELP ikd_http_requests_in_flight HTTP requests being served.\n");
         out.push_str("# TYPE ikd_http_requests_in_flight gauge\n");
         let _ =

@@ -1,12 +1,14 @@
 //! End-to-end tests of the `ikd` command on small synthetic categories, and its report.
 
 mod bad_inputs;
+mod client;
 mod folders;
 mod pipeline;
 mod portable;
 mod predict;
 mod report;
 mod serve;
+mod serve_tls;
 mod settings;
 mod signal;
 mod slurm;

@@ -9,21 +9,21 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::client::{multipart, Client, Response};
 use base64::Engine;
-use ikd_serve::client::{multipart, Client, Response};
 use ikd_serve::{RunSpec, ScoreResponse, ServeConfig, Server};
 
 use super::{dataset, ikd_ok, train_args};
 
 /// Two runs of the tiny `tile` category, made once for every test here: `tested` (trained and
 /// tested: decisions and masks) and `raw` (`--no-eval`: raw scores only); and the data root.
-struct Fixture {
-    tested: PathBuf,
+pub(super) struct Fixture {
+    pub(super) tested: PathBuf,
     raw: PathBuf,
-    root: PathBuf,
+    pub(super) root: PathBuf,
 }
 
-fn fixture() -> &'static Fixture {
+pub(super) fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
@@ -41,7 +41,7 @@ fn fixture() -> &'static Fixture {
 }
 
 /// The category's test images, sorted.
-fn test_images(root: &Path) -> Vec<PathBuf> {
+pub(super) fn test_images(root: &Path) -> Vec<PathBuf> {
     let (images, _) = ikd::expand_inputs(&[root.join("tile/test")], true).unwrap();
     let v: Vec<PathBuf> = images.into_iter().map(|(p, _)| p).collect();
     assert!(v.len() >= 4, "the fixture has test images: {v:?}");
@@ -90,7 +90,7 @@ fn decode_b64_png(s: &str) -> image::DynamicImage {
 }
 
 /// Waits (polling, with a generous limit) until `cond` holds.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < Duration::from_secs(300), "waited 300 s for {what}");
@@ -425,7 +425,7 @@ fn serve_scores_equal_predicts_to_the_bit() {
     s.stop();
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
+pub(super) fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 

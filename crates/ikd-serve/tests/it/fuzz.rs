@@ -95,15 +95,3 @@ fn errors_say_what_is_wrong() {
     let e = ikd_serve::decode(&huge).unwrap_err();
     assert!(e.contains("10000×10000 pixels, more than the 64 million"), "{e}");
 }
-
-#[test]
-fn multipart_bodies_hold_each_part() {
-    let (ct, body) = ikd_serve::client::multipart(&[("a.png", b"AAA"), ("b.bmp", b"BB")]);
-    let boundary = ct.split("boundary=").nth(1).unwrap();
-    let text = String::from_utf8_lossy(&body);
-    assert_eq!(text.matches(&format!("--{boundary}\r\n")).count(), 2);
-    assert!(text.ends_with(&format!("--{boundary}--\r\n")));
-    assert!(
-        text.contains("filename=\"b.bmp\"\r\nContent-Type: application/octet-stream\r\n\r\nBB\r\n")
-    );
-}

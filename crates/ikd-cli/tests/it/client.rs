@@ -1,22 +1,46 @@
-//! A small blocking HTTP/1.1 client for the service's tests and its load generator: one
-//! keep-alive connection, a body per request, `Content-Length` or chunked answers. Not a general
-//! HTTP client (no TLS, no redirects, no proxies: it talks to a server it was pointed at).
-//!
-//! ```no_run
-//! let mut c = ikd_serve::client::Client::new("127.0.0.1:8080".parse()?);
-//! let png = std::fs::read("photos/0001.png")?;
-//! let r = c.post("/v1/runs/bottle/score", "image/png", &png)?;
-//! assert_eq!(r.status, 200);
-//! let scores: ikd_serve::ScoreResponse = r.json()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! A small blocking HTTP/1.1 client of the serve tests: one keep-alive connection, plain or TLS
+//! (rustls, the test's CA), a body per request, `Content-Length` or chunked answers, an optional
+//! `Authorization` header. Not a general HTTP client: it talks to a server it was pointed at.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A connection, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(s) => s.flush(),
+        }
+    }
+}
 
 /// An answer.
 #[derive(Debug, Clone)]
+#[allow(dead_code)]
 pub struct Response {
     /// The status code.
     pub status: u16,
@@ -45,23 +69,59 @@ impl Response {
 }
 
 /// One connection to a server, opened on the first request and kept alive.
-#[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
     timeout: Option<Duration>,
-    conn: Option<BufReader<TcpStream>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    authorization: Option<String>,
+    conn: Option<BufReader<Stream>>,
 }
 
+#[allow(dead_code)]
 impl Client {
     /// A client of the server at `addr`, with no read timeout.
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr, timeout: None, conn: None }
+        Self { addr, timeout: None, tls: None, authorization: None, conn: None }
     }
 
     /// Gives up reading an answer after `timeout`.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Speaks TLS with `config` (the server is `localhost`).
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(self, token: &str) -> Self {
+        self.with_authorization(&format!("Bearer {token}"))
+    }
+
+    /// Sends `Authorization: <value>` with every request.
+    pub fn with_authorization(mut self, value: &str) -> Self {
+        self.authorization = Some(value.to_string());
+        self
+    }
+
+    fn connect(&self) -> io::Result<Stream> {
+        let s = TcpStream::connect(self.addr)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(self.timeout)?;
+        let Some(config) = &self.tls else {
+            return Ok(Stream::Plain(s));
+        };
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        // the handshake now, so that its failure is this call's
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Ok(Stream::Tls(Box::new(tls)))
     }
 
     /// `GET path`.
@@ -101,10 +161,7 @@ impl Client {
         body: &[u8],
     ) -> io::Result<Response> {
         if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr)?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(self.timeout)?;
-            self.conn = Some(BufReader::new(s));
+            self.conn = Some(BufReader::new(self.connect()?));
         }
         let result = self.exchange(method, path, content_type, body);
         match &result {
@@ -126,6 +183,9 @@ impl Client {
     ) -> io::Result<Response> {
         let conn = self.conn.as_mut().ok_or_else(|| io::Error::other("not connected"))?;
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        if let Some(a) = &self.authorization {
+            head.push_str(&format!("Authorization: {a}\r\n"));
+        }
         if let Some(ct) = content_type {
             head.push_str(&format!("Content-Type: {ct}\r\n"));
         }
@@ -159,7 +219,7 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_response(r: &mut BufReader<TcpStream>) -> io::Result<Response> {
+fn read_response(r: &mut BufReader<Stream>) -> io::Result<Response> {
     let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let status_line = read_line(r)?;
     let status = status_line
@@ -205,12 +265,6 @@ fn read_response(r: &mut BufReader<TcpStream>) -> io::Result<Response> {
 
 /// A `multipart/form-data` body of `(file name, bytes)` parts: returns its content type (with the
 /// boundary) and the body.
-///
-/// ```
-/// let (ct, body) = ikd_serve::client::multipart(&[("a.png", b"..."), ("b.png", b"...")]);
-/// assert!(ct.starts_with("multipart/form-data; boundary="));
-/// assert_eq!(String::from_utf8_lossy(&body).matches("filename=").count(), 2);
-/// ```
 pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "ikd-serve-boundary-7d41c2f9a0b3";
     let mut body = Vec::new();
@@ -227,4 +281,17 @@ pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn multipart_bodies_hold_each_part() {
+    let (ct, body) = multipart(&[("a.png", b"AAA"), ("b.bmp", b"BB")]);
+    assert!(ct.starts_with("multipart/form-data; boundary="));
+    let boundary = ct.split("boundary=").nth(1).unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(text.matches(&format!("--{boundary}\r\n")).count(), 2);
+    assert!(text.ends_with(&format!("--{boundary}--\r\n")));
+    assert!(
+        text.contains("filename=\"b.bmp\"\r\nContent-Type: application/octet-stream\r\n\r\nBB\r\n")
+    );
 }
