@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use ikd_data::download::{ensure_dataset, manifest_path, FetchOptions, Manifest};
+use ikd_datasets::{ensure_dataset, manifest_path, FetchOptions, Manifest};
 
 /// Arguments of `cargo xtask download` (also part of `reproduce`).
 #[derive(Debug, Clone, clap::Args)]
