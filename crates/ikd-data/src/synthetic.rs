@@ -38,8 +38,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::layout::Counts;
 use crate::error::{DataError, IoContext, Result};
+use crate::layout::Counts;
 
 /// The name of the marker file written into every generated category folder.
 ///

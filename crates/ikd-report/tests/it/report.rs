@@ -191,7 +191,7 @@ fn a_pixel_roc_curve_in_the_metrics_is_drawn() {
     std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics).unwrap()).unwrap();
 
     let out = dir.join("report");
-    let r = write_report(&[run.clone()], &out, &ReportOptions::default()).unwrap();
+    let r = write_report(&[run], &out, &ReportOptions::default()).unwrap();
     assert_eq!(r.categories[0].roc_level, "pixel");
     let pixel_auroc = r.categories[0].pixel_auroc;
 
