@@ -40,3 +40,35 @@ fn setting_of(e: &anyhow::Error) -> Option<&'static str> {
 pub(crate) fn hint(e: &anyhow::Error) -> Option<String> {
     setting_of(e).and_then(flag_of).map(|f| format!("(flag: {f})"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn settings_map_to_flags_through_the_engine_and_contexts() {
+        let data = ikd_data::DataError::Setting {
+            name: "image_size",
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        };
+        let e = anyhow::Error::new(ikd::Error::Data(data)).context("training carpet");
+        assert!(
+            crate::error_line(&e).ends_with("(flag: --image-size)"),
+            "{}",
+            crate::error_line(&e)
+        );
+
+        let hub = ikd_hrnet::Error::HubOffline {
+            repo: "timm/hrnet_w32.ms_in1k".into(),
+            file: "model.safetensors".into(),
+            cache_dir: "/cache/hub".into(),
+        };
+        let e = anyhow::Error::new(ikd::Error::Model(hub)).context("loading the teacher");
+        let line = crate::error_line(&e);
+        assert!(line.contains("the teacher_weights setting"), "{line}");
+        assert!(line.ends_with("(flag: --teacher-weights PATH)"), "{line}");
+
+        // an error without a setting gets no hint
+        let e = anyhow::Error::new(ikd_data::DataError::EmptyTrain { path: "x".into() });
+        assert!(!crate::error_line(&e).contains("flag"));
+    }
+}
