@@ -46,48 +46,95 @@ pub fn download_resumable(
     expected_size: Option<u64>,
     progress: bool,
 ) -> Result<()> {
-    let mut have = match fs::metadata(part) {
-        Ok(m) => m.len(),
-        Err(_) => 0,
+    let Some(have) = resume_point(part, expected_size)? else {
+        return Ok(());
     };
-    if let Some(size) = expected_size {
-        if have == size {
-            return Ok(());
-        }
-        if have > size {
-            warn!(
-                "{}: partial download is larger ({have} bytes) than the archive ({size}); starting again",
-                part.display()
-            );
-            File::create(part).at(part)?;
-            have = 0;
-        }
-    }
-    let mut config = ureq::Agent::config_builder();
-    if is_loopback(url) {
-        // A local server (tests, a local mirror): never through a proxy from the environment.
-        config = config.proxy(None);
-    }
-    let agent: ureq::Agent = config
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(120)))
-        .build()
-        .into();
-    let mut req = agent.get(url);
+    let mut req = agent(url).get(url);
     if have > 0 {
         info!("resuming {} at byte {have}", part.display());
         req = req.header("Range", format!("bytes={have}-"));
     }
     let resp = req.call().map_err(|e| http_err(url, e))?;
-    let status = resp.status().as_u16();
     let header =
         |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let content_length = header("content-length").and_then(|v| v.parse::<u64>().ok());
     // Decide where the body goes before touching the partial file.
-    let append = match status {
+    let status = resp.status().as_u16();
+    let Some(have) = body_offset(url, status, have, expected_size, header("content-range"))? else {
+        return Ok(());
+    };
+    if let (Some(size), Some(len)) = (expected_size, content_length) {
+        if have + len != size {
+            return Err(http_err(
+                url,
+                format!("server announces {} bytes but the manifest says {size}", have + len),
+            ));
+        }
+    }
+    let file = if have > 0 {
+        OpenOptions::new().append(true).open(part).at(part)?
+    } else {
+        File::create(part).at(part)?
+    };
+    let total = expected_size.or(content_length.map(|l| l + have));
+    let pb = ikd_io::progress::bytes(total, "download", progress);
+    pb.set_position(have);
+    let got = copy_body(url, resp.into_body().into_reader(), file, part, have, &pb)?;
+    pb.finish_and_clear();
+    if let Some(size) = expected_size {
+        if got != size {
+            return Err(http_err(url, format!("transfer ended after {got} of {size} bytes")));
+        }
+    }
+    Ok(())
+}
+
+/// The byte to resume `part` at, or `None` when it already holds the whole file; a partial file
+/// larger than the expected size is emptied.
+fn resume_point(part: &Path, expected_size: Option<u64>) -> Result<Option<u64>> {
+    let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    match expected_size {
+        Some(size) if have == size => Ok(None),
+        Some(size) if have > size => {
+            warn!(
+                "{}: partial download is larger ({have} bytes) than the archive ({size}); starting again",
+                part.display()
+            );
+            File::create(part).at(part)?;
+            Ok(Some(0))
+        }
+        _ => Ok(Some(have)),
+    }
+}
+
+/// An HTTP agent for `url`: status codes as values, generous timeouts, and no proxy from the
+/// environment for a server on the loopback interface (tests, a local mirror).
+fn agent(url: &str) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder();
+    if is_loopback(url) {
+        config = config.proxy(None);
+    }
+    config
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// Where the response's body starts in the file, from its status: `have` for a `206` answering
+/// the range asked for, 0 for a `200` (the whole file again), `None` for a `416` on a file of
+/// unknown size (already complete); any other answer is an error.
+fn body_offset(
+    url: &str,
+    status: u16,
+    have: u64,
+    expected_size: Option<u64>,
+    content_range: Option<String>,
+) -> Result<Option<u64>> {
+    match status {
         206 if have > 0 => {
-            let cr = header("content-range").unwrap_or_default();
+            let cr = content_range.unwrap_or_default();
             let start = cr
                 .strip_prefix("bytes ")
                 .and_then(|r| r.split('-').next())
@@ -98,35 +145,29 @@ pub fn download_resumable(
                     format!("asked for bytes {have}- but the server sent range `{cr}`"),
                 ));
             }
-            true
+            Ok(Some(have))
         }
         200 => {
             if have > 0 {
                 warn!("{url}: server ignored the range request; downloading from the start");
-                have = 0;
             }
-            false
+            Ok(Some(0))
         }
-        416 if have > 0 && expected_size.is_none() => return Ok(()),
-        s => return Err(http_err(url, format!("HTTP status {s}"))),
-    };
-    if let (Some(size), Some(len)) = (expected_size, content_length) {
-        if have + len != size {
-            return Err(http_err(
-                url,
-                format!("server announces {} bytes but the manifest says {size}", have + len),
-            ));
-        }
+        416 if have > 0 && expected_size.is_none() => Ok(None),
+        s => Err(http_err(url, format!("HTTP status {s}"))),
     }
-    let mut file = if append {
-        OpenOptions::new().append(true).open(part).at(part)?
-    } else {
-        File::create(part).at(part)?
-    };
-    let total = expected_size.or(content_length.map(|l| l + have));
-    let pb = ikd_io::progress::bytes(total, "download", progress);
-    pb.set_position(have);
-    let mut reader = resp.into_body().into_reader();
+}
+
+/// Copies the body into `file` (which holds `have` bytes already), showing progress; returns
+/// the file's length. An interrupted transfer keeps what arrived, for the next resumption.
+fn copy_body(
+    url: &str,
+    mut reader: impl Read,
+    mut file: File,
+    part: &Path,
+    have: u64,
+    pb: &ikd_io::progress::ProgressBar,
+) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut got = have;
     loop {
@@ -144,13 +185,7 @@ pub fn download_resumable(
         pb.set_position(got);
     }
     file.sync_all().at(part)?;
-    pb.finish_and_clear();
-    if let Some(size) = expected_size {
-        if got != size {
-            return Err(http_err(url, format!("transfer ended after {got} of {size} bytes")));
-        }
-    }
-    Ok(())
+    Ok(got)
 }
 
 #[cfg(test)]
