@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use ikd_data::download::{ensure_dataset, manifest_path, FetchOptions, Manifest};
+use ikd_datasets::{ensure_dataset, manifest_path, DatasetError, FetchOptions, Manifest};
 
 /// Arguments of `cargo xtask download` (also part of `reproduce`).
 #[derive(Debug, Clone, clap::Args)]
@@ -38,9 +38,15 @@ impl DownloadArgs {
     pub fn manifest_path(&self) -> Result<PathBuf> {
         match &self.manifest {
             Some(m) => Ok(m.clone()),
-            None => {
-                Ok(manifest_path(&crate::util::workspace_root().join("datasets"), &self.dataset)?)
-            }
+            None => manifest_path(&crate::util::workspace_root().join("datasets"), &self.dataset)
+                .map_err(|e| match e {
+                    // the library names no flag: say how folder mode is asked for here
+                    DatasetError::UnknownDataset { .. } => anyhow::anyhow!(
+                        "{e}; in folder mode: `ikd train --normal-dir DIR [--abnormal-dir DIR] \
+                         [--mask-dir DIR]`"
+                    ),
+                    e => e.into(),
+                }),
         }
     }
 

@@ -65,7 +65,7 @@ impl ReproduceArgs {
     /// The canonical name of `--dataset` (`mvtec`, `visa`, …).
     fn dataset_id(&self) -> String {
         let n = self.download.dataset.to_ascii_lowercase();
-        ikd_data::download::DATASETS
+        ikd_datasets::DATASETS
             .iter()
             .find(|(id, aliases, _)| *id == n || aliases.contains(&n.as_str()))
             .map_or(n, |d| d.0.to_string())

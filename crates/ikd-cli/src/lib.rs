@@ -21,6 +21,7 @@
 //! ```
 
 mod data;
+mod flags;
 mod settings;
 pub mod slurm;
 
@@ -32,7 +33,9 @@ pub use settings::TrainSettings;
 
 /// An error and its causes on one line, each said once: `outer: cause: root cause`, leaving out
 /// a cause whose message the line already holds (many errors repeat their source's message in
-/// their own, and printing the chain said it twice).
+/// their own, and printing the chain said it twice). Where a library names the setting at fault
+/// (`invalid setting batch_size = 0`), the line ends with the flag that sets it:
+/// `(flag: --batch-size)`.
 ///
 /// ```
 /// let io = std::io::Error::other("unexpected end of file");
@@ -41,6 +44,12 @@ pub use settings::TrainSettings;
 /// assert_eq!(
 ///     ikd_cli::error_line(&e),
 ///     "loading the student: run/student.safetensors: unexpected end of file"
+/// );
+/// let e = ikd_data::DataError::Setting { name: "batch_size", value: "0".into(),
+///     reason: "must be at least 1".into() };
+/// assert_eq!(
+///     ikd_cli::error_line(&anyhow::Error::new(e)),
+///     "invalid setting batch_size = 0: must be at least 1 (flag: --batch-size)"
 /// );
 /// ```
 pub fn error_line(e: &anyhow::Error) -> String {
@@ -54,6 +63,10 @@ pub fn error_line(e: &anyhow::Error) -> String {
             line.push_str(": ");
         }
         line.push_str(&msg);
+    }
+    if let Some(hint) = flags::hint(e) {
+        line.push(' ');
+        line.push_str(&hint);
     }
     line
 }

@@ -506,7 +506,7 @@ impl Dataset {
     /// ```
     pub fn batches(&self, batch_size: usize, order: Order, device: &Device) -> Result<Batches<'_>> {
         if batch_size == 0 {
-            return Err(DataError::InvalidArgument("batch size must be > 0".into()));
+            return Err(zero_batch_size());
         }
         Ok(Batches {
             data: self,
@@ -638,3 +638,12 @@ impl Iterator for Batches<'_> {
 }
 
 impl ExactSizeIterator for Batches<'_> {}
+
+/// The error of a batch size of 0.
+pub(crate) fn zero_batch_size() -> DataError {
+    DataError::Setting {
+        name: "batch_size",
+        value: "0".into(),
+        reason: "must be at least 1".into(),
+    }
+}

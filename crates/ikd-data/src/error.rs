@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while reading, preparing, downloading or generating a dataset.
+/// Everything that can go wrong while reading, preparing or generating a dataset.
 ///
 /// Every variant names the file or folder concerned and what is wrong with it.
 ///
@@ -57,7 +57,7 @@ pub enum DataError {
         source: image::ImageError,
     },
     /// Some defective test images have a ground-truth mask and others do not.
-    #[error("{}: {} of {defective} defective test images have no mask: {} (the first expected at {}); add their masks, remove every mask for image-level metrics only, or allow it with --allow-missing-masks", dir.display(), images.len(), list_paths(images), expected.display())]
+    #[error("{}: {} of {defective} defective test images have no mask: {} (the first expected at {}); add their masks, remove every mask for image-level metrics only, or accept it (setting allow_missing_masks = true, MaskPolicy::AllowMissing)", dir.display(), images.len(), list_paths(images), expected.display())]
     MissingMasks {
         /// The category folder.
         dir: PathBuf,
@@ -102,80 +102,37 @@ pub enum DataError {
         /// Image height.
         image_h: u32,
     },
-    /// A parameter is out of its valid range.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-    /// A manifest file is unreadable or inconsistent.
-    #[error("{}: invalid manifest: {message}", path.display())]
-    Manifest {
-        /// The manifest file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// An HTTP request failed.
-    #[error("{url}: download failed: {message}")]
-    Http {
-        /// The URL.
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// A file's size is not the expected one.
-    #[error("{}: expected {expected} bytes, found {found} bytes", path.display())]
-    SizeMismatch {
-        /// The file.
-        path: PathBuf,
-        /// Expected size in bytes.
-        expected: u64,
-        /// Actual size in bytes.
-        found: u64,
-    },
-    /// A file's SHA-256 is not the expected one.
-    #[error("{}: SHA-256 mismatch: expected {expected}, found {found}", path.display())]
-    ChecksumMismatch {
-        /// The file.
-        path: PathBuf,
-        /// Expected digest (hex).
-        expected: String,
-        /// Actual digest (hex).
-        found: String,
-    },
-    /// An archive entry would land outside the extraction folder or is of a refused kind.
-    #[error("{}: refusing archive entry `{entry}`: {reason}", archive.display())]
-    UnsafeEntry {
-        /// The archive.
-        archive: PathBuf,
-        /// The entry's path as stored.
-        entry: String,
-        /// Why it is refused.
+    /// A setting is out of its valid range: names the setting and the value.
+    #[error("invalid setting {name} = {value}: {reason}")]
+    Setting {
+        /// The setting's name (the field of the configuration that holds it, e.g. `batch_size`).
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
         reason: String,
     },
-    /// An extracted dataset does not hold the expected number of files.
-    #[error("{}: expected {expected} {what}, found {found}", path.display())]
-    CountMismatch {
-        /// The dataset or category folder.
+    /// A function was called with an argument out of its valid range (a caller's mistake, not
+    /// a user's setting).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An image could not be written.
+    #[error("{}: cannot write image: {source}", path.display())]
+    Encode {
+        /// The file being written.
         path: PathBuf,
-        /// What was counted.
-        what: String,
-        /// Expected count.
-        expected: usize,
-        /// Actual count.
-        found: usize,
+        /// The encoder's error.
+        source: image::ImageError,
     },
+    /// Something that cannot happen did (a thread that stopped, a value that does not
+    /// serialise).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A destination already exists and is not ours to replace.
     #[error("{}: already exists and was not written by this tool; refusing to overwrite it", path.display())]
     AlreadyExists {
         /// The existing path.
         path: PathBuf,
-    },
-    /// A dataset's source does not have the layout its conversion expects.
-    #[error("{}: {message}", path.display())]
-    Layout {
-        /// The file or folder concerned.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
     },
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
@@ -202,6 +159,26 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 /// Attaches a path to an `io::Error`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl DataError {
+    /// The setting a user changes to get past this error, where there is one: the field name
+    /// of the configuration (`batch_size`, `image_size`, ...), or `allow_missing_masks` for
+    /// [`DataError::MissingMasks`]. A command-line tool maps it to its own flag.
+    ///
+    /// ```
+    /// let e = ikd_data::DataError::Setting { name: "batch_size", value: "0".into(),
+    ///     reason: "must be at least 1".into() };
+    /// assert_eq!(e.setting(), Some("batch_size"));
+    /// assert_eq!(e.to_string(), "invalid setting batch_size = 0: must be at least 1");
+    /// ```
+    pub fn setting(&self) -> Option<&'static str> {
+        match self {
+            DataError::Setting { name, .. } => Some(name),
+            DataError::MissingMasks { .. } => Some("allow_missing_masks"),
+            _ => None,
+        }
+    }
 }
 
 impl From<ikd_io::Error> for DataError {

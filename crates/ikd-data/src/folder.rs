@@ -105,10 +105,12 @@ impl FolderSpec {
     /// ```
     pub fn open(&self, masks_policy: MaskPolicy) -> Result<Category> {
         if !(0.0..1.0).contains(&self.test_split) {
-            return Err(DataError::InvalidArgument(format!(
-                "the normal images' test share must be in [0, 1), not {}",
-                self.test_split
-            )));
+            return Err(DataError::Setting {
+                name: "test_split",
+                value: self.test_split.to_string(),
+                reason: "the share of the normal images held out for testing must be in [0, 1)"
+                    .into(),
+            });
         }
         for d in [Some(&self.normal_dir), self.abnormal_dir.as_ref(), self.mask_dir.as_ref()]
             .into_iter()

@@ -72,7 +72,7 @@ pub enum MaskPolicy {
     /// (image-level metrics only); a partial set is an error naming the images without one.
     #[default]
     AllOrNone,
-    /// Any subset may have masks (`--allow-missing-masks`): pixel metrics use the images that have
+    /// Any subset may have masks (the setting `allow_missing_masks`): pixel metrics use the images that have
     /// one (and the defect-free images), image metrics use all.
     AllowMissing,
     /// Every defective test image must have a mask (a downloaded benchmark).
@@ -101,6 +101,46 @@ impl MaskCoverage {
     /// Whether pixel-level metrics can be computed.
     pub fn pixel_level(self) -> bool {
         self != MaskCoverage::None
+    }
+}
+
+/// Image counts of a dataset (or of one category).
+///
+/// ```
+/// let c = ikd_data::Counts { train: 3, test_good: 1, test_defect: 2 };
+/// assert_eq!(c.total(), 6);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Images in `train/good`.
+    pub train: usize,
+    /// Images in `test/good`.
+    pub test_good: usize,
+    /// Images in `test/<defect>` for every defect other than `good` (each has a mask).
+    pub test_defect: usize,
+}
+
+impl Counts {
+    /// All images.
+    ///
+    /// ```
+    /// assert_eq!(ikd_data::Counts::default().total(), 0);
+    /// ```
+    pub fn total(&self) -> usize {
+        self.train + self.test_good + self.test_defect
+    }
+
+    /// Adds another dataset's (or category's) counts.
+    ///
+    /// ```
+    /// let mut c = ikd_data::Counts { train: 3, test_good: 1, test_defect: 2 };
+    /// c.add(&c.clone());
+    /// assert_eq!(c.total(), 12);
+    /// ```
+    pub fn add(&mut self, o: &Counts) {
+        self.train += o.train;
+        self.test_good += o.test_good;
+        self.test_defect += o.test_defect;
     }
 }
 

@@ -11,11 +11,13 @@
 //!   ImageNet normalisation; nearest resize and binarisation for masks).
 //! - [`Dataset`]: a split decoded and resized once, in parallel, held in memory, iterated in
 //!   candle batches `(N, 3, H, W)` with masks `(N, 1, H, W)`, shuffled reproducibly per epoch.
-//! - [`download`]: the verified, resumable download and safe extraction (tar, tar.gz, tar.xz,
-//!   zip) of a dataset described by a manifest under `datasets/`, and [`convert`]: the
-//!   conversions of VisA, BTAD, KolektorSDD, MVTec LOCO AD and MVTec AD 2 into MVTec layout.
+//! - [`sha256_file`]: a file's SHA-256 (how a run identifies its teacher's weights).
 //! - [`synthetic`]: a deterministic generator of inspection-like textures with defects and masks,
 //!   the offline default.
+//!
+//! Fetching the benchmarks (manifests, verified download, extraction, conversions of VisA, BTAD,
+//! KolektorSDD, MVTec LOCO AD and MVTec AD 2) is the crate `ikd-datasets`; this crate compiles no
+//! TLS, tar, zip or xz.
 //!
 //! ```
 //! use ikd_data::{synthetic, Category, Dataset, Order, Transform};
@@ -38,9 +40,8 @@
 //! # Ok::<(), ikd_data::DataError>(())
 //! ```
 
-pub mod convert;
+mod checksum;
 mod dataset;
-pub mod download;
 mod error;
 pub mod folder;
 mod image_io;
@@ -49,6 +50,7 @@ mod loader;
 pub mod synthetic;
 mod transform;
 
+pub use checksum::sha256_file;
 pub use dataset::{epoch_permutation, Batch, Batches, Dataset, Order, Split};
 pub use error::{DataError, Result};
 pub use folder::FolderSpec;
@@ -57,7 +59,7 @@ pub use image_io::{
     to_rgb_pil, IMAGE_EXTENSIONS,
 };
 pub use layout::{
-    list_categories, Category, MaskCoverage, MaskPolicy, TestItem, GOOD, MVTEC_CATEGORIES,
+    list_categories, Category, Counts, MaskCoverage, MaskPolicy, TestItem, GOOD, MVTEC_CATEGORIES,
     NORMAL_NAMES,
 };
 pub use loader::{Epoch, Loader, LoaderOptions};

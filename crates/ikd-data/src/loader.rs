@@ -119,7 +119,11 @@ impl Loader {
     /// name the file).
     pub fn new(paths: &[PathBuf], transform: &Transform, options: LoaderOptions) -> Result<Self> {
         if options.prefetch == 0 {
-            return Err(DataError::InvalidArgument("prefetch must be at least 1 batch".into()));
+            return Err(DataError::Setting {
+                name: "prefetch",
+                value: "0".into(),
+                reason: "must be at least 1 batch".into(),
+            });
         }
         paths.par_iter().try_for_each(|p| image_dimensions(p).map(|_| ()))?;
         Ok(Self {
@@ -175,7 +179,7 @@ impl Loader {
         device: &Device,
     ) -> Result<Epoch> {
         if batch_size == 0 {
-            return Err(DataError::InvalidArgument("batch size must be > 0".into()));
+            return Err(crate::dataset::zero_batch_size());
         }
         let order = order.permutation(self.len());
         let batches: Vec<Vec<usize>> =
@@ -194,9 +198,7 @@ impl Loader {
                     }
                 }
             })
-            .map_err(|e| {
-                DataError::InvalidArgument(format!("cannot start the loader thread: {e}"))
-            })?;
+            .map_err(|e| DataError::Internal(format!("cannot start the loader thread: {e}")))?;
         Ok(Epoch {
             rx: Some(rx),
             worker: Some(worker),
@@ -235,7 +237,7 @@ impl Iterator for Epoch {
             _ => {
                 // the worker ended early: it panicked (an error would have been sent)
                 self.left = 0;
-                return Some(Err(DataError::InvalidArgument("the loader thread stopped".into())));
+                return Some(Err(DataError::Internal("the loader thread stopped".into())));
             }
         };
         self.left -= 1;

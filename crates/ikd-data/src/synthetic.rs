@@ -38,8 +38,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::download::Counts;
 use crate::error::{DataError, IoContext, Result};
+use crate::layout::Counts;
 
 /// The name of the marker file written into every generated category folder.
 ///
@@ -105,10 +105,10 @@ impl fmt::Display for Texture {
 impl FromStr for Texture {
     type Err = DataError;
     fn from_str(s: &str) -> Result<Self> {
-        Texture::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
-            DataError::InvalidArgument(format!(
-                "unknown synthetic texture `{s}` (expected carpet, grid, wood or tile)"
-            ))
+        Texture::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| DataError::Setting {
+            name: "categories",
+            value: s.to_string(),
+            reason: "not a synthetic texture (carpet, grid, wood or tile)".into(),
         })
     }
 }
@@ -725,7 +725,7 @@ struct Job {
 fn save_png(path: &Path, write: impl FnOnce(&Path) -> image::ImageResult<()>) -> Result<()> {
     write(path).map_err(|e| match e {
         image::ImageError::IoError(source) => DataError::Io { path: path.to_path_buf(), source },
-        other => DataError::Decode { path: path.to_path_buf(), source: other },
+        other => DataError::Encode { path: path.to_path_buf(), source: other },
     })
 }
 
@@ -753,20 +753,33 @@ pub fn generate(
 ) -> Result<Vec<GeneratedCategory>> {
     let out_root = out_root.as_ref();
     if cfg.image_size < 16 {
-        return Err(DataError::InvalidArgument(format!(
-            "synthetic image_size must be at least 16, got {}",
-            cfg.image_size
-        )));
+        return Err(DataError::Setting {
+            name: "image_size",
+            value: cfg.image_size.to_string(),
+            reason: "a synthetic image is at least 16 pixels wide".into(),
+        });
     }
     if cfg.n_train == 0 {
-        return Err(DataError::InvalidArgument("synthetic n_train must be at least 1".into()));
+        return Err(DataError::Setting {
+            name: "n_train",
+            value: "0".into(),
+            reason: "a synthetic category needs at least 1 training image".into(),
+        });
     }
     if cfg.categories.is_empty() {
-        return Err(DataError::InvalidArgument("no synthetic categories requested".into()));
+        return Err(DataError::Setting {
+            name: "categories",
+            value: "[]".into(),
+            reason: "at least one synthetic category".into(),
+        });
     }
     let mut seen = std::collections::BTreeSet::new();
     if let Some(dup) = cfg.categories.iter().find(|t| !seen.insert(**t)) {
-        return Err(DataError::InvalidArgument(format!("category `{dup}` requested twice")));
+        return Err(DataError::Setting {
+            name: "categories",
+            value: dup.to_string(),
+            reason: "requested twice".into(),
+        });
     }
     for t in &cfg.categories {
         let final_dir = out_root.join(t.name());
@@ -851,7 +864,7 @@ pub fn generate(
             "counts": counts,
         });
         let text = serde_json::to_string_pretty(&marker)
-            .map_err(|e| DataError::InvalidArgument(format!("marker: {e}")))?;
+            .map_err(|e| DataError::Internal(format!("marker: {e}")))?;
         ikd_io::atomic_write(&stage.path().join(MARKER), text.as_bytes())?;
         // an existing folder here carries the marker (checked above): a generated one, replaced
         let final_dir = stage.commit_replacing()?;
@@ -863,6 +876,26 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PNG that cannot be written is a write error (or an I/O error) naming the file, never
+    /// "cannot read image".
+    #[test]
+    fn a_failed_png_write_is_a_write_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f32.png");
+        // PNG has no 32-bit float pixels: the encoder refuses.
+        let img = image::DynamicImage::ImageRgba32F(image::Rgba32FImage::new(2, 2));
+        let e = save_png(&p, |p| img.save_with_format(p, image::ImageFormat::Png)).unwrap_err();
+        assert!(matches!(e, DataError::Encode { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("{}: cannot write image", p.display())), "{msg}");
+        // A folder where the file should go: the system's error, with the path.
+        let small = image::GrayImage::new(2, 2);
+        let e = save_png(dir.path(), |p| small.save_with_format(p, image::ImageFormat::Png))
+            .unwrap_err();
+        assert!(matches!(e, DataError::Io { .. }), "{e:?}");
+        assert!(!e.to_string().contains("cannot read"), "{e}");
+    }
 
     /// Each defect changes the pixels it annotates clearly (learnable) but not to saturation, and
     /// leaves the rest of the image (almost) alone.

@@ -207,9 +207,14 @@ impl Transform {
     /// ```
     pub fn new(load_size: u32, image_size: u32) -> Result<Self> {
         if image_size == 0 || image_size > load_size {
-            return Err(DataError::InvalidArgument(format!(
-                "transform: need 0 < image_size ({image_size}) <= load_size ({load_size})"
-            )));
+            return Err(DataError::Setting {
+                name: "image_size",
+                value: image_size.to_string(),
+                reason: format!(
+                    "must be at least 1 and at most load_size ({load_size}): the crop is taken \
+                     from the image resized to load_size"
+                ),
+            });
         }
         Ok(Self { load_size, image_size })
     }

@@ -144,8 +144,9 @@ pub enum Error {
     /// Offline (`HF_HUB_OFFLINE=1`) and the file is not in the hub cache.
     #[error(
         "`{file}` of hub repository `{repo}` is not in the hub cache {} and HF_HUB_OFFLINE is set: \
-         unset HF_HUB_OFFLINE to download it, or pass a local timm safetensors file instead \
-         (e.g. the `--weights <path/to/model.safetensors>` option)",
+         unset HF_HUB_OFFLINE to download it, copy the hub cache of a machine that holds it into \
+         that folder, or load a local timm safetensors file instead (ikd_hrnet::load_timm; in \
+         ikd, the teacher_weights setting set to the file's path)",
         cache_dir.display()
     )]
     HubOffline {
@@ -158,8 +159,9 @@ pub enum Error {
     },
     /// Talking to the hub failed.
     #[error(
-        "hub repository `{repo}`: {message} (set HF_HUB_OFFLINE=1 to use only the cache, or pass \
-         a local timm safetensors file instead)"
+        "hub repository `{repo}`: {message} (set HF_HUB_OFFLINE=1 to use only the cache, or load \
+         a local timm safetensors file instead: ikd_hrnet::load_timm; in ikd, the teacher_weights \
+         setting set to the file's path)"
     )]
     Hub {
         /// The repository id.

@@ -59,7 +59,7 @@ impl TeacherIdentity {
         let Some(path) = teacher_weights_file(backbone, weights)? else {
             return Ok(Self::Random { seed: crate::distiller::teacher_seed(run_seed) });
         };
-        let sha256 = ikd_data::download::sha256_file(&path, false)?;
+        let sha256 = ikd_data::sha256_file(&path, false)?;
         Ok(match weights {
             TeacherWeights::Hub => Self::Hub {
                 repo: ikd_hrnet::timm_repo_id(backbone),
@@ -118,7 +118,7 @@ impl TeacherIdentity {
         if !kept.is_file() {
             return Ok(None);
         }
-        let found = ikd_data::download::sha256_file(&kept, false)?;
+        let found = ikd_data::sha256_file(&kept, false)?;
         if found != expected {
             return Err(crate::Error::bad_file(
                 &kept,

@@ -122,7 +122,7 @@ fn build_world() -> World {
     let archive = tar.into_inner().unwrap().finish().unwrap();
     let archive_path = dir.join("toy.tar.xz");
     std::fs::write(&archive_path, &archive).unwrap();
-    let sha = ikd_data::download::sha256_file(&archive_path, false).unwrap();
+    let sha = ikd_data::sha256_file(&archive_path, false).unwrap();
     let per = serde_json::json!({"train": 2, "test_good": 2, "test_defect": 3});
     let manifest = serde_json::json!({
         "name": "toy MVTec",
@@ -167,7 +167,7 @@ pub fn hf_cache_with_teacher(hf_home: &Path) -> CachedTeacher {
     std::fs::create_dir_all(repo.join("blobs")).unwrap();
     let tmp = repo.join("blobs").join("incoming");
     ikd_hrnet::save_safetensors(&varmap, &tmp).unwrap();
-    let sha256 = ikd_data::download::sha256_file(&tmp, false).unwrap();
+    let sha256 = ikd_data::sha256_file(&tmp, false).unwrap();
     std::fs::rename(&tmp, repo.join("blobs").join(&sha256)).unwrap();
     let snap = repo.join("snapshots").join(&revision);
     std::fs::create_dir_all(&snap).unwrap();

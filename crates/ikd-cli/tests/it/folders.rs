@@ -82,6 +82,8 @@ fn some_masks_missing_is_an_error_naming_them_unless_allowed() {
     let err = ikd_err(&args(run.to_str().unwrap(), &data));
     assert!(err.contains("2 of 4 defective test images have no mask"), "{err}");
     assert!(err.contains("ng_2.png") && err.contains("ng_3.png"), "{err}");
+    // the library names its setting, the command the flag that sets it
+    assert!(err.contains("(flag: --allow-missing-masks)"), "{err}");
     assert!(!run.exists(), "nothing trained before the error");
     let mut a = args(run.to_str().unwrap(), &data);
     a.push("--allow-missing-masks");

@@ -9,11 +9,6 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures"))
 }
 
-/// The workspace's `datasets/` folder.
-pub fn datasets_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets"))
-}
-
 /// A small synthetic dataset: carpet (and grid if `two`), 16×16, 3 train, 2 good, 5 defective
 /// (one of each kind).
 pub fn tiny_dataset(root: &Path, two: bool) -> SyntheticConfig {

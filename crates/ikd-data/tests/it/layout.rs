@@ -122,7 +122,8 @@ fn missing_mask() {
     assert!(msg.contains("1 of 5 defective test images have no mask"), "{msg}");
     assert!(msg.contains("carpet/test/hole/000.png"), "{msg}");
     assert!(msg.contains("carpet/ground_truth/hole/000_mask.png"), "{msg}");
-    assert!(msg.contains("--allow-missing-masks"), "{msg}");
+    assert!(msg.contains("allow_missing_masks") && !msg.contains("--"), "{msg}");
+    assert_eq!(e.setting(), Some("allow_missing_masks"));
     // Allowed: the image is kept, without a mask; the coverage says so.
     let cat = Category::open_with(dir.path(), "carpet", MaskPolicy::AllowMissing).unwrap();
     assert_eq!(cat.n_test_defect(), 5);

@@ -108,7 +108,9 @@ fn bad_configs_are_refused() {
         SyntheticConfig { categories: vec![], ..ok.clone() },
         SyntheticConfig { categories: vec![Texture::Grid, Texture::Grid], ..ok.clone() },
     ] {
-        assert!(matches!(generate(&bad, dir.path()), Err(DataError::InvalidArgument(_))));
+        let e = generate(&bad, dir.path()).unwrap_err();
+        assert!(matches!(e, DataError::Setting { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("invalid setting "), "{e}");
     }
     assert!("felt".parse::<Texture>().is_err());
 }

@@ -13,6 +13,8 @@ fn offline_and_not_cached_is_a_clear_error() {
     assert!(msg.contains("timm/hrnet_w32.ms_in1k"), "{msg}");
     assert!(msg.contains("model.safetensors"), "{msg}");
     assert!(msg.contains("HF_HUB_OFFLINE") && msg.contains("local"), "{msg}");
+    // what a user can do, in the library's words: no command-line flag (none is `--weights`)
+    assert!(msg.contains("teacher_weights setting") && !msg.contains("--"), "{msg}");
     assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
 }
 

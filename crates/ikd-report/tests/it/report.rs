@@ -173,3 +173,53 @@ fn errors_name_the_folder_or_file_and_leave_the_old_report() {
     assert_eq!(std::fs::read(out.join("report.html")).unwrap(), before);
     assert_eq!(names(&dir.join("reports")), ["r"]);
 }
+
+/// A run whose `metrics.json` holds the pixel-level ROC curve (`roc_curve`: `[[fpr, tpr], ...]`,
+/// as the engine writes it) gets that curve drawn, in both documents, instead of the image-level
+/// one.
+#[test]
+fn a_pixel_roc_curve_in_the_metrics_is_drawn() {
+    let w = world();
+    let dir = scratch("pixel-roc");
+    let run = dir.join("runs").join("carpet");
+    copy_dir(&w.runs.join("carpet"), &run);
+    let metrics_path = run.join("metrics.json");
+    let mut metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics_path).unwrap()).unwrap();
+    let curve = [[0.0, 0.0], [0.1, 0.7], [0.35, 0.9], [1.0, 1.0]];
+    metrics["roc_curve"] = serde_json::json!(curve);
+    std::fs::write(&metrics_path, serde_json::to_string_pretty(&metrics).unwrap()).unwrap();
+
+    let out = dir.join("report");
+    let r = write_report(&[run], &out, &ReportOptions::default()).unwrap();
+    assert_eq!(r.categories[0].roc_level, "pixel");
+    let pixel_auroc = r.categories[0].pixel_auroc;
+
+    // Markdown: the PNG chart, titled and described as the pixel-level curve.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("![carpet: pixel-level ROC](curves/carpet_roc.png)"), "{md}");
+    assert!(
+        md.contains(&format!(
+            "blue: pixel ROC, grey dashed: chance. pixel AUROC {pixel_auroc:.1} %"
+        )),
+        "{md}"
+    );
+    assert!(!md.contains("image-level ROC"), "{md}");
+    // The PNG differs from the image-level chart of the same run without the curve.
+    let plain = dir.join("plain");
+    write_report(&[w.runs.join("carpet")], &plain, &ReportOptions::default()).unwrap();
+    let png = std::fs::read(out.join("curves/carpet_roc.png")).unwrap();
+    assert_ne!(png, std::fs::read(plain.join("curves/carpet_roc.png")).unwrap());
+
+    // HTML: the inline SVG chart draws exactly the run's curve (FPR 0..1 over x 62..314, TPR
+    // 0..1 over y 202..46).
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains(">carpet: pixel-level ROC</text>") && html.contains(">pixel ROC</text>"));
+    assert!(
+        html.contains(
+            "class=\"series-0\" stroke=\"#1f5bb4\" stroke-width=\"2\" \
+             points=\"62.0,202.0 87.2,92.8 150.2,61.6 314.0,46.0\""
+        ),
+        "the pixel ROC curve is not drawn as given"
+    );
+}

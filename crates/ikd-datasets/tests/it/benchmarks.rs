@@ -8,11 +8,12 @@ use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ikd_data::download::{
+use ikd_data::Category;
+use ikd_datasets::DatasetError;
+use ikd_datasets::{
     fetch_dataset, manifest_path, CategoryCounts, Conversion, Counts, FetchOptions, Manifest,
     DATASETS,
 };
-use ikd_data::{Category, DataError};
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 use sha2::Digest;
 
@@ -131,7 +132,10 @@ fn opts(server: &Server, name: &str) -> FetchOptions {
 }
 
 /// Serves `bytes` as `m.file_name` and fetches it into a fresh folder: (tempdir, dest, result).
-fn fetch(m: &Manifest, bytes: &[u8]) -> (tempfile::TempDir, PathBuf, ikd_data::Result<PathBuf>) {
+fn fetch(
+    m: &Manifest,
+    bytes: &[u8],
+) -> (tempfile::TempDir, PathBuf, ikd_datasets::Result<PathBuf>) {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data");
     let server = Server::start(HashMap::from([(
@@ -194,8 +198,10 @@ fn the_manifests_carry_the_published_urls_and_checksums() {
     assert_eq!(pcb3.counts, Some(counts(905, 101, 100)));
     let btad = Manifest::load(manifest_path(&datasets_dir(), "btad").unwrap()).unwrap();
     assert_eq!(btad.layout.normal, "ok");
-    let e = manifest_path(&datasets_dir(), "mpdd").unwrap_err().to_string();
-    assert!(e.contains("folder mode"), "{e}");
+    let e = manifest_path(&datasets_dir(), "mpdd").unwrap_err();
+    assert!(matches!(e, DatasetError::UnknownDataset { .. }), "{e:?}");
+    let e = e.to_string();
+    assert!(e.contains("folder mode") && !e.contains("--"), "{e}");
 }
 
 fn visa_tree(csv_extra: &str) -> Tree {
@@ -243,7 +249,7 @@ fn visa_is_converted_from_its_split_file() {
     assert!(mask.ends_with("candle/ground_truth/bad/000_mask.png"), "{}", mask.display());
     assert_eq!(mask_values(&mask), vec![0, 255], "binarised");
     assert_eq!(split(&open(&root, "pcb1")), (2, 1, 1));
-    let marker = ikd_data::download::Marker::read(&root).unwrap().unwrap();
+    let marker = ikd_datasets::Marker::read(&root).unwrap().unwrap();
     assert_eq!((marker.sha256, marker.conversion), (m.sha256.clone(), Some(Conversion::Visa)));
 
     // The split file's checksum is checked: another 1cls.csv is refused, nothing is left.
@@ -251,7 +257,7 @@ fn visa_is_converted_from_its_split_file() {
     wrong.file_checksums.insert("split_csv/1cls.csv".into(), "ab".repeat(32));
     let (_d, dest, r) = fetch(&wrong, &bytes);
     let e = r.unwrap_err();
-    assert!(matches!(e, DataError::ChecksumMismatch { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::ChecksumMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains("1cls.csv"), "{e}");
     assert_eq!(listing(&dest), vec!["VisA_20220922.tar"]);
 
@@ -457,7 +463,7 @@ fn refused_zip(build: impl FnOnce(&mut zip::ZipWriter<Cursor<Vec<u8>>>), expect:
     let m = manifest("btad", &bytes, &[("01", counts(3, 1, 2))]);
     let (dir, dest, r) = fetch(&m, &bytes);
     let e = r.unwrap_err();
-    assert!(matches!(e, DataError::UnsafeEntry { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::UnsafeEntry { .. }), "{e:?}");
     assert!(e.to_string().contains(expect), "`{expect}` not in {e}");
     assert_eq!(listing(&dest), vec!["btad.zip"], "nothing extracted");
     assert!(!dir.path().join("x").exists());
@@ -504,7 +510,7 @@ fn tar_gz_entries_that_could_escape_are_refused_and_bad_downloads_too() {
     let mut m = manifest("btad", &good, &[("01", counts(3, 1, 2))]);
     m.sha256 = "cd".repeat(32);
     let (_d, dest, r) = fetch(&m, &good);
-    assert!(matches!(r.unwrap_err(), DataError::ChecksumMismatch { .. }));
+    assert!(matches!(r.unwrap_err(), DatasetError::ChecksumMismatch { .. }));
     assert_eq!(listing(&dest), vec!["btad.zip.sha256-mismatch"]);
 
     // A truncated download: the partial file stays for the next run, nothing extracted.
@@ -516,7 +522,7 @@ fn tar_gz_entries_that_could_escape_are_refused_and_bad_downloads_too() {
         Route { body: good.clone(), cut_first_at: Some(good.len() / 2), ignore_range: false },
     )]));
     let e = fetch_dataset(&m, &dest, &opts(&server, "btad.zip")).unwrap_err();
-    assert!(matches!(e, DataError::Http { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::Http { .. }), "{e:?}");
     assert_eq!(listing(&dest), vec!["btad.zip.part"]);
     // …and the next run resumes it and converts.
     let root = fetch_dataset(&m, &dest, &opts(&server, "btad.zip")).unwrap();
@@ -565,7 +571,7 @@ fn plain_tar_entries_that_could_escape_are_refused() {
         m.file_checksums.insert("split_csv/1cls.csv".into(), sha256(&csv));
         let (dir, dest, r) = fetch(&m, &bytes);
         let e = r.unwrap_err();
-        assert!(matches!(e, DataError::UnsafeEntry { .. }), "{e:?}");
+        assert!(matches!(e, DatasetError::UnsafeEntry { .. }), "{e:?}");
         assert!(e.to_string().contains(expect), "`{expect}` not in {e}");
         assert_eq!(listing(&dest), vec!["VisA_20220922.tar"], "nothing extracted");
         assert!(!dir.path().join("x").exists());

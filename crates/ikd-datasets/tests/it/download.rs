@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ikd_data::download::{
+use ikd_data::{Category, MVTEC_CATEGORIES};
+use ikd_datasets::DatasetError;
+use ikd_datasets::{
     ensure_dataset, fetch_mvtec, sha256_file, verify_extracted, CategoryCounts, Counts,
     FetchOptions, Manifest,
 };
-use ikd_data::{Category, DataError, MVTEC_CATEGORIES};
 
 use crate::common::{datasets_dir, tiny_dataset};
 
@@ -253,7 +254,7 @@ fn good_archive_downloads_verifies_and_extracts() {
     assert_eq!(listing(&f.dest), vec!["toy", "toy.tar.xz"]);
     assert_eq!(fs::read(f.dest.join("toy.tar.xz")).unwrap(), bytes);
     assert!(root.join("license.txt").is_file());
-    let marker = ikd_data::download::Marker::read(&root).unwrap().unwrap();
+    let marker = ikd_datasets::Marker::read(&root).unwrap().unwrap();
     assert_eq!(marker.sha256, m.sha256);
     let cat = Category::open(&root, "carpet").unwrap();
     assert_eq!((cat.train.len(), cat.n_test_good(), cat.n_test_defect()), (3, 2, 5));
@@ -274,7 +275,7 @@ fn good_archive_downloads_verifies_and_extracts() {
     wrong.categories[1].counts = Some(Counts { train: 4, test_good: 2, test_defect: 5 });
     wrong.totals.as_mut().unwrap().train = 7;
     let e = verify_extracted(&root, &wrong).unwrap_err();
-    assert!(matches!(e, DataError::CountMismatch { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::CountMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains("expected 4 training images, found 3"), "{e}");
     // And a category the archive lacks is named.
     let mut missing = m.clone();
@@ -300,7 +301,7 @@ fn cut_off_transfer_resumes_with_a_range_request() {
 
     // No automatic retry: the run fails and leaves the partial file.
     let e = fetch_mvtec(&m, &f.dest, &opts(&server, "toy.tar.xz", 0)).unwrap_err();
-    assert!(matches!(e, DataError::Http { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::Http { .. }), "{e:?}");
     let part = f.dest.join("toy.tar.xz.part");
     let have = fs::metadata(&part).unwrap().len() as usize;
     assert!(have > 0 && have <= half, "partial file of {have} bytes");
@@ -345,7 +346,7 @@ fn wrong_checksum_is_reported_and_nothing_is_deleted() {
     let mut m = good.clone();
     m.sha256 = "ab".repeat(32);
     let e = fetch_mvtec(&m, &f.dest, &opts(&server, "toy.tar.xz", 0)).unwrap_err();
-    assert!(matches!(e, DataError::ChecksumMismatch { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::ChecksumMismatch { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(msg.contains(&format!("expected {}", "ab".repeat(32))), "{msg}");
     assert!(msg.contains(&format!("found {}", good.sha256)), "{msg}");
@@ -360,7 +361,7 @@ fn wrong_checksum_is_reported_and_nothing_is_deleted() {
     corrupt[100] ^= 0xff;
     fs::write(f2.dest.join("toy.tar.xz"), &corrupt).unwrap();
     let e = fetch_mvtec(&good, &f2.dest, &opts(&server, "toy.tar.xz", 0)).unwrap_err();
-    assert!(matches!(e, DataError::ChecksumMismatch { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::ChecksumMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains(&format!("expected {}", good.sha256)));
     assert_eq!(fs::read(f2.dest.join("toy.tar.xz")).unwrap(), corrupt);
     assert_eq!(listing(&f2.dest), vec!["toy.tar.xz"]);
@@ -383,7 +384,7 @@ fn refused(extra: impl FnOnce(&mut Builder), expect: &[&str]) {
     )]));
     let m = manifest_for(&bytes, "http://invalid.invalid/");
     let e = fetch_mvtec(&m, &f.dest, &opts(&server, "toy.tar.xz", 0)).unwrap_err();
-    assert!(matches!(e, DataError::UnsafeEntry { .. }), "{e:?}");
+    assert!(matches!(e, DatasetError::UnsafeEntry { .. }), "{e:?}");
     let msg = e.to_string();
     for s in expect {
         assert!(msg.contains(s), "`{s}` not in: {msg}");
@@ -445,7 +446,7 @@ fn mvtec_manifest_is_valid() {
     assert_eq!(m.totals, Some(Counts { train: 3629, test_good: 467, test_defect: 1258 }));
     let names: Vec<&str> = m.categories.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, MVTEC_CATEGORIES.to_vec());
-    assert_eq!(m.url_env.as_deref(), Some(ikd_data::download::MVTEC_URL_ENV));
+    assert_eq!(m.url_env.as_deref(), Some(ikd_datasets::MVTEC_URL_ENV));
     assert_eq!(m.resolve_url(Some("http://127.0.0.1:1/x")), "http://127.0.0.1:1/x");
 
     // A broken manifest is refused with its path.
