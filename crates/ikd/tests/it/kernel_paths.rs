@@ -85,6 +85,9 @@ struct Pair {
     student: HrNet,
     student_vars: VarMap,
     loss: IkdLoss,
+    /// The closest call of the hard-pixel selection so far: (relative distance of a pixel's d
+    /// from its margin, step, level).
+    closest: (f64, u64, usize),
 }
 
 impl Pair {
@@ -109,7 +112,7 @@ impl Pair {
             ..IkdLossConfig::paper()
         })
         .unwrap();
-        Self { teacher, student, student_vars, loss }
+        Self { teacher, student, student_vars, loss, closest: (f64::INFINITY, 0, 0) }
     }
 
     fn trainable(&self) -> Vec<(String, candle_core::Var)> {
@@ -130,7 +133,21 @@ impl Pair {
             .map(|t| t.detach())
             .collect();
         let s = self.student.ikd_features_at(x, true, &levels).unwrap();
-        self.loss.forward(&t, &s).unwrap()
+        let out = self.loss.forward(&t, &s).unwrap();
+        // how near the hard-pixel selection came to a tie: the pixel whose distance is
+        // relatively closest to its level's margin
+        for (i, &l) in levels.iter().enumerate() {
+            let d = ikd_distill::pixel_distance(&t[l], &s[l]).unwrap();
+            let d: Vec<f64> =
+                d.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+            let m = out.margins[i];
+            let gap = d.iter().map(|v| ((v - m) / m).abs()).fold(f64::INFINITY, f64::min);
+            let step = self.loss.state().steps - 1;
+            if gap < self.closest.0 {
+                self.closest = (gap, step, l);
+            }
+        }
+        out
     }
 }
 
@@ -232,11 +249,20 @@ fn first_step_gradients_match_pytorch_float64_on_every_kernel_path() {
 
 /// The fixture's 30 AdamW steps in `dtype` on `policy`: each step's loss and margins.
 fn run_trajectory(dtype: DType, policy: KernelPolicy, t: &Trajectory) -> Vec<(f64, Vec<f64>)> {
+    run_trajectory_closest(dtype, policy, t).0
+}
+
+/// [`run_trajectory`], with the closest call of the hard-pixel selection over the run.
+fn run_trajectory_closest(
+    dtype: DType,
+    policy: KernelPolicy,
+    t: &Trajectory,
+) -> (Vec<(f64, Vec<f64>)>, (f64, u64, usize)) {
     let mut pair = Pair::new(t, dtype, policy);
     let mut opt =
         AdamW::new(pair.trainable(), AdamWParams { lr: t.lr, ..Default::default() }).unwrap();
     let imgs = images(t, dtype);
-    (0..t.steps.len())
+    let steps = (0..t.steps.len())
         .map(|k| {
             let x = batch(&imgs, k, t.batch_size);
             ikd_kernels::in_pool(|| {
@@ -245,7 +271,8 @@ fn run_trajectory(dtype: DType, policy: KernelPolicy, t: &Trajectory) -> Vec<(f6
                 (out.total.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), out.margins)
             })
         })
-        .collect()
+        .collect();
+    (steps, pair.closest)
 }
 
 /// The largest relative difference of losses and margins from the reference, with where.
@@ -255,7 +282,7 @@ fn worst_deviation(got: &[(f64, Vec<f64>)], want: &[Step]) -> (f64, String) {
     for ((loss, margins), w) in got.iter().zip(want) {
         let mut check = |what: String, g: f64, r: f64| {
             let rel = (g - r).abs() / r.abs().max(1e-300);
-            if !(rel <= worst.0) {
+            if rel > worst.0 || rel.is_nan() {
                 worst = (rel, what);
             }
         };
@@ -286,7 +313,11 @@ fn float64_trajectory_on_image_files_follows_pytorch_float64_on_every_kernel_pat
         &std::fs::read_to_string(cli_dir().join("trajectory_f64.json")).unwrap(),
     )
     .unwrap();
-    let candle = run_trajectory(DType::F64, KernelPolicy::candle(), &t);
+    let (candle, (gap, step, level)) =
+        run_trajectory_closest(DType::F64, KernelPolicy::candle(), &t);
+    // a pixel this close to its margin is kept or not by rounding: a float32 run (PyTorch's
+    // too) may decide it either way, and its trajectory part from there (see `ikd-cli`'s test)
+    eprintln!("closest selection: step {step}, level {level}, a pixel {gap:e} from its margin");
     let as_steps = |r: &[(f64, Vec<f64>)]| -> Vec<Step> {
         r.iter()
             .enumerate()
