@@ -85,9 +85,8 @@ struct Pair {
     student: HrNet,
     student_vars: VarMap,
     loss: IkdLoss,
-    /// The closest call of the hard-pixel selection so far: (relative distance of a pixel's d
-    /// from its margin, step, level).
-    closest: (f64, u64, usize),
+    /// The closest call of the hard-pixel selection so far.
+    closest: Closest,
 }
 
 impl Pair {
@@ -247,17 +246,20 @@ fn first_step_gradients_match_pytorch_float64_on_every_kernel_path() {
     }
 }
 
+/// Each step's loss and margins.
+type Run = Vec<(f64, Vec<f64>)>;
+
+/// The closest call of the hard-pixel selection: (relative distance of a pixel's d from its
+/// margin, step, level).
+type Closest = (f64, u64, usize);
+
 /// The fixture's 30 AdamW steps in `dtype` on `policy`: each step's loss and margins.
-fn run_trajectory(dtype: DType, policy: KernelPolicy, t: &Trajectory) -> Vec<(f64, Vec<f64>)> {
+fn run_trajectory(dtype: DType, policy: KernelPolicy, t: &Trajectory) -> Run {
     run_trajectory_closest(dtype, policy, t).0
 }
 
 /// [`run_trajectory`], with the closest call of the hard-pixel selection over the run.
-fn run_trajectory_closest(
-    dtype: DType,
-    policy: KernelPolicy,
-    t: &Trajectory,
-) -> (Vec<(f64, Vec<f64>)>, (f64, u64, usize)) {
+fn run_trajectory_closest(dtype: DType, policy: KernelPolicy, t: &Trajectory) -> (Run, Closest) {
     let mut pair = Pair::new(t, dtype, policy);
     let mut opt =
         AdamW::new(pair.trainable(), AdamWParams { lr: t.lr, ..Default::default() }).unwrap();
