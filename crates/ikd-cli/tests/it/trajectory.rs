@@ -102,17 +102,18 @@ fn train_on(t: &Trajectory, simd: ikd_kernels::Simd) -> (Vec<Step>, String) {
 /// the path.
 ///
 /// The tolerance, 1e-5 relative on every loss and margin, is an error budget: two float32 runs of
-/// the same computation start a few 1e-7 apart (the first step's loss and margins: ours 2.5e-7 to
-/// 3.9e-7 from PyTorch's float64 run on every path, candle's ops included; PyTorch's float32 loss
-/// 2.2e-7), and this trajectory amplifies a difference about 20-fold over its 30 steps (our float64
-/// run starts 9e-8 from PyTorch's float64 one and ends 1.9e-6 from it: `ikd`'s `kernel_paths`
-/// tests), so two faithful float32 runs stay within ~6e-6 of each other. Measured 2026-12-07,
-/// `Intel(R) Xeon(R) Processor` (AVX-512): 1.7e-6 (im2col, the AVX2 and scalar paths), 1.6e-6
-/// (Winograd); the same binary under `qemu-x86_64 -cpu Haswell` (AVX2 + FMA, no AVX-512, so the
-/// `gemm` crate's AVX2 kernels too): 1.8e-6. One caveat the budget cannot cover: at step 9 a pixel
-/// lies 5.1e-6 (relative) from its level's margin in the float64 run, so a float32 run whose
-/// distances there differ from PyTorch's by that much may select it differently and part from
-/// PyTorch from step 10 on (1e-4 and more); none of the runs above does.
+/// the same computation start some 1e-7 apart (PyTorch's float32 loss is 2.2e-7 from its float64
+/// one at the first step), and this trajectory amplifies a difference about 20-fold over its 30
+/// steps (our float64 run starts 9e-8 from PyTorch's float64 one and ends 1.9e-6 from it: `ikd`'s
+/// `kernel_paths` tests), so two faithful float32 runs stay within ~6e-6 of each other. Measured
+/// 2026-12-07, `Intel(R) Xeon(R) Processor` (AVX-512): 1.7e-6 (im2col, the AVX2 and scalar paths),
+/// 1.6e-6 (Winograd); the same binary under `qemu-x86_64 -cpu Haswell` (AVX2 + FMA, no AVX-512, so
+/// the `gemm` crate's AVX2 kernels too): 1.8e-6. Before issue 26's batch norm fix, the im2col path
+/// failed here at step 2 (1.02e-5; it reached 2.5e-1 by step 18 on an AVX2 CPU), natively and under
+/// qemu alike. One caveat the budget cannot cover: at step 9 a pixel lies 5.1e-6 (relative) from
+/// its level's margin in the float64 run, so a float32 run whose distances there differ from
+/// PyTorch's by that much may select it differently and part from PyTorch from step 10 on (1e-4 and
+/// more); none of the runs above does.
 #[test]
 fn ikd_train_follows_pytorch_step_by_step_on_image_files() {
     let t: Trajectory =

@@ -31,6 +31,7 @@ struct Step {
 #[derive(serde::Deserialize)]
 struct Trajectory {
     category: String,
+    image_size: u32,
     data_root: String,
     batch_size: usize,
     lr: f64,
@@ -47,12 +48,21 @@ fn trajectory(file: &str) -> Trajectory {
 }
 
 /// The fixture's training images in file order, as `dtype` tensors `(3, H, W)`: RGB / 255,
-/// ImageNet-normalised, computed in f64 (and rounded once to f32 for f32, as the data loader's
-/// f32 arithmetic gives within an ulp).
+/// ImageNet-normalised; in f32 by the data loader, as `ikd train` reads them, in f64 computed
+/// in f64.
 fn images(t: &Trajectory, dtype: DType) -> Vec<Tensor> {
     const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
     const STD: [f64; 3] = [0.229, 0.224, 0.225];
-    let dir = cli_dir().join(&t.data_root).join(&t.category).join("train/good");
+    let root = cli_dir().join(&t.data_root);
+    let category = ikd_data::Category::open(&root, &t.category).unwrap();
+    if dtype == DType::F32 {
+        let transform = ikd_data::Transform::new(t.image_size, t.image_size).unwrap();
+        let data = ikd_data::Dataset::train(&category, &transform, false).unwrap();
+        return (0..data.len())
+            .map(|i| data.batch(&[i], &Device::Cpu).unwrap().images.squeeze(0).unwrap())
+            .collect();
+    }
+    let dir = root.join(&t.category).join("train/good");
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
@@ -223,10 +233,13 @@ fn errors(got: &HashMap<String, Tensor>, want: &HashMap<String, Tensor>) -> (f64
 /// The first step's student gradients on every kernel path this CPU has, against PyTorch's
 /// float64 ones. In f32 each path is held to twice PyTorch's own float32 error on the same step
 /// (the fixture's metadata: median 5.2e-6, worst 7.9e-5 per tensor); measured on an AVX-512
-/// Xeon, 2026-12-07: median 3.2e-6 (im2col), 3.5e-6 (Winograd), 4.1e-6 (candle), worst
-/// 1.4e-5 to 3.9e-5. The f64 kernels are held to candle's f64 ops at 1e-12: the same
-/// algorithms, whatever the reference's own setup differs by (our f64 is 1.1e-6 from
-/// PyTorch's f64 in median on every path alike).
+/// Xeon, 2026-12-07: median 3.9e-6 (im2col: the AVX2 and scalar paths), 3.6e-6 (Winograd),
+/// 3.8e-6 (candle), worst 2.4e-5 to 3.5e-5. Before issue 26's fix (train-mode batch norm
+/// folded the mean into a per-channel constant, `a·g + b·x + k`), im2col gave median 2.2e-4,
+/// worst 2.6e-3 (stage 4's branch-0 batch norms): what made `ikd train` drift on AVX2 CPUs. The
+/// f64 kernels are held to candle's f64 ops at 1e-12: the same algorithms, whatever the
+/// reference's own setup differs by (our f64 is 1.1e-6 from PyTorch's f64 in median on every
+/// path alike).
 #[test]
 fn first_step_gradients_match_pytorch_float64_on_every_kernel_path() {
     let want = reference_grads();
