@@ -177,6 +177,9 @@ fn bench_kernels(c: &mut Criterion) {
 
 fn hrnet(c: &mut Criterion) {
     ikd_kernels::tune_process(); // as the `ikd` binary does
+                                 // which code the figures below measure
+    let (path, cpu) = (KernelPolicy::from_env().path(), ikd_kernels::cpu_model());
+    println!("kernel path: {path} (candle_ops/: candle), CPU: {cpu}");
     bench_config(c, "hrnet_w18_small", 128, true);
     if std::env::var("IKD_BENCH_QUICK").is_err() {
         bench_config(c, "hrnet_w32", 256, false);

@@ -55,6 +55,8 @@ fn predictor(c: &mut Criterion) {
         .map(|p| ikd_data::load_image(p).expect("test image"))
         .collect();
 
+    let path = ikd::KernelPolicy::from_env().path();
+    println!("kernel path: {path}, CPU: {}", ikd_kernels::cpu_model());
     let mut group = c.benchmark_group("predictor/hrnet_w32/256");
     group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(2));
     group.bench_function(format!("b{BATCH}/score_batch"), |b| {

@@ -61,12 +61,18 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
     let m = result?;
     let steps = args.steps as f64;
     let images = steps * args.batch_size as f64;
+    let kernels = if device == "cpu" {
+        format!(", kernels {}", ikd::KernelPolicy::from_env().path())
+    } else {
+        String::new()
+    };
     println!(
-        "speed: {} {}² (from {}² files) batch {} on {device}, {} timed steps per epoch: training steps only {:.3} steps/s, {:.2} images/s; with data loading {:.3} steps/s, {:.2} images/s in the first epoch ({:.1}% of the steps only), {:.2} images/s in the second ({:.1}%); {:.2} images/s for the whole run with set-up and writes",
+        "speed: {} {}² (from {}² files) batch {} on {device}{kernels} ({}), {} timed steps per epoch: training steps only {:.3} steps/s, {:.2} images/s; with data loading {:.3} steps/s, {:.2} images/s in the first epoch ({:.1}% of the steps only), {:.2} images/s in the second ({:.1}%); {:.2} images/s for the whole run with set-up and writes",
         args.backbone,
         args.image_size,
         args.source_size.unwrap_or(args.image_size),
         args.batch_size,
+        ikd_kernels::cpu_model(),
         args.steps,
         steps / m.steps_s,
         images / m.steps_s,

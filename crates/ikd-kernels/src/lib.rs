@@ -68,11 +68,27 @@ pub use adamw::{adamw_update, AdamWStep};
 pub use batch_norm::{batch_norm_train, channel_affine, BatchStats};
 pub use conv::{conv2d, conv2d_affine};
 pub use elementwise::{add_relu, upsample_nearest};
-pub use policy::KernelPolicy;
+pub use policy::{KernelPolicy, Simd};
 pub use process::tune_process;
 pub use winograd::{
     WINOGRAD_F43_MIN_CHANNELS, WINOGRAD_F43_MIN_SIDE, WINOGRAD_WEIGHT_GRAD_MIN_SIDE,
 };
+
+/// The CPU's model name (`model name` in `/proc/cpuinfo`; `unknown` where there is none), for
+/// reports beside [`KernelPolicy::path`].
+///
+/// ```
+/// assert!(!ikd_kernels::cpu_model().is_empty());
+/// ```
+pub fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "model name").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
 
 /// Runs `f` on a thread of rayon's global pool (directly when already on one).
 ///

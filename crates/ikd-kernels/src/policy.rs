@@ -2,6 +2,87 @@
 
 use candle_core::{DType, Tensor};
 
+/// The vector instruction sets the kernels have code for, narrowest first. A [`KernelPolicy`]
+/// names the widest one its kernels may use ([`KernelPolicy::simd`]); they use the widest the
+/// CPU has up to that (detected at run time, see [`Simd::detect`]), so an AVX-512 machine also
+/// runs — and tests — an AVX2 machine's path.
+///
+/// ```
+/// use ikd_kernels::Simd;
+/// assert!(Simd::Scalar < Simd::Avx2Fma && Simd::Avx2Fma < Simd::Avx512);
+/// assert_eq!(Simd::Avx2Fma.name(), "avx2-fma");
+/// assert!(Simd::detect() >= Simd::Scalar);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Simd {
+    /// No explicit vector code: the portable kernels only (the compiler's baseline vectors).
+    Scalar,
+    /// AVX2 with FMA (8 floats a vector): Intel since Haswell, AMD since Zen 1.
+    Avx2Fma,
+    /// AVX-512F (16 floats a vector): the Winograd kernels.
+    Avx512,
+}
+
+impl Simd {
+    /// The widest set this CPU has.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Simd::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Simd::Avx2Fma;
+            }
+        }
+        Simd::Scalar
+    }
+
+    /// Short name: `scalar`, `avx2-fma`, `avx512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Scalar => "scalar",
+            Simd::Avx2Fma => "avx2-fma",
+            Simd::Avx512 => "avx512",
+        }
+    }
+
+    /// The set named `name` ([`Simd::name`]; also `avx2` for [`Simd::Avx2Fma`]).
+    ///
+    /// ```
+    /// assert_eq!(ikd_kernels::Simd::parse("avx2"), Some(ikd_kernels::Simd::Avx2Fma));
+    /// assert_eq!(ikd_kernels::Simd::parse("sse"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Simd::Scalar),
+            "avx2" | "avx2-fma" => Some(Simd::Avx2Fma),
+            "avx512" | "avx512f" => Some(Simd::Avx512),
+            _ => None,
+        }
+    }
+
+    /// Every set this CPU has, narrowest first: the paths a test on this machine can run.
+    ///
+    /// ```
+    /// let all = ikd_kernels::Simd::supported();
+    /// assert_eq!(all[0], ikd_kernels::Simd::Scalar);
+    /// assert_eq!(*all.last().unwrap(), ikd_kernels::Simd::detect());
+    /// ```
+    pub fn supported() -> Vec<Self> {
+        let top = Self::detect();
+        [Simd::Scalar, Simd::Avx2Fma, Simd::Avx512].into_iter().filter(|s| *s <= top).collect()
+    }
+}
+
+impl std::fmt::Display for Simd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which of this crate's kernels an operation may use. Every layer function takes one; a model
 /// keeps one and passes it down, and the custom ops carry it into their backward pass, so the
 /// gradient takes the same algorithms as the forward pass.
@@ -36,6 +117,9 @@ pub struct KernelPolicy {
     /// multiplications than the direct sum, rounding within a few ulp of it. Off, every weight
     /// gradient is summed directly, as PyTorch sums it. Needs [`KernelPolicy::winograd`].
     pub winograd_weight_grad: bool,
+    /// The widest vector instructions the kernels may use; they use what the CPU has up to
+    /// this. [`Simd::Avx2Fma`] on an AVX-512 CPU runs an AVX2 machine's path.
+    pub simd: Simd,
 }
 
 impl Default for KernelPolicy {
@@ -46,7 +130,13 @@ impl Default for KernelPolicy {
     /// assert!(p.cpu_kernels && p.winograd && p.winograd_f43 && p.winograd_weight_grad);
     /// ```
     fn default() -> Self {
-        Self { cpu_kernels: true, winograd: true, winograd_f43: true, winograd_weight_grad: true }
+        Self {
+            cpu_kernels: true,
+            winograd: true,
+            winograd_f43: true,
+            winograd_weight_grad: true,
+            simd: Simd::Avx512,
+        }
     }
 }
 
@@ -69,11 +159,13 @@ impl KernelPolicy {
             winograd: false,
             winograd_f43: false,
             winograd_weight_grad: false,
+            simd: Simd::Avx512,
         }
     }
 
     /// The default policy with each switch turned off whose environment variable is `0`:
-    /// `IKD_CPU_KERNELS`, `IKD_WINOGRAD`, `IKD_WINOGRAD_F43`, `IKD_WINOGRAD_WEIGHT_GRAD`. For
+    /// `IKD_CPU_KERNELS`, `IKD_WINOGRAD`, `IKD_WINOGRAD_F43`, `IKD_WINOGRAD_WEIGHT_GRAD`; and
+    /// `IKD_SIMD` (`scalar`, `avx2` or `avx512`) caps [`KernelPolicy::simd`]. For
     /// binaries (the `ikd` command, `cargo xtask`, the benches); a library takes its policy
     /// from its caller.
     ///
@@ -89,7 +181,14 @@ impl KernelPolicy {
     fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
         let on = |name: &str| get(name).is_none_or(|v| v != "0");
         let [cpu, wino, f43, wgrad] = ENV.map(on);
-        Self { cpu_kernels: cpu, winograd: wino, winograd_f43: f43, winograd_weight_grad: wgrad }
+        let simd = get("IKD_SIMD").and_then(|v| Simd::parse(&v)).unwrap_or(Simd::Avx512);
+        Self {
+            cpu_kernels: cpu,
+            winograd: wino,
+            winograd_f43: f43,
+            winograd_weight_grad: wgrad,
+            simd,
+        }
     }
 
     /// The policy as this CPU runs it: Winograd only with the CPU kernels and AVX-512F, and
@@ -104,13 +203,39 @@ impl KernelPolicy {
     /// assert!(d.winograd_f43 == d.winograd && d.cpu_kernels);
     /// ```
     pub fn effective(self) -> Self {
-        let winograd = self.cpu_kernels && self.winograd && crate::winograd::cpu_has_avx512();
+        let simd = if self.cpu_kernels { self.simd.min(Simd::detect()) } else { Simd::Scalar };
+        let winograd = self.cpu_kernels && self.winograd && simd >= crate::winograd::MIN_SIMD;
         Self {
             cpu_kernels: self.cpu_kernels,
             winograd,
             winograd_f43: winograd && self.winograd_f43,
             winograd_weight_grad: winograd && self.winograd_weight_grad,
+            simd,
         }
+    }
+
+    /// Which code this policy runs on this CPU, in a few words for logs and reports: `candle`
+    /// (candle's own ops), or the vector set ([`Simd::name`]) and the 3×3 convolutions'
+    /// algorithm: `avx512 winograd-f4x4`, `avx512 winograd-f2x2`, `avx2-fma im2col`, …
+    ///
+    /// ```
+    /// use ikd_kernels::{KernelPolicy, Simd};
+    /// assert_eq!(KernelPolicy::candle().path(), "candle");
+    /// let p = KernelPolicy { winograd: false, simd: Simd::Scalar, ..Default::default() };
+    /// assert_eq!(p.path(), "scalar im2col");
+    /// println!("this machine: {}", KernelPolicy::default().path());
+    /// ```
+    pub fn path(&self) -> String {
+        let p = self.effective();
+        if !p.cpu_kernels {
+            return "candle".into();
+        }
+        let conv = match (p.winograd, p.winograd_f43) {
+            (false, _) => "im2col",
+            (true, false) => "winograd-f2x2",
+            (true, true) => "winograd-f4x4",
+        };
+        format!("{} {conv}", p.simd)
     }
 
     /// Whether the kernels handle these tensors: [`KernelPolicy::cpu_kernels`] on, all on the
@@ -160,5 +285,18 @@ mod tests {
         }
         let all: Vec<(&str, &str)> = ENV.iter().map(|v| (*v, "0")).collect();
         assert_eq!(with(&all), KernelPolicy::candle());
+        assert_eq!(with(&[("IKD_SIMD", "avx2")]).simd, Simd::Avx2Fma);
+        assert_eq!(with(&[("IKD_SIMD", "scalar")]).simd, Simd::Scalar);
+        assert_eq!(with(&[("IKD_SIMD", "sse9")]).simd, Simd::Avx512, "unknown: no cap");
+    }
+
+    #[test]
+    fn the_simd_cap_limits_the_effective_path() {
+        let scalar = KernelPolicy { simd: Simd::Scalar, ..Default::default() }.effective();
+        assert!(!scalar.winograd && scalar.cpu_kernels && scalar.simd == Simd::Scalar);
+        let top = KernelPolicy::default().effective();
+        assert_eq!(top.simd, Simd::detect());
+        assert_eq!(top.winograd, Simd::detect() >= crate::winograd::MIN_SIMD);
+        assert_eq!(KernelPolicy::candle().effective().simd, Simd::Scalar);
     }
 }

@@ -129,6 +129,31 @@ pub struct TestMetrics {
     /// Lowest and highest image score of the test set (the normalisation of [`Decision`]).
     #[serde(default)]
     pub image_score_range: Option<(f64, f64)>,
+    /// Where the maps were computed (`ikd test`; `None` for `ikd evaluate` and older runs).
+    #[serde(default)]
+    pub machine: Option<MachineInfo>,
+}
+
+/// The machine section of `metrics.json`: which CPU and which code computed the maps, so that a
+/// reported speed or result says what produced it.
+///
+/// ```
+/// let m = ikd::MachineInfo::of(&ikd::KernelPolicy::candle());
+/// assert_eq!(m.kernels, "candle");
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MachineInfo {
+    /// The CPU model ([`ikd_kernels::cpu_model`]).
+    pub cpu: String,
+    /// The CPU kernels' path ([`ikd_kernels::KernelPolicy::path`]), e.g. `avx512 winograd-f4x4`.
+    pub kernels: String,
+}
+
+impl MachineInfo {
+    /// This machine, running `policy`.
+    pub fn of(policy: &ikd_kernels::KernelPolicy) -> Self {
+        Self { cpu: ikd_kernels::cpu_model(), kernels: policy.path() }
+    }
 }
 
 fn yes() -> bool {
@@ -266,6 +291,7 @@ fn score(category: &str, items: &[Scored], pixel_level: bool) -> Result<TestMetr
         image_f1_max: image_best.map(|b| b.f1),
         image_threshold: image_best.map(|b| b.threshold),
         image_score_range,
+        machine: None,
     };
     if !pixel_level {
         return Ok(metrics);
@@ -396,6 +422,7 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     let run = crate::RunDir::new(run_dir);
     let predictor = crate::Predictor::open_named(run_dir, opts.device.as_deref(), false)?
         .with_kernel_policy(opts.kernels);
+    tracing::info!("kernels: {}", opts.kernels.path());
     let (config, device) = (predictor.config().clone(), predictor.device().clone());
     let policy =
         if opts.allow_missing_masks { MaskPolicy::AllowMissing } else { MaskPolicy::AllOrNone };
@@ -450,6 +477,7 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     let mut metrics = score(&category.name, &items, coverage.pixel_level())?;
     metrics.inference_seconds = inference_seconds;
     metrics.images_per_s = items.len() as f64 / inference_seconds.max(1e-9);
+    metrics.machine = Some(MachineInfo::of(&opts.kernels));
 
     if opts.heatmaps {
         let (lo, hi) = (metrics.score_range.0 as f32, metrics.score_range.1 as f32);

@@ -36,7 +36,8 @@ pub mod viz;
 pub use distiller::{teacher_weights_file, Backbone, Distiller, StepStats, TeacherWeights};
 pub use error::{Error, Result};
 pub use evaluate::{
-    evaluate_maps, test_run, Decision, DefectMetrics, ImageResult, TestMetrics, TestOptions,
+    evaluate_maps, test_run, Decision, DefectMetrics, ImageResult, MachineInfo, TestMetrics,
+    TestOptions,
 };
 pub use ikd_data::LoaderOptions;
 pub use ikd_kernels::KernelPolicy;

@@ -571,6 +571,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, opts: TrainOptions) -> Result
         }
     }
     distiller.set_kernel_policy(opts.kernels);
+    tracing::info!("kernels: {}", opts.kernels.path());
     let batches_per_epoch = data.len().div_ceil(config.batch_size) as u64;
     let total = batches_per_epoch * config.epochs;
     let limit = config.max_steps.map_or(total, |m| m.min(total));

@@ -59,17 +59,8 @@ pub const WINOGRAD_F43_MIN_SIDE: usize = 16;
 /// ```
 pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
 
-/// Whether the CPU has AVX-512F (checked at run time; the result is cached).
-pub(crate) fn cpu_has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+/// The narrowest vector set the Winograd kernels have code for.
+pub(crate) const MIN_SIMD: crate::Simd = crate::Simd::Avx512;
 
 /// Sizes of a 3×3, stride 1, padding 1 convolution: `x (n, c, h, w)`, weight `(o, c, 3, 3)`.
 #[derive(Debug, Clone, Copy)]

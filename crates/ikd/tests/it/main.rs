@@ -1,3 +1,4 @@
 //! Integration tests of the ikd engine.
 
+mod kernel_paths;
 mod trajectory;
