@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod folders;
+mod lifecycle;
 mod pipeline;
 mod portable;
 mod predict;
