@@ -163,8 +163,8 @@ fn ikd_run_continues_after_every_interruption_to_the_same_student() {
     let again = std::fs::metadata(full.join(ikd::files::METRICS)).unwrap().modified().unwrap();
     assert_eq!(metrics, again, "a finished run is left as it is");
     // a differing setting is an error naming it, whatever the run's state
-    let err = ikd_err(&args("run", root, full_s, &["--epochs", "3"]));
-    assert!(err.contains("other settings (epochs: 2 saved, 3 given)"), "{err}");
+    let err = ikd_err(&args("run", root, full_s, &["--lr", "1e-3"]));
+    assert!(err.contains("other settings (lr: 0.00005 saved, 0.001 given)"), "{err}");
 
     let finish = |run: &Path, found: &str| {
         let out = ikd_ok(&["run", "--out", run.to_str().unwrap()]);
