@@ -275,15 +275,20 @@ impl TrainConfig {
     /// run's own teacher ([`TeacherIdentity::of_run`]); the student is left to be loaded from
     /// the run's `student.safetensors`.
     pub(crate) fn networks_of_run(&self, run_dir: &Path, device: &Device) -> Result<Networks> {
-        let teacher = TeacherIdentity::of_run(run_dir)?.unwrap_or(self.teacher_weights.clone());
+        let teacher = self.teacher_of_run(run_dir)?;
         Networks::new(&self.backbone()?, &teacher, None, &self.loss.levels, self.seed, device)
     }
 
     /// The teacher/student pair of the run in `run_dir` for training, with the run's own
     /// teacher; the student and the optimiser are left to be restored from its checkpoint.
     pub(crate) fn distiller_of_run(&self, run_dir: &Path, device: &Device) -> Result<Distiller> {
-        let teacher = TeacherIdentity::of_run(run_dir)?.unwrap_or(self.teacher_weights.clone());
-        self.distiller_with(&teacher, None, device)
+        self.distiller_with(&self.teacher_of_run(run_dir)?, None, device)
+    }
+
+    /// The run's own teacher ([`TeacherIdentity::of_run`]), or these settings' for a run that
+    /// recorded none.
+    fn teacher_of_run(&self, run_dir: &Path) -> Result<TeacherWeights> {
+        Ok(TeacherIdentity::of_run(run_dir)?.unwrap_or(self.teacher_weights.clone()))
     }
 
     pub(crate) fn distiller_with(

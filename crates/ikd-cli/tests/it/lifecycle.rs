@@ -5,29 +5,15 @@
 //! run, byte for byte; a finished run is left as it is.
 #![cfg(unix)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::signal::{dataset, log_lines};
 use super::{ikd_err, ikd_ok, RECIPE};
 
-/// Steps of one epoch: 16 training images at batch 2 (and `RECIPE` asks for 2 epochs).
+/// Steps of one epoch: `signal`'s 16 training images at batch 2 (and `RECIPE` asks for 2 epochs).
 const PER_EPOCH: usize = 8;
-
-fn dataset(dir: &Path) -> PathBuf {
-    use ikd_data::synthetic::{generate, SyntheticConfig, Texture};
-    let root = dir.join("data");
-    let cfg = SyntheticConfig {
-        categories: vec![Texture::Tile],
-        image_size: 64,
-        n_train: 16,
-        n_test_good: 1,
-        n_test_defect: 1,
-        seed: 9,
-    };
-    generate(&cfg, &root).unwrap();
-    root
-}
 
 /// `ikd COMMAND --data-root ROOT --category tile --out RUN` with the small recipe and `extra`.
 fn args<'a>(command: &'a str, root: &'a str, run: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -46,10 +32,6 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn log_lines(run: &Path) -> usize {
-    std::fs::read_to_string(run.join(ikd::files::TRAIN_LOG)).map_or(0, |t| t.lines().count())
 }
 
 /// Waits until `ready` holds (training got that far).
