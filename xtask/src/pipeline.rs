@@ -2,11 +2,11 @@
 //! per device.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use ikd::{RunDir, RunState, TestOptions, TrainConfig, TrainOptions};
+use ikd::{NextStep, RunDir, TestOptions, TrainConfig, TrainOptions};
 
 /// One category to train and test.
 #[derive(Debug, Clone)]
@@ -26,61 +26,35 @@ pub enum Outcome {
     Done,
 }
 
-/// The settings (besides the device and `max_steps`, which a resumed run may change) in which
-/// the run in `run_dir` differs from `wanted` ([`TrainConfig::changes_from`]); empty when they
-/// agree or there is no run yet.
-pub fn changed_settings(run_dir: &Path, wanted: &TrainConfig) -> Result<Vec<String>> {
-    let run = RunDir::new(run_dir);
-    if run.state() == RunState::Empty {
-        return Ok(Vec::new());
-    }
-    Ok(wanted.changes_from(&run.load_config()?))
-}
-
-/// Trains (resuming from a checkpoint when there is one) and tests one job on `device`. A run
-/// folder that holds a run with other settings is an error (never overwritten or reused).
+/// Takes one job's run as far as it goes on `device` ([`ikd::run`]: start, start again after a
+/// start that never checkpointed, resume, test, or nothing for a finished run). A run folder that
+/// holds a run with other settings is an error (never overwritten or reused).
 pub fn run_job(
     job: &Job,
     device: &str,
     progress: bool,
     allow_missing_masks: bool,
 ) -> Result<Outcome> {
-    let dir = &job.run_dir;
-    let name = &job.config.category;
-    let changed = changed_settings(dir, &job.config)?;
-    if !changed.is_empty() {
-        anyhow::bail!(
-            "{} holds a {name} run with other settings ({}): choose another runs folder or \
-             remove that one",
-            dir.display(),
-            changed.join(", ")
-        );
-    }
-    let run = RunDir::new(dir);
-    let state = run.state();
-    if state == RunState::Tested {
+    let (dir, name) = (&job.run_dir, &job.config.category);
+    let config = TrainConfig { device: device.to_string(), ..job.config.clone() };
+    let kernels = ikd::KernelPolicy::from_env();
+    let opts = ikd::RunOptions {
+        train: TrainOptions {
+            progress,
+            stop: Some(ikd_cli::stop_on_signals()?),
+            kernels,
+            ..Default::default()
+        },
+        test: TestOptions { progress, kernels, allow_missing_masks, ..TestOptions::default() },
+    };
+    tracing::info!("{name}: {:?} in {} on {device}", RunDir::new(dir).next_step(), dir.display());
+    let report =
+        ikd::run(&config, dir, &opts).with_context(|| format!("{name} in {}", dir.display()))?;
+    if report.found == NextStep::Nothing {
         tracing::info!("{name}: finished run found in {}, skipped", dir.display());
         return Ok(Outcome::Skipped);
     }
-    let config = TrainConfig { device: device.to_string(), ..job.config.clone() };
-    if state != RunState::Trained {
-        let resume = state == RunState::Checkpointed;
-        if resume {
-            tracing::info!("{name}: resuming the interrupted run in {}", dir.display());
-        } else if state == RunState::Started {
-            // A run that stopped before its first checkpoint: start it again.
-            run.clear_start().with_context(|| format!("cleaning {}", dir.display()))?;
-        }
-        tracing::info!("{name}: training on {device} into {}", dir.display());
-        let opts = TrainOptions {
-            resume,
-            progress,
-            stop: Some(ikd_cli::stop_on_signals()?),
-            kernels: ikd::KernelPolicy::from_env(),
-            ..Default::default()
-        };
-        let s = ikd::train(&config, dir, opts)
-            .with_context(|| format!("training {name} in {}", dir.display()))?;
+    if let Some(s) = &report.training {
         tracing::info!(
             "{name}: {} steps in {:.1} s ({:.2} images/s), last loss {:?}",
             s.steps,
@@ -97,21 +71,19 @@ pub fn run_job(
         }
         if !s.finished {
             anyhow::bail!(
-                "training {name} stopped before its end (max_steps?); no student to test in {}",
+                "training {name} stopped at step {} before its end (max_steps); the same command \
+                 continues it in {}",
+                s.steps,
                 dir.display()
             );
         }
     }
-    let kernels = ikd::KernelPolicy::from_env();
-    let device = Some(device.to_string());
-    let opts =
-        TestOptions { device, progress, kernels, allow_missing_masks, ..TestOptions::default() };
-    let m = ikd::test_run(dir, &opts)
-        .with_context(|| format!("testing {name} in {}", dir.display()))?;
-    if m.pixel_level {
-        tracing::info!("{name}: pixel AUROC {:.4}, AU-PRO {:.4}", m.pixel_auroc, m.au_pro);
-    } else {
-        tracing::info!("{name}: image AUROC {:.4} (no masks: image level only)", m.image_auroc);
+    if let Some(m) = &report.metrics {
+        if m.pixel_level {
+            tracing::info!("{name}: pixel AUROC {:.4}, AU-PRO {:.4}", m.pixel_auroc, m.au_pro);
+        } else {
+            tracing::info!("{name}: image AUROC {:.4} (no masks: image level only)", m.image_auroc);
+        }
     }
     Ok(Outcome::Done)
 }
@@ -208,30 +180,21 @@ mod tests {
     fn a_run_with_other_settings_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let config = TrainConfig { category: "tile".into(), epochs: 2, ..TrainConfig::default() };
-        assert!(changed_settings(dir.path(), &config).unwrap().is_empty(), "no run yet");
         let stored = TrainConfig { device: "cuda:0".into(), ..config.clone() };
-        // a run made before config.toml, with its config.json, is read too
-        std::fs::write(
-            dir.path().join(ikd::files::LEGACY_CONFIG),
-            serde_json::to_string(&stored).unwrap(),
-        )
-        .unwrap();
-        assert!(changed_settings(dir.path(), &config).unwrap().is_empty(), "device may differ");
-        let more = TrainConfig { epochs: 12, ..config.clone() };
-        assert_eq!(changed_settings(dir.path(), &more).unwrap(), vec!["epochs: 2 saved, 12 given"]);
         stored.save(&RunDir::new(dir.path()).config()).unwrap();
+        let more = TrainConfig { epochs: 12, ..config.clone() };
         let job = Job { config: more, run_dir: dir.path().to_path_buf() };
-        let err = run_job(&job, "cpu", false, false).unwrap_err().to_string();
+        let err = format!("{:#}", run_job(&job, "cpu", false, false).unwrap_err());
         assert!(err.contains("other settings (epochs: 2 saved, 12 given)"), "{err}");
     }
 
     #[test]
     fn an_empty_folder_is_not_finished() {
         let dir = tempfile::tempdir().unwrap();
-        assert_ne!(RunDir::new(dir.path()).state(), RunState::Tested);
+        assert_eq!(RunDir::new(dir.path()).next_step(), NextStep::Start);
         std::fs::write(RunDir::new(dir.path()).student(), b"x").unwrap();
-        assert_ne!(RunDir::new(dir.path()).state(), RunState::Tested);
+        assert_eq!(RunDir::new(dir.path()).next_step(), NextStep::Test);
         std::fs::write(RunDir::new(dir.path()).metrics(), b"{}").unwrap();
-        assert_eq!(RunDir::new(dir.path()).state(), RunState::Tested);
+        assert_eq!(RunDir::new(dir.path()).next_step(), NextStep::Nothing);
     }
 }

@@ -2,18 +2,6 @@
 //! its value (`invalid setting batch_size = 0`, "accept it (setting allow_missing_masks …)"),
 //! never a flag; the `ikd` command says which of its flags sets it.
 
-/// The `ikd` flag that sets a library setting, by the setting's name.
-fn flag_of(setting: &str) -> Option<&'static str> {
-    Some(match setting {
-        "batch_size" => "--batch-size",
-        "image_size" => "--image-size",
-        "load_size" => "--load-size",
-        "allow_missing_masks" => "--allow-missing-masks",
-        "teacher_weights" => "--teacher-weights PATH",
-        _ => return None,
-    })
-}
-
 /// The setting at fault somewhere in an error's chain, where a library names one.
 fn setting_of(e: &anyhow::Error) -> Option<&'static str> {
     e.chain().find_map(|cause| {
@@ -38,7 +26,7 @@ fn setting_of(e: &anyhow::Error) -> Option<&'static str> {
 /// `(flag: --x)` for an error whose setting has a flag of the `ikd` command (see
 /// [`crate::error_line`]).
 pub(crate) fn hint(e: &anyhow::Error) -> Option<String> {
-    setting_of(e).and_then(flag_of).map(|f| format!("(flag: {f})"))
+    setting_of(e).map(|s| format!("(flag: {})", crate::flag_of(s)))
 }
 
 #[cfg(test)]
@@ -65,7 +53,7 @@ mod tests {
         let e = anyhow::Error::new(ikd::Error::Model(hub)).context("loading the teacher");
         let line = crate::error_line(&e);
         assert!(line.contains("the teacher_weights setting"), "{line}");
-        assert!(line.ends_with("(flag: --teacher-weights PATH)"), "{line}");
+        assert!(line.ends_with("(flag: --teacher-weights)"), "{line}");
 
         // an error without a setting gets no hint
         let e = anyhow::Error::new(ikd_data::DataError::EmptyTrain { path: "x".into() });

@@ -29,13 +29,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 pub use data::DataSelection;
-pub use settings::TrainSettings;
+pub use settings::{flag_of, setting_as_flags, TrainSettings};
 
 /// An error and its causes on one line, each said once: `outer: cause: root cause`, leaving out
 /// a cause whose message the line already holds (many errors repeat their source's message in
-/// their own, and printing the chain said it twice). Where a library names the setting at fault
+/// their own, and printing the chain said it twice). An engine error naming a setting is said
+/// with its flag ([`setting_as_flags`]); where another library names the setting at fault
 /// (`invalid setting batch_size = 0`), the line ends with the flag that sets it:
-/// `(flag: --batch-size)`.
+/// `(flag: --batch-size)`. Both take the flag from one table, [`flag_of`].
 ///
 /// ```
 /// let io = std::io::Error::other("unexpected end of file");
@@ -55,7 +56,10 @@ pub use settings::TrainSettings;
 pub fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
-        let msg = cause.to_string();
+        let msg = match cause.downcast_ref::<ikd::Error>().and_then(setting_as_flags) {
+            Some(flagged) => flagged,
+            None => cause.to_string(),
+        };
         if msg.is_empty() || line.contains(&msg) {
             continue;
         }

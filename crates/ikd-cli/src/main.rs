@@ -29,6 +29,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Take a run as far as it goes: start, or continue after any interruption, train, test;
+    /// a finished run is left as it is.
+    Run(Box<RunArgs>),
     /// Train a student on a category's defect-free images (then test it, unless --no-eval).
     Train(Box<TrainArgs>),
     /// Test a finished run on its category's test images: metrics.json and heat maps.
@@ -88,6 +91,41 @@ struct SlurmArgs {
 }
 
 #[derive(Args)]
+struct RunArgs {
+    /// The run folder: made, continued or left as it is, as its state asks.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataSelection,
+    #[command(flatten)]
+    settings: TrainSettings,
+    /// Test even when only some defective test images have a mask (pixel metrics over those
+    /// that have one).
+    #[arg(long)]
+    allow_missing_masks: bool,
+    #[command(flatten)]
+    loader: LoaderArgs,
+}
+
+/// How the training loader reads.
+#[derive(Args)]
+struct LoaderArgs {
+    /// Batches the loader decodes ahead of the training step.
+    #[arg(long, value_name = "N", default_value_t = ikd::LoaderOptions::default().prefetch)]
+    prefetch: usize,
+    /// Decoded training images kept in memory between epochs, in MiB (the rest is decoded again
+    /// each epoch).
+    #[arg(long, value_name = "MIB", default_value_t = ikd::LoaderOptions::default().cache_bytes >> 20)]
+    cache_mib: u64,
+}
+
+impl LoaderArgs {
+    fn options(&self) -> ikd::LoaderOptions {
+        ikd::LoaderOptions { prefetch: self.prefetch, cache_bytes: self.cache_mib << 20 }
+    }
+}
+
+#[derive(Args)]
 struct TrainArgs {
     /// The run directory to create (or continue with --resume).
     #[arg(long)]
@@ -106,13 +144,8 @@ struct TrainArgs {
     /// Do not test the run when training has finished.
     #[arg(long)]
     no_eval: bool,
-    /// Batches the loader decodes ahead of the training step.
-    #[arg(long, value_name = "N", default_value_t = ikd::LoaderOptions::default().prefetch)]
-    prefetch: usize,
-    /// Decoded training images kept in memory between epochs, in MiB (the rest is decoded again
-    /// each epoch).
-    #[arg(long, value_name = "MIB", default_value_t = ikd::LoaderOptions::default().cache_bytes >> 20)]
-    cache_mib: u64,
+    #[command(flatten)]
+    loader: LoaderArgs,
 }
 
 #[derive(Args)]
@@ -223,42 +256,21 @@ fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
         };
         config.open_category(None, policy)?;
     }
-    if let TeacherWeights::File(p) = &config.teacher_weights {
-        if !p.is_file() {
-            bail!("{}: teacher weights file not found", p.display());
+    check_teacher_file(&config)?;
+    let opts = train_options(args.resume, progress, &args.loader)?;
+    let summary = ikd::train(&config, &args.out, opts).map_err(|e| match e {
+        ikd::Error::RunState { path, msg } if msg.starts_with("already holds a run") => {
+            anyhow::anyhow!(
+                "{}: already holds a run: continue it with `ikd train --out {0} --resume` or \
+                 `ikd run --out {0}`, or choose another --out",
+                path.display()
+            )
         }
-    }
-    let stop = ikd_cli::stop_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
-    let opts = TrainOptions {
-        resume: args.resume,
-        progress,
-        stop: Some(stop),
-        kernels: KernelPolicy::from_env(),
-        loader: ikd::LoaderOptions { prefetch: args.prefetch, cache_bytes: args.cache_mib << 20 },
-    };
-    let summary = ikd::train(&config, &args.out, opts)?;
-    if summary.interrupted {
-        eprintln!(
-            "interrupted after step {}: checkpoint written; continue with `ikd train --out {} --resume`",
-            summary.steps,
-            args.out.display()
-        );
-        return Ok(ExitCode::from(ikd_cli::EXIT_INTERRUPTED));
-    }
-    println!(
-        "trained {} steps ({} epochs) in {:.1} s, {:.2} images/s, last loss {}",
-        summary.steps,
-        summary.epochs_done,
-        summary.seconds,
-        summary.images_per_s,
-        summary.last_loss.map_or("-".to_string(), |l| format!("{l:.5}"))
-    );
-    if !summary.finished {
-        println!(
-            "stopped before the last epoch: continue with `ikd train --out {} --resume`",
-            args.out.display()
-        );
-        return Ok(ExitCode::SUCCESS);
+        e => e.into(),
+    })?;
+    let again = format!("`ikd train --out {} --resume`", args.out.display());
+    if let Some(code) = report_training(&summary, &again) {
+        return Ok(code);
     }
     if !args.no_eval {
         test(
@@ -274,6 +286,97 @@ fn train(args: TrainArgs, progress: bool) -> Result<ExitCode> {
             },
             progress,
         )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_teacher_file(config: &ikd::TrainConfig) -> Result<()> {
+    if let TeacherWeights::File(p) = &config.teacher_weights {
+        if !p.is_file() {
+            bail!("{}: teacher weights file not found", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn train_options(resume: bool, progress: bool, loader: &LoaderArgs) -> Result<TrainOptions> {
+    let stop = ikd_cli::stop_on_signals().context("installing the SIGINT/SIGTERM handlers")?;
+    Ok(TrainOptions {
+        resume,
+        progress,
+        stop: Some(stop),
+        kernels: KernelPolicy::from_env(),
+        loader: loader.options(),
+    })
+}
+
+/// Says how training went; `Some(exit code)` when it stopped before its end (`again`: the
+/// command that continues it).
+fn report_training(summary: &ikd::TrainSummary, again: &str) -> Option<ExitCode> {
+    if summary.interrupted {
+        eprintln!(
+            "interrupted after step {}: checkpoint written; continue with {again}",
+            summary.steps
+        );
+        return Some(ExitCode::from(ikd_cli::EXIT_INTERRUPTED));
+    }
+    println!(
+        "trained {} steps ({} epochs) in {:.1} s, {:.2} images/s, last loss {}",
+        summary.steps,
+        summary.epochs_done,
+        summary.seconds,
+        summary.images_per_s,
+        summary.last_loss.map_or("-".to_string(), |l| format!("{l:.5}"))
+    );
+    if !summary.finished {
+        println!(
+            "stopped at step {} before the last epoch (checkpointed, no student yet): continue \
+             with {again}",
+            summary.steps
+        );
+        return Some(ExitCode::SUCCESS);
+    }
+    None
+}
+
+/// `ikd run`: what the run folder needs next, done ([`ikd::run`]).
+fn run(args: RunArgs, progress: bool) -> Result<ExitCode> {
+    let config = args.settings.resolve_for(&args.out, &args.data)?;
+    check_teacher_file(&config)?;
+    let dir = ikd::RunDir::new(&args.out);
+    let found = dir.next_step();
+    let state = serde_json::to_value(dir.state())?;
+    let doing = match found {
+        ikd::NextStep::Start => "starting it",
+        ikd::NextStep::Restart => "its start never reached a checkpoint: starting it again",
+        ikd::NextStep::Resume => "resuming it",
+        ikd::NextStep::Test => "testing it",
+        ikd::NextStep::Nothing => "finished",
+    };
+    println!("{}: {} run: {doing}", args.out.display(), state.as_str().unwrap_or_default());
+    let opts = ikd::RunOptions {
+        train: train_options(false, progress, &args.loader)?,
+        test: TestOptions {
+            progress,
+            kernels: KernelPolicy::from_env(),
+            allow_missing_masks: args.allow_missing_masks,
+            ..TestOptions::default()
+        },
+    };
+    let report = ikd::run(&config, &args.out, &opts)?;
+    if report.found == ikd::NextStep::Nothing {
+        println!("{}: trained and tested before: nothing to do", args.out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(summary) = &report.training {
+        let again = format!("`ikd run --out {}`", args.out.display());
+        if let Some(code) = report_training(summary, &again) {
+            return Ok(code);
+        }
+    }
+    if let Some(m) = &report.metrics {
+        print_metrics(m);
+        println!("wrote {}", dir.metrics().display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -336,7 +439,13 @@ fn predict(args: PredictArgs, progress: bool) -> Result<ExitCode> {
         kernels: KernelPolicy::from_env(),
         progress,
     };
-    let s = ikd::predict(&args.run, &args.inputs, &args.out, &opts)?;
+    let s = ikd::predict(&args.run, &args.inputs, &args.out, &opts).map_err(|e| match e {
+        ikd::Error::BadFile { path, msg } if msg.starts_with("exists") => anyhow::anyhow!(
+            "{}: exists: pass --overwrite to replace the outputs, or choose another --out",
+            path.display()
+        ),
+        e => e.into(),
+    })?;
     for p in &s.images {
         let verdict = match p.anomalous {
             Some(true) => format!("NG\t{:.3}", p.normalized.unwrap_or(f64::NAN)),
@@ -466,6 +575,7 @@ fn main() -> ExitCode {
     init_logs(&cli.command);
     let progress = !cli.quiet;
     let result = match cli.command {
+        Command::Run(a) => run(*a, progress),
         Command::Train(a) => train(*a, progress),
         Command::Test(a) => test(a, progress).map(|()| ExitCode::SUCCESS),
         Command::Predict(a) => predict(a, progress),

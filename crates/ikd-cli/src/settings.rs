@@ -165,38 +165,79 @@ impl TrainSettings {
         Ok(config)
     }
 
-    /// The settings to resume the run in `run_dir` with: its saved ones. Settings given as
-    /// flags or in `--config`, and the data ([`DataSelection`](crate::DataSelection)) where given, must agree
-    /// with them, the device included (but for `--max-steps`); each difference is named in the
-    /// error. The saved `max_steps` is not carried over: the run goes on to its last epoch
-    /// unless a limit is given again.
+    /// The settings asked for the run that already is in `run_dir`: its saved ones (but for
+    /// their `max_steps`: a step limit holds for the command it is given to) or the `--config`
+    /// file's, with the flags and the data ([`DataSelection`](crate::DataSelection)) where
+    /// given applied. The engine holds them against the saved ones
+    /// ([`ikd::RunDir::settings_for`]): only the device and `--max-steps` may differ.
     pub fn resolve_resume(
         &self,
         run_dir: &Path,
         data: &crate::DataSelection,
     ) -> Result<TrainConfig> {
-        let saved = ikd::RunDir::new(run_dir).load_config()?;
         let mut given = match &self.config {
             Some(_) => self.base()?,
-            None => saved.clone(),
+            None => TrainConfig { max_steps: None, ..ikd::RunDir::new(run_dir).load_config()? },
         };
         self.apply(&mut given);
         data.apply(&mut given);
-        let mut changes = given.changes_from(&saved);
-        // the device is a setting too: --device with --resume must name the saved one
-        if let Some(d) = self.device.as_ref().filter(|d| **d != saved.device) {
-            changes.push(format!("device: {} saved, {d} given", saved.device));
-        }
-        if !changes.is_empty() {
-            anyhow::bail!(
-                "{} was trained with other settings ({}): resume it with its own, or train a new run",
-                run_dir.display(),
-                changes.join("; ")
-            );
-        }
-        // a step limit holds for the command it is given to: resumed without one, a run goes on
-        // to its last epoch
-        let max_steps = if self.config.is_some() { given.max_steps } else { self.max_steps };
-        Ok(TrainConfig { max_steps, ..saved })
+        Ok(given)
     }
+
+    /// The settings asked for the run in `run_dir`, whatever its state: a new run's
+    /// ([`resolve`](Self::resolve) with the data applied and checked) when the folder holds
+    /// none, else [`resolve_resume`](Self::resolve_resume)'s.
+    pub fn resolve_for(&self, run_dir: &Path, data: &crate::DataSelection) -> Result<TrainConfig> {
+        if ikd::RunDir::new(run_dir).state() != ikd::RunState::Empty {
+            return self.resolve_resume(run_dir, data);
+        }
+        let mut config = self.resolve()?;
+        data.apply(&mut config);
+        crate::DataSelection::check(&config)?;
+        Ok(config)
+    }
+}
+
+/// The `ikd` flag of a [`TrainConfig`] setting (`batch_size` → `--batch-size`, `loss.weights`
+/// → `--level-weights`), for errors that name a setting.
+///
+/// ```
+/// assert_eq!(ikd_cli::flag_of("batch_size"), "--batch-size");
+/// assert_eq!(ikd_cli::flag_of("loss.weights"), "--level-weights");
+/// assert_eq!(ikd_cli::flag_of("loss.beta"), "--beta");
+/// ```
+pub fn flag_of(setting: &str) -> String {
+    match setting {
+        "loss.weights" => "--level-weights".into(),
+        "loss.mining" => "--no-mining".into(),
+        "shuffle" => "--no-shuffle".into(),
+        s => format!("--{}", s.strip_prefix("loss.").unwrap_or(s).replace('_', "-")),
+    }
+}
+
+/// An engine error naming a setting, said with its flag: `--batch-size 0: must be at least 1`
+/// (the other settings with an underscore that the message names become flags too); `None`
+/// for other errors.
+///
+/// ```
+/// let e = ikd::Error::setting("load_size", 32, "must be at least image_size (64)");
+/// assert_eq!(ikd_cli::setting_as_flags(&e).unwrap(), "--load-size 32: must be at least --image-size (64)");
+/// ```
+pub fn setting_as_flags(e: &ikd::Error) -> Option<String> {
+    let ikd::Error::Setting { setting, value, problem } = e else { return None };
+    // the names with an underscore: no word of plain prose
+    const NAMES: [&str; 7] = [
+        "image_size",
+        "load_size",
+        "batch_size",
+        "max_steps",
+        "teacher_weights",
+        "student_init",
+        "data_root",
+    ];
+    let mut problem = problem.clone();
+    for name in NAMES.iter().filter(|n| **n != setting) {
+        problem = problem.replace(name, &flag_of(name));
+    }
+    Some(format!("{} {value}: {problem}", flag_of(setting)))
 }

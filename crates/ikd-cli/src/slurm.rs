@@ -166,14 +166,11 @@ pub fn write(plan: &Plan, dir: &Path) -> Result<Written> {
     let last = plan.categories.len() - 1;
     let allow = if plan.allow_missing_masks { " --allow-missing-masks" } else { "" };
     let limit = sb.max_parallel.map(|n| format!("%{n}")).unwrap_or_default();
-    let train_log = ikd::files::TRAIN_LOG;
-    let saved = ikd::files::CONFIG;
-    let legacy = ikd::files::LEGACY_CONFIG;
-
     let train = format!(
         r#"#!/bin/bash
-# One array task per category: trains it (resuming a checkpointed run) and tests it, in
-# RUNS/<category>. A finished run is left as it is. Written by `ikd slurm`; submit with submit.sh.
+# One array task per category: `ikd run` takes RUNS/<category> as far as it goes (starts it,
+# continues it after any interruption, trains and tests it; a finished run is left as it is).
+# Written by `ikd slurm`; submit with submit.sh.
 #SBATCH --job-name=ikd-train
 #SBATCH --array=0-{last}{limit}
 #SBATCH --output={logs_q}/train-%A_%a.out
@@ -185,31 +182,14 @@ CONFIG={cfg}
 CATEGORIES=({categories})
 category=${{CATEGORIES[$SLURM_ARRAY_TASK_ID]}}
 run="$RUNS/$category"
+echo "$category: job $SLURM_JOB_ID on $(hostname)"
+# what the run needs next (start, start again, resume, test, nothing) is ikd run's decision
+"$IKD" --quiet run --config "$CONFIG" --data-root "$DATA" --category "$category" --out "$run"{allow}
 state=$("$IKD" status "$run" | cut -f1)
-echo "$category: $state run in $run (job $SLURM_JOB_ID on $(hostname))"
-case "$state" in
-  tested)
-    echo "$category: finished, nothing to do"
-    exit 0 ;;
-  started)
-    # stopped before its first checkpoint: nothing to keep, start again
-    rm -f "$run/{saved}" "$run/{legacy}" "$run/{train_log}"
-    "$IKD" --quiet train --config "$CONFIG" --data-root "$DATA" --category "$category" --out "$run" --no-eval ;;
-  empty)
-    "$IKD" --quiet train --config "$CONFIG" --data-root "$DATA" --category "$category" --out "$run" --no-eval ;;
-  checkpointed)
-    "$IKD" --quiet train --config "$CONFIG" --data-root "$DATA" --category "$category" --out "$run" --resume --no-eval ;;
-  trained) ;;
-  *)
-    echo "$category: unknown run state '$state'" >&2
-    exit 1 ;;
-esac
-state=$("$IKD" status "$run" | cut -f1)
-if [ "$state" != trained ]; then
-  echo "$category: training stopped before its end ($state): submit again to resume it" >&2
+if [ "$state" != tested ]; then
+  echo "$category: the run stopped before its end ($state): submit again to continue it" >&2
   exit 1
 fi
-"$IKD" --quiet test --run "$run"{allow}
 "#
     );
 
@@ -332,7 +312,10 @@ mod tests {
         assert!(train.contains("#SBATCH --gres=gpu:1\n"), "{train}");
         assert!(train.contains("DATA='/data/my mvtec'\n"), "{train}");
         assert!(train.contains("CATEGORIES=(bottle cable zipper)\n"), "{train}");
-        assert!(train.contains("--resume --no-eval"), "{train}");
+        assert!(train.contains("--quiet run --config"), "{train}");
+        // the lifecycle is ikd run's: the script names no file of a run and removes nothing
+        assert!(!train.contains("rm ") && !train.contains(".safetensors"), "{train}");
+        assert!(!train.contains(ikd::files::TRAIN_LOG), "{train}");
         let report = std::fs::read_to_string(&w.report).unwrap();
         assert!(report.contains("/opt/ikd --quiet report /runs --out /report --paper /paper.csv"));
         assert!(!report.contains("gres"), "the report job needs no GPU: {report}");

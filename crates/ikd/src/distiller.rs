@@ -49,7 +49,7 @@ impl Backbone {
 /// assert!(matches!("w.safetensors".parse::<TeacherWeights>().unwrap(), TeacherWeights::File(_)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(from = "TeacherWeightsRepr", into = "String")]
+#[serde(from = "String", into = "String")]
 pub enum TeacherWeights {
     /// timm's ImageNet weights `timm/<backbone>.ms_in1k` from the Hugging Face hub (or its cache).
     Hub,
@@ -59,23 +59,12 @@ pub enum TeacherWeights {
     Random,
 }
 
-/// How [`TeacherWeights`] is written in a configuration: `"hub"`, `"random"` or a path, as on the
-/// command line; runs written before took `{"file": PATH}` for a path, which is still read.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum TeacherWeightsRepr {
-    Text(String),
-    File { file: PathBuf },
-}
-
-impl From<TeacherWeightsRepr> for TeacherWeights {
-    fn from(r: TeacherWeightsRepr) -> Self {
-        match r {
-            TeacherWeightsRepr::Text(s) => match s.parse() {
-                Ok(w) => w,
-                Err(e) => match e {},
-            },
-            TeacherWeightsRepr::File { file } => TeacherWeights::File(file),
+/// Written in a configuration as on the command line: `"hub"`, `"random"` or a path.
+impl From<String> for TeacherWeights {
+    fn from(s: String) -> Self {
+        match s.parse() {
+            Ok(w) => w,
+            Err(e) => match e {},
         }
     }
 }
@@ -125,25 +114,147 @@ pub struct StepStats {
 
 /// A frozen teacher, a trainable student, the IKD loss with its margins, and AdamW.
 ///
-/// ```no_run
-/// use candle_core::Device;
+/// One training step and the anomaly maps of a tiny HRNet with random weights (a real run takes
+/// `Backbone::by_name("hrnet_w32")` and the hub's teacher):
+///
+/// ```
+/// use candle_core::{Device, Tensor};
 /// use ikd::{Backbone, Distiller, TeacherWeights};
-/// let mut d = Distiller::new(&Backbone::by_name("hrnet_w18_small")?, &TeacherWeights::Random, None,
-///     ikd_distill::IkdLossConfig::paper(), ikd::optim::AdamWParams { lr: 5e-5, ..Default::default() },
-///     0, &Device::Cpu)?;
-/// let x = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu)?;
+/// use ikd_hrnet::{HrNetConfig, StageConfig};
+///
+/// let tiny = HrNetConfig {
+///     stem_width: 16,
+///     in_chans: 3,
+///     stage1: StageConfig::bottleneck(1, 8),
+///     stage2: StageConfig::basic(1, &[1, 1], &[4, 8]),
+///     stage3: StageConfig::basic(1, &[1, 1, 1], &[4, 8, 16]),
+///     stage4: StageConfig::basic(1, &[1, 1, 1, 1], &[4, 8, 16, 32]),
+/// };
+/// let backbone = Backbone { name: "tiny".into(), config: tiny };
+/// let adam = ikd::optim::AdamWParams { lr: 1e-3, ..Default::default() };
+/// let mut d = Distiller::new(&backbone, &TeacherWeights::Random, None,
+///     ikd_distill::IkdLossConfig::paper(), adam, 0, &Device::Cpu)?;
+/// d.set_kernel_policy(ikd::KernelPolicy::default());
+/// assert_eq!((d.backbone().name.as_str(), d.device().is_cpu()), ("tiny", true));
+///
+/// let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu)?;
 /// let stats = d.train_step(&x)?;
-/// println!("loss {}", stats.loss);
-/// # Ok::<(), ikd::Error>(())
+/// assert!(stats.loss.is_finite() && stats.margins.len() == 2);
+/// assert_eq!(d.loss().state().margins.len(), 2);
+///
+/// // maps at 1/4 of the input, or resized to it
+/// assert_eq!(d.anomaly_maps(&x)?.dims(), &[2, 16, 16]);
+/// assert_eq!(d.anomaly_maps_resized(&x, 64, 64)?.dims(), &[2, 64, 64]);
+///
+/// // what a checkpoint holds, restored into a fresh pair, gives the same next step
+/// let state = d.training_state();
+/// assert_eq!(state.step, 1);
+/// let mut e = Distiller::new(&backbone, &TeacherWeights::Random, None,
+///     ikd_distill::IkdLossConfig::paper(), adam, 0, &Device::Cpu)?;
+/// e.restore_training_state(&state)?;
+/// assert_eq!(d.train_step(&x)?, e.train_step(&x)?);
+///
+/// // the student in timm's layout, loaded back
+/// let dir = tempfile::tempdir()?;
+/// let student = dir.path().join("student.safetensors");
+/// ikd_hrnet::save_safetensors(d.student_vars(), &student)?;
+/// e.load_student(&student)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Distiller {
+    nets: Networks,
+    loss: IkdLoss,
+    opt: AdamW,
+}
+
+/// Everything training needs to go on from where it is: the student's variables (timm names),
+/// AdamW's moments (`m.<name>`, `v.<name>`), the optimiser step and the AHSM margins. A
+/// checkpoint ([`crate::checkpoint::Checkpoint`]) stores it.
+#[derive(Debug, Clone)]
+pub struct TrainingState {
+    /// The student's variables, weights and BatchNorm statistics, by timm name.
+    pub student: HashMap<String, Tensor>,
+    /// AdamW's moments.
+    pub optim: HashMap<String, Tensor>,
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// The AHSM margins.
+    pub loss_state: IkdLossState,
+}
+
+/// The teacher/student pair without training: the networks and the loss's levels, enough for
+/// anomaly maps ([`crate::Predictor`] holds one; [`Distiller`] adds the loss and AdamW).
+pub(crate) struct Networks {
     backbone: Backbone,
     teacher: HrNet,
     student: HrNet,
     student_vars: VarMap,
-    loss: IkdLoss,
-    opt: AdamW,
+    levels: Vec<usize>,
     device: Device,
+}
+
+impl Networks {
+    /// The teacher from `teacher` (a random one seeded with `seed + 1`), the student from
+    /// `student_init` or seeded with `seed`.
+    pub(crate) fn new(
+        backbone: &Backbone,
+        teacher: &TeacherWeights,
+        student_init: Option<&Path>,
+        levels: &[usize],
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let teacher_file = teacher_weights_file(&backbone.name, teacher)?;
+        let (_, teacher_vars) =
+            build(&backbone.config, teacher_file.as_deref(), teacher_seed(seed), device)?;
+        let teacher = frozen(&backbone.config, &teacher_vars, device)?;
+        let (student, student_vars) = build(&backbone.config, student_init, seed, device)?;
+        Ok(Self {
+            backbone: backbone.clone(),
+            teacher,
+            student,
+            student_vars,
+            levels: levels.to_vec(),
+            device: device.clone(),
+        })
+    }
+
+    pub(crate) fn set_kernel_policy(&mut self, policy: KernelPolicy) {
+        self.teacher.set_kernel_policy(policy);
+        self.student.set_kernel_policy(policy);
+    }
+
+    pub(crate) fn load_student(&mut self, path: &Path) -> Result<()> {
+        ikd_hrnet::load_timm(&self.student_vars, path)?;
+        Ok(())
+    }
+
+    fn teacher_features(&self, images: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(self
+            .teacher
+            .ikd_features_at(&images.detach(), false, &self.levels)?
+            .into_iter()
+            .map(|t| t.detach())
+            .collect())
+    }
+
+    pub(crate) fn anomaly_maps(&self, images: &Tensor) -> Result<Tensor> {
+        let images = images.detach();
+        let t = self.teacher_features(&images)?;
+        let s = self.student.ikd_features_at(&images, false, &self.levels)?;
+        let s: Vec<Tensor> = s.into_iter().map(|t| t.detach()).collect();
+        Ok(ikd_distill::anomaly_map(&t, &s, &self.levels)?)
+    }
+
+    pub(crate) fn anomaly_maps_resized(
+        &self,
+        images: &Tensor,
+        h: usize,
+        w: usize,
+    ) -> Result<Tensor> {
+        let maps = self.anomaly_maps(images)?.unsqueeze(1)?;
+        Ok(ikd_hrnet::resize_bilinear_half_pixel(&maps, h, w)?.squeeze(1)?)
+    }
 }
 
 /// Resolves [`TeacherWeights`] to a file, fetching timm's weights from the hub if asked to.
@@ -199,13 +310,6 @@ impl Distiller {
     /// Builds the pair: the teacher from `teacher` (resolved with [`teacher_weights_file`]; a random
     /// teacher is seeded with `seed + 1`), the student from `student_init` or a seeded initialisation
     /// (`seed`), AdamW over the student's trainable variables (not its BatchNorm statistics).
-    ///
-    /// ```no_run
-    /// # use ikd::{Distiller, TeacherWeights};
-    /// let d = Distiller::new(&ikd::Backbone::by_name("hrnet_w32")?, &TeacherWeights::Hub, None,
-    ///     Default::default(), Default::default(), 0, &candle_core::Device::Cpu)?;
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
     pub fn new(
         backbone: &Backbone,
         teacher: &TeacherWeights,
@@ -215,87 +319,43 @@ impl Distiller {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let teacher_file = teacher_weights_file(&backbone.name, teacher)?;
-        let (_, teacher_vars) =
-            build(&backbone.config, teacher_file.as_deref(), teacher_seed(seed), device)?;
-        let teacher = frozen(&backbone.config, &teacher_vars, device)?;
-        let (student, student_vars) = build(&backbone.config, student_init, seed, device)?;
-        let trainable = ikd_hrnet::named_vars(&student_vars)
+        let nets = Networks::new(backbone, teacher, student_init, &loss.levels, seed, device)?;
+        let trainable = ikd_hrnet::named_vars(&nets.student_vars)
             .into_iter()
             .filter(|(n, _)| !ikd_hrnet::is_running_stat(n))
             .collect();
         let opt = AdamW::new(trainable, adam)?;
         let loss = IkdLoss::new(loss)?;
-        Ok(Self {
-            backbone: backbone.clone(),
-            teacher,
-            student,
-            student_vars,
-            loss,
-            opt,
-            device: device.clone(),
-        })
+        Ok(Self { nets, loss, opt })
     }
 
     /// The backbone configuration.
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// println!("{}", d.backbone().name);
-    /// ```
     pub fn backbone(&self) -> &Backbone {
-        &self.backbone
+        &self.nets.backbone
     }
 
     /// The device the pair lives on.
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// assert!(d.device().is_cpu());
-    /// ```
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.nets.device
     }
 
     /// The student's variables (weights and BatchNorm statistics, timm names).
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// ikd_hrnet::save_safetensors(d.student_vars(), "student.safetensors")?;
-    /// # Ok::<(), ikd_hrnet::Error>(())
-    /// ```
     pub fn student_vars(&self) -> &VarMap {
-        &self.student_vars
+        &self.nets.student_vars
     }
 
     /// Runs teacher and student on the CPU kernels `policy` allows (by default all of them;
     /// [`KernelPolicy::candle`]: candle's own ops).
-    ///
-    /// ```no_run
-    /// # let mut d: ikd::Distiller = unimplemented!();
-    /// d.set_kernel_policy(ikd::KernelPolicy::from_env());
-    /// ```
     pub fn set_kernel_policy(&mut self, policy: KernelPolicy) {
-        self.teacher.set_kernel_policy(policy);
-        self.student.set_kernel_policy(policy);
+        self.nets.set_kernel_policy(policy);
     }
 
     /// The [`KernelPolicy`] teacher and student run with.
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// assert_eq!(d.kernel_policy(), ikd::KernelPolicy::default());
-    /// ```
     pub fn kernel_policy(&self) -> KernelPolicy {
-        self.student.kernel_policy()
+        self.nets.student.kernel_policy()
     }
 
     /// The loss (configuration and AHSM margins).
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// println!("{:?}", d.loss().state().margins);
-    /// ```
     pub fn loss(&self) -> &IkdLoss {
         &self.loss
     }
@@ -304,15 +364,8 @@ impl Distiller {
     /// evaluation mode without a graph, student features in training mode, IKD loss, AdamW.
     /// A non-finite loss is an error and leaves the student, the optimiser and the margins as they
     /// were before the step.
-    ///
-    /// ```no_run
-    /// # let mut d: ikd::Distiller = unimplemented!();
-    /// # let x: candle_core::Tensor = unimplemented!();
-    /// let stats = d.train_step(&x)?;
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
     pub fn train_step(&mut self, images: &Tensor) -> Result<StepStats> {
-        if self.device.is_cpu() {
+        if self.nets.device.is_cpu() {
             // the whole step on one of the kernels' threads: see `ikd_kernels::in_pool`
             ikd_kernels::in_pool(|| self.train_step_inner(images))
         } else {
@@ -321,8 +374,8 @@ impl Distiller {
     }
 
     fn train_step_inner(&mut self, images: &Tensor) -> Result<StepStats> {
-        let t = self.teacher_features(images)?;
-        let s = self.student.ikd_features_at(images, true, &self.loss.config().levels)?;
+        let t = self.nets.teacher_features(images)?;
+        let s = self.nets.student.ikd_features_at(images, true, &self.loss.config().levels)?;
         let before = self.loss.state().clone();
         let out = self.loss.forward(&t, &s)?;
         let loss = out.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -337,103 +390,42 @@ impl Distiller {
         Ok(StepStats { loss, margins: out.margins, per_level: out.per_level })
     }
 
-    fn teacher_features(&self, images: &Tensor) -> Result<Vec<Tensor>> {
-        Ok(self
-            .teacher
-            .ikd_features_at(&images.detach(), false, &self.loss.config().levels)?
-            .into_iter()
-            .map(|t| t.detach())
-            .collect())
-    }
-
     /// Anomaly maps (N, h, w) at feature resolution (1/4 of the input): the product over the loss's
     /// levels of the per-pixel distance, both networks in evaluation mode.
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// # let x: candle_core::Tensor = unimplemented!();
-    /// let maps = d.anomaly_maps(&x)?;
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
     pub fn anomaly_maps(&self, images: &Tensor) -> Result<Tensor> {
-        let images = images.detach();
-        let t = self.teacher_features(&images)?;
-        let levels = &self.loss.config().levels;
-        let s = self.student.ikd_features_at(&images, false, levels)?;
-        let s: Vec<Tensor> = s.into_iter().map(|t| t.detach()).collect();
-        Ok(ikd_distill::anomaly_map(&t, &s, levels)?)
+        self.nets.anomaly_maps(images)
     }
 
     /// Anomaly maps resized to (h, w) by bilinear interpolation with half-pixel centres (as
     /// OpenCV's `resize`), shape (N, h, w).
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// # let x: candle_core::Tensor = unimplemented!();
-    /// let maps = d.anomaly_maps_resized(&x, 256, 256)?;
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
     pub fn anomaly_maps_resized(&self, images: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-        let maps = self.anomaly_maps(images)?.unsqueeze(1)?;
-        Ok(ikd_hrnet::resize_bilinear_half_pixel(&maps, h, w)?.squeeze(1)?)
+        self.nets.anomaly_maps_resized(images, h, w)
     }
 
-    /// Everything needed to resume training: the student's variables (`student.<name>`), the
-    /// optimiser's moments (`optim.m.<name>`, `optim.v.<name>`), the optimiser step and the loss state.
-    ///
-    /// ```no_run
-    /// # let d: ikd::Distiller = unimplemented!();
-    /// let (tensors, step, loss_state) = d.training_state();
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
-    pub fn training_state(&self) -> (HashMap<String, Tensor>, u64, IkdLossState) {
-        let mut tensors = HashMap::new();
-        for (name, var) in ikd_hrnet::named_vars(&self.student_vars) {
-            tensors.insert(format!("student.{name}"), var.as_tensor().clone());
+    /// Everything needed to resume training ([`TrainingState`]).
+    pub fn training_state(&self) -> TrainingState {
+        let student = ikd_hrnet::named_vars(&self.nets.student_vars)
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().clone()))
+            .collect();
+        TrainingState {
+            student,
+            optim: self.opt.state_tensors(),
+            step: self.opt.step_count(),
+            loss_state: self.loss.state().clone(),
         }
-        for (name, t) in self.opt.state_tensors() {
-            tensors.insert(format!("optim.{name}"), t);
-        }
-        (tensors, self.opt.step_count(), self.loss.state().clone())
     }
 
     /// Restores what [`Distiller::training_state`] returned.
-    ///
-    /// ```no_run
-    /// # let mut d: ikd::Distiller = unimplemented!();
-    /// let (tensors, step, loss_state) = d.training_state();
-    /// d.restore_training_state(&tensors, step, loss_state)?;
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
-    pub fn restore_training_state(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        step: u64,
-        loss_state: IkdLossState,
-    ) -> Result<()> {
-        let student: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("student.").map(|n| (n.to_string(), v.clone())))
-            .collect();
-        ikd_hrnet::load_timm_tensors(&self.student_vars, &student, "checkpoint")?;
-        let optim: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("optim.").map(|n| (n.to_string(), v.clone())))
-            .collect();
-        self.opt.load_state(&optim, step)?;
-        self.loss.set_state(loss_state)?;
+    pub fn restore_training_state(&mut self, state: &TrainingState) -> Result<()> {
+        ikd_hrnet::load_timm_tensors(&self.nets.student_vars, &state.student, "checkpoint")?;
+        self.opt.load_state(&state.optim, state.step)?;
+        self.loss.set_state(state.loss_state.clone())?;
         Ok(())
     }
 
     /// Loads the student's weights (timm layout, e.g. a finished run's `student.safetensors`).
-    ///
-    /// ```no_run
-    /// # let mut d: ikd::Distiller = unimplemented!();
-    /// d.load_student("runs/bottle/student.safetensors".as_ref())?;
-    /// # Ok::<(), ikd::Error>(())
-    /// ```
     pub fn load_student(&mut self, path: &Path) -> Result<()> {
-        ikd_hrnet::load_timm(&self.student_vars, path)?;
-        Ok(())
+        self.nets.load_student(path)
     }
 }

@@ -4,236 +4,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
 use ikd_data::{Category, Dataset, MaskCoverage, MaskPolicy, Order};
 use ikd_metrics::{Accumulator, IkdProConfig, MetricsConfig};
 
 use crate::maps::{write_tiff, AnomalyMap};
-use crate::{viz, Error, Result};
-
-/// Pixel AUROC of one defect type (its images and the defect-free ones).
-///
-/// ```
-/// let d = ikd::DefectMetrics { images: 10, pixel_auroc: 0.97 };
-/// assert!(d.pixel_auroc < 1.0);
-/// ```
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DefectMetrics {
-    /// Test images of this defect type.
-    pub images: usize,
-    /// Pixel AUROC over these images and the defect-free test images (NaN, `null` in JSON,
-    /// without masks).
-    #[serde(with = "nan_as_null")]
-    pub pixel_auroc: f64,
-}
-
-/// A metric that may be absent: NaN in Rust, `null` in JSON (read back as NaN).
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else {
-            s.serialize_none()
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
-/// One test image's score.
-///
-/// ```
-/// let s = ikd::ImageResult { defect: "crack".into(), stem: "000".into(), anomalous: true, score: 3.5 };
-/// assert!(s.anomalous);
-/// ```
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageResult {
-    /// Defect type (`good` for defect-free images).
-    pub defect: String,
-    /// File stem.
-    pub stem: String,
-    /// Ground truth.
-    pub anomalous: bool,
-    /// The map's maximum.
-    pub score: f64,
-}
-
-/// What `ikd test` and `ikd evaluate` measure: `metrics.json`.
-///
-/// ```no_run
-/// # let m: ikd::TestMetrics = unimplemented!();
-/// println!("pixel AUROC {:.4}, AU-PRO {:.4}", m.pixel_auroc, m.au_pro);
-/// ```
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TestMetrics {
-    /// The category.
-    pub category: String,
-    /// Pixel AUROC (exact, as scikit-learn). The pixel metrics are NaN (`null` in
-    /// `metrics.json`) when the test set has no masks (`pixel_level` false).
-    #[serde(with = "nan_as_null")]
-    pub pixel_auroc: f64,
-    /// AU-PRO up to FPR 0.3, MVTec AD's definition.
-    #[serde(with = "nan_as_null")]
-    pub au_pro: f64,
-    /// PRO by IKD's published procedure (200 thresholds), for comparison with the paper.
-    #[serde(with = "nan_as_null")]
-    pub pro_ikd200: f64,
-    /// Image AUROC from the maps' maxima.
-    #[serde(with = "nan_as_null")]
-    pub image_auroc: f64,
-    /// Pixel average precision.
-    #[serde(with = "nan_as_null")]
-    pub pixel_ap: f64,
-    /// Best pixel F1.
-    #[serde(with = "nan_as_null")]
-    pub f1_max: f64,
-    /// The pixel threshold reaching `f1_max` (used by `ikd predict`).
-    #[serde(with = "nan_as_null")]
-    pub threshold: f64,
-    /// Whether the pixel metrics were computed: `false` when no defective test image had a mask
-    /// (image-level metrics only).
-    #[serde(default = "yes")]
-    pub pixel_level: bool,
-    /// Defective test images without a mask (left out of the pixel metrics; with
-    /// `--allow-missing-masks`, or all of them when `pixel_level` is false).
-    #[serde(default)]
-    pub images_without_mask: usize,
-    /// Pixel AUROC per defect type.
-    pub per_defect: BTreeMap<String, DefectMetrics>,
-    /// Test images scored.
-    pub images: usize,
-    /// Lowest and highest score over all maps (the colour scale of the heat maps).
-    pub score_range: (f64, f64),
-    /// Seconds spent computing maps (0 for `evaluate`).
-    pub inference_seconds: f64,
-    /// Test images per second of inference (0 for `evaluate`).
-    pub images_per_s: f64,
-    /// Every image's score.
-    pub image_results: Vec<ImageResult>,
-    /// The PRO curve (FPR, PRO) from (0, 0) to (1, 1), sampled, for plots.
-    pub pro_curve: Vec<(f64, f64)>,
-    /// Image average precision (the images' scores against their labels); `None` without a
-    /// defective test image.
-    #[serde(default)]
-    pub image_ap: Option<f64>,
-    /// Best image F1.
-    #[serde(default)]
-    pub image_f1_max: Option<f64>,
-    /// The image threshold reaching `image_f1_max`: the OK/NG rule ([`Decision`]).
-    #[serde(default)]
-    pub image_threshold: Option<f64>,
-    /// Lowest and highest image score of the test set (the normalisation of [`Decision`]).
-    #[serde(default)]
-    pub image_score_range: Option<(f64, f64)>,
-    /// Where the maps were computed (`ikd test`; `None` for `ikd evaluate` and older runs).
-    #[serde(default)]
-    pub machine: Option<MachineInfo>,
-}
-
-/// The machine section of `metrics.json`: which CPU and which code computed the maps, so that a
-/// reported speed or result says what produced it.
-///
-/// ```
-/// let m = ikd::MachineInfo::of(&ikd::KernelPolicy::candle());
-/// assert_eq!(m.kernels, "candle");
-/// ```
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MachineInfo {
-    /// The CPU model ([`ikd_kernels::cpu_model`]).
-    pub cpu: String,
-    /// The CPU kernels' path ([`ikd_kernels::KernelPolicy::path`]), e.g. `avx512 winograd-f4x4`.
-    pub kernels: String,
-}
-
-impl MachineInfo {
-    /// This machine, running `policy`.
-    pub fn of(policy: &ikd_kernels::KernelPolicy) -> Self {
-        Self { cpu: ikd_kernels::cpu_model(), kernels: policy.path() }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl TestMetrics {
-    /// The pixel threshold for `ikd predict`'s masks, when the test had masks.
-    ///
-    /// ```
-    /// # let mut m: ikd::TestMetrics = serde_json::from_str(r#"{"category":"c","pixel_auroc":null,
-    /// #   "au_pro":null,"pro_ikd200":null,"image_auroc":1,"pixel_ap":null,"f1_max":null,"threshold":null,
-    /// #   "per_defect":{},"images":0,"score_range":[0,1],"inference_seconds":0,
-    /// #   "images_per_s":0,"image_results":[],"pro_curve":[],"pixel_level":false}"#).unwrap();
-    /// assert!(m.pixel_auroc.is_nan());
-    /// assert_eq!(m.pixel_threshold(), None);
-    /// ```
-    pub fn pixel_threshold(&self) -> Option<f64> {
-        (self.pixel_level && self.threshold.is_finite()).then_some(self.threshold)
-    }
-
-    /// The run's OK/NG rule, from its test: `None` when the test set had no defective image.
-    ///
-    /// ```
-    /// # let mut m: ikd::TestMetrics = serde_json::from_str(r#"{"category":"c","pixel_auroc":1,
-    /// #   "au_pro":1,"pro_ikd200":1,"image_auroc":1,"pixel_ap":1,"f1_max":1,"threshold":0.5,
-    /// #   "per_defect":{},"images":0,"score_range":[0,1],"inference_seconds":0,
-    /// #   "images_per_s":0,"image_results":[],"pro_curve":[]}"#).unwrap();
-    /// assert!(m.decision().is_none(), "a run tested before image thresholds");
-    /// m.image_threshold = Some(2.0);
-    /// m.image_score_range = Some((1.0, 5.0));
-    /// let d = m.decision().unwrap();
-    /// assert!(d.is_anomalous(2.0) && !d.is_anomalous(1.9));
-    /// assert_eq!(d.normalized(2.0), 0.5);
-    /// ```
-    pub fn decision(&self) -> Option<Decision> {
-        let (threshold, (min, max)) = (self.image_threshold?, self.image_score_range?);
-        Some(Decision { threshold, min, max })
-    }
-}
-
-/// The OK/NG rule of a tested run: an image is anomalous when its score reaches the image
-/// threshold (the one of the best image F1 on the run's test set). Scores are normalised as
-/// anomalib does: `clip((score − threshold) / (max − min) + 0.5, 0, 1)`, with `min` and `max`
-/// the test set's image scores, so that the threshold maps to 0.5.
-///
-/// ```
-/// let d = ikd::Decision { threshold: 3.0, min: 1.0, max: 5.0 };
-/// assert_eq!((d.normalized(3.0), d.normalized(4.0), d.normalized(9.0)), (0.5, 0.75, 1.0));
-/// assert!(d.is_anomalous(3.0) && !d.is_anomalous(2.5));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Decision {
-    /// Image scores from this one up are anomalous.
-    pub threshold: f64,
-    /// The lowest image score of the test set.
-    pub min: f64,
-    /// The highest image score of the test set.
-    pub max: f64,
-}
-
-impl Decision {
-    /// Whether an image with this score is anomalous (NG).
-    pub fn is_anomalous(&self, score: f64) -> bool {
-        score >= self.threshold
-    }
-
-    /// The score in `[0, 1]`, the threshold at 0.5.
-    pub fn normalized(&self, score: f64) -> f64 {
-        let span = self.max - self.min;
-        let v = if span > 0.0 {
-            (score - self.threshold) / span + 0.5
-        } else if self.is_anomalous(score) {
-            1.0
-        } else {
-            0.0
-        };
-        v.clamp(0.0, 1.0)
-    }
-}
+use crate::viz::save_png;
+use crate::{viz, DefectMetrics, Error, ImageResult, Result, TestMetrics};
 
 /// One scored test image: defect type, stem, map, ground truth, and its mask (map-sized,
 /// nonzero = defect) when it has one.
@@ -287,6 +63,7 @@ fn score(category: &str, items: &[Scored], pixel_level: bool) -> Result<TestMetr
         images_per_s: 0.0,
         image_results,
         pro_curve: Vec::new(),
+        roc_curve: Vec::new(),
         image_ap: ikd_metrics::image_average_precision(&image_scores, &image_labels).ok(),
         image_f1_max: image_best.map(|b| b.f1),
         image_threshold: image_best.map(|b| b.threshold),
@@ -332,6 +109,7 @@ fn score(category: &str, items: &[Scored], pixel_level: bool) -> Result<TestMetr
         }
     }
     let m = acc.finish().map_err(metrics_err)?;
+    metrics.roc_curve = pixel_roc_curve(items)?;
     metrics.per_defect = per_defect
         .into_iter()
         .map(|(k, (n, a))| {
@@ -339,7 +117,7 @@ fn score(category: &str, items: &[Scored], pixel_level: bool) -> Result<TestMetr
             Ok((k, DefectMetrics { images: n, pixel_auroc: r.pixel_auroc.unwrap_or(f64::NAN) }))
         })
         .collect::<Result<_>>()?;
-    let f1 = m.f1_max.ok_or_else(|| Error::Config("F1-max was not computed".into()))?;
+    let f1 = m.f1_max.ok_or_else(|| Error::Internal("F1-max was not computed".into()))?;
     metrics.pro_curve = m
         .pro_curve
         .as_ref()
@@ -354,12 +132,47 @@ fn score(category: &str, items: &[Scored], pixel_level: bool) -> Result<TestMetr
     Ok(metrics)
 }
 
+/// The pixel ROC curve over the pixels the pixel metrics count (defect-free images, and
+/// defective ones with a mask), thinned to the points where it moved by 1/1000 of an axis.
+fn pixel_roc_curve(items: &[Scored]) -> Result<Vec<(f64, f64)>> {
+    let (mut scores, mut positive) = (Vec::new(), Vec::new());
+    for it in items {
+        match (&it.mask, it.label) {
+            (Some(m), _) => positive.extend(m.iter().map(|&v| v != 0)),
+            (None, false) => positive.extend(std::iter::repeat_n(false, it.map.data.len())),
+            (None, true) => continue,
+        }
+        scores.extend(it.map.data.iter().map(|&v| v as f64));
+    }
+    let curve = ikd_metrics::roc_curve(&scores, &positive)
+        .map_err(|e| Error::metrics("the pixel ROC curve", e))?;
+    Ok(thin(curve.points(), 1e-3))
+}
+
+/// The points of a monotone curve from which it moved by `step` along either axis, with its
+/// first and last.
+fn thin(points: impl Iterator<Item = (f64, f64)>, step: f64) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let mut last = None;
+    for p in points {
+        match out.last() {
+            Some(&(x, y)) if (p.0 - x) < step && (p.1 - y) < step => last = Some(p),
+            _ => {
+                out.push(p);
+                last = None;
+            }
+        }
+    }
+    out.extend(last);
+    out
+}
+
 fn metrics_err(e: ikd_metrics::MetricsError) -> Error {
-    Error::Config(format!("metrics: {e}"))
+    Error::metrics("the test's metrics", e)
 }
 
 fn item_err(defect: &str, stem: &str, e: ikd_metrics::MetricsError) -> Error {
-    Error::Config(format!("test image {defect}/{stem}: {e}"))
+    Error::metrics(format!("test image {defect}/{stem}"), e)
 }
 
 /// Options of [`test_run`].
@@ -477,7 +290,7 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     let mut metrics = score(&category.name, &items, coverage.pixel_level())?;
     metrics.inference_seconds = inference_seconds;
     metrics.images_per_s = items.len() as f64 / inference_seconds.max(1e-9);
-    metrics.machine = Some(MachineInfo::of(&opts.kernels));
+    metrics.machine = Some(crate::MachineInfo::of(&opts.kernels));
 
     if opts.heatmaps {
         let (lo, hi) = (metrics.score_range.0 as f32, metrics.score_range.1 as f32);
@@ -499,45 +312,6 @@ pub fn test_run(run_dir: &Path, opts: &TestOptions) -> Result<TestMetrics> {
     }
     run.save_metrics(&metrics)?;
     Ok(metrics)
-}
-
-/// A map of the centre crop, put back into the frame of the resized image (the border the crop cut
-/// off gets the map's minimum) and resized bilinearly (half-pixel centres) to `w × h`.
-pub(crate) fn to_original_size(
-    map: &AnomalyMap,
-    load_size: u32,
-    w: u32,
-    h: u32,
-    device: &Device,
-) -> Result<AnomalyMap> {
-    let side = map.width as usize;
-    let load = load_size as usize;
-    let framed = if load == side {
-        map.data.clone()
-    } else {
-        let min = map.data.iter().copied().fold(f32::INFINITY, f32::min);
-        let off = (load - side) / 2;
-        let mut out = vec![min; load * load];
-        for y in 0..side {
-            out[(y + off) * load + off..(y + off) * load + off + side]
-                .copy_from_slice(&map.data[y * side..(y + 1) * side]);
-        }
-        out
-    };
-    let t = Tensor::from_vec(framed, (1, 1, load, load), device)?;
-    let r = ikd_hrnet::resize_bilinear_half_pixel(&t, h as usize, w as usize)?;
-    Ok(AnomalyMap { width: w, height: h, data: r.flatten_all()?.to_vec1::<f32>()? })
-}
-
-pub(crate) fn save_png<P>(path: &Path, img: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<()>
-where
-    P: image::PixelWithColorType,
-    [P::Subpixel]: image::EncodableLayout,
-{
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, image::ImageFormat::Png)
-        .map_err(|e| Error::bad_file(path, e.to_string()))?;
-    Ok(ikd_io::atomic_write(path, bytes.get_ref())?)
 }
 
 /// Scores anomaly maps made by any method, stored in MVTec AD's evaluation layout
@@ -625,4 +399,71 @@ pub fn evaluate_maps(
         out.push(score(&name, &items, pixel_level)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two 64×64 maps, one defect-free, one with a mask over its higher scores (and noise).
+    fn items() -> Vec<Scored> {
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let side = 64;
+        let good: Vec<f32> = (0..side * side).map(|_| next()).collect();
+        let bad: Vec<f32> =
+            (0..side * side).map(|i| next() + if i % 7 < 2 { 0.6 } else { 0.0 }).collect();
+        let mask: Vec<u8> = (0..side * side).map(|i| u8::from(i % 7 < 2)).collect();
+        let map = |data| AnomalyMap { width: side as u32, height: side as u32, data };
+        vec![
+            Scored {
+                defect: "good".into(),
+                stem: "0".into(),
+                map: map(good),
+                label: false,
+                mask: None,
+            },
+            Scored {
+                defect: "x".into(),
+                stem: "1".into(),
+                map: map(bad),
+                label: true,
+                mask: Some(mask),
+            },
+        ]
+    }
+
+    #[test]
+    fn the_pixel_roc_curve_spans_the_pixel_auroc() {
+        let m = score("c", &items(), true).unwrap();
+        let c = &m.roc_curve;
+        assert_eq!((c[0], c[c.len() - 1]), ((0.0, 0.0), (1.0, 1.0)));
+        assert!(c.len() < 2100, "thinned: {} points", c.len());
+        assert!(c.windows(2).all(|w| w[1].0 >= w[0].0 && w[1].1 >= w[0].1), "monotone");
+        let area: f64 = c.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+        assert!(
+            (area - m.pixel_auroc).abs() < 1e-3,
+            "area {area} vs pixel AUROC {}",
+            m.pixel_auroc
+        );
+        assert!(m.pixel_auroc > 0.6 && m.pixel_auroc < 1.0, "{}", m.pixel_auroc);
+        // without masks: no pixel curve, and none in metrics.json
+        let m = score("c", &items(), false).unwrap();
+        assert!(m.roc_curve.is_empty());
+        assert!(!serde_json::to_string(&m).unwrap().contains("roc_curve"));
+    }
+
+    #[test]
+    fn thinning_keeps_both_ends_and_every_move_of_a_step() {
+        let pts = (0..=1000).map(|i| (i as f64 / 1000.0, (i as f64 / 1000.0).sqrt()));
+        let t = thin(pts, 0.01);
+        assert_eq!((t[0], t[t.len() - 1]), ((0.0, 0.0), (1.0, 1.0)));
+        assert!(t.len() < 250, "{}", t.len());
+        for w in t.windows(2).take(t.len() - 2) {
+            assert!(w[1].0 - w[0].0 >= 0.01 - 1e-12 || w[1].1 - w[0].1 >= 0.01 - 1e-12, "{w:?}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str)
 
 /// Writes `value` to `path` as indented JSON, atomically.
 pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let json =
-        serde_json::to_string_pretty(value).map_err(|e| Error::bad_file(path, e.to_string()))?;
+    let json = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Internal(format!("encoding {}: {e}", path.display())))?;
     Ok(ikd_io::atomic_write(path, json.as_bytes())?)
 }

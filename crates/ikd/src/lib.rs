@@ -4,7 +4,12 @@
 //! (Cao et al., Knowledge-Based Systems 2022) trains a student HRNet to imitate a frozen,
 //! ImageNet-pretrained teacher on defect-free images; where the two disagree, the image is anomalous.
 //!
-//! A run made by `ikd train` (which also tests it: the OK/NG threshold) on a production line:
+//! Read top-down: [`TrainConfig`] is the recipe (`recipe`), [`RunDir`] the run folder (its
+//! files, checkpoint format, state and resume rule), [`train`] the training loop,
+//! [`test_run`] the test, [`run`] the lifecycle that chooses between them, [`Distiller`] the
+//! teacher/student pair, and [`Predictor`] a finished run scoring images.
+//!
+//! A run made by `ikd run` (trained, then tested: the OK/NG threshold) on a production line:
 //!
 //! ```no_run
 //! let predictor = ikd::Predictor::open("runs/bottle", &candle_core::Device::Cpu)?;
@@ -18,33 +23,35 @@
 //! # Ok::<(), ikd::Error>(())
 //! ```
 
-pub mod checkpoint;
 mod distiller;
 mod error;
 mod evaluate;
 mod fsutil;
 pub mod init;
+mod lifecycle;
 pub mod maps;
 pub mod optim;
 mod predict;
 mod predictor;
+mod recipe;
 mod run_dir;
 mod teacher;
+mod test_metrics;
 mod train;
 pub mod viz;
 
-pub use distiller::{teacher_weights_file, Backbone, Distiller, StepStats, TeacherWeights};
-pub use error::{Error, Result};
-pub use evaluate::{
-    evaluate_maps, test_run, Decision, DefectMetrics, ImageResult, MachineInfo, TestMetrics,
-    TestOptions,
+pub use distiller::{
+    teacher_weights_file, Backbone, Distiller, StepStats, TeacherWeights, TrainingState,
 };
+pub use error::{Error, Result};
+pub use evaluate::{evaluate_maps, test_run, TestOptions};
 pub use ikd_data::LoaderOptions;
 pub use ikd_kernels::KernelPolicy;
+pub use lifecycle::{run, RunOptions, RunReport};
 pub use predict::{expand_inputs, predict, Inputs, PredictOptions, PredictSummary, PredictedFile};
 pub use predictor::{Prediction, Predictor};
-pub use run_dir::{RunDir, RunState};
+pub use recipe::{parse_device, resolve_backbone, TrainConfig};
+pub use run_dir::{checkpoint, files, LogEntry, NextStep, RunDir, RunState};
 pub use teacher::TeacherIdentity;
-pub use train::{
-    files, parse_device, resolve_backbone, train, LogEntry, TrainConfig, TrainOptions, TrainSummary,
-};
+pub use test_metrics::{Decision, DefectMetrics, ImageResult, MachineInfo, TestMetrics};
+pub use train::{train, TrainOptions, TrainSummary};

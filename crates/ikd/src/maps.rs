@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
+use candle_core::{Device, Tensor};
+
 use crate::{Error, Result};
 
 /// A single-channel anomaly map, row-major.
@@ -45,10 +47,11 @@ impl AnomalyMap {
 /// ```
 pub fn write_tiff(path: &Path, map: &AnomalyMap) -> Result<()> {
     let mut bytes = std::io::Cursor::new(Vec::new());
-    let mut enc = tiff::encoder::TiffEncoder::new(&mut bytes)
-        .map_err(|e| Error::bad_file(path, e.to_string()))?;
+    let encoding =
+        |e: tiff::TiffError| Error::Internal(format!("encoding {}: {e}", path.display()));
+    let mut enc = tiff::encoder::TiffEncoder::new(&mut bytes).map_err(encoding)?;
     enc.write_image::<tiff::encoder::colortype::Gray32Float>(map.width, map.height, &map.data)
-        .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        .map_err(encoding)?;
     Ok(ikd_io::atomic_write(path, bytes.get_ref())?)
 }
 
@@ -111,4 +114,32 @@ fn read_tiff(path: &Path) -> Result<AnomalyMap> {
         ));
     }
     Ok(AnomalyMap { width, height, data })
+}
+
+/// A map of the centre crop, put back into the frame of the resized image (the border the crop cut
+/// off gets the map's minimum) and resized bilinearly (half-pixel centres) to `w × h`.
+pub(crate) fn to_original_size(
+    map: &AnomalyMap,
+    load_size: u32,
+    w: u32,
+    h: u32,
+    device: &Device,
+) -> Result<AnomalyMap> {
+    let side = map.width as usize;
+    let load = load_size as usize;
+    let framed = if load == side {
+        map.data.clone()
+    } else {
+        let min = map.data.iter().copied().fold(f32::INFINITY, f32::min);
+        let off = (load - side) / 2;
+        let mut out = vec![min; load * load];
+        for y in 0..side {
+            out[(y + off) * load + off..(y + off) * load + off + side]
+                .copy_from_slice(&map.data[y * side..(y + 1) * side]);
+        }
+        out
+    };
+    let t = Tensor::from_vec(framed, (1, 1, load, load), device)?;
+    let r = ikd_hrnet::resize_bilinear_half_pixel(&t, h as usize, w as usize)?;
+    Ok(AnomalyMap { width: w, height: h, data: r.flatten_all()?.to_vec1::<f32>()? })
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::evaluate::save_png;
+use crate::viz::save_png;
 use crate::{Decision, Error, Predictor, Result};
 
 /// What `ikd predict` wrote for one image.
@@ -204,7 +204,8 @@ pub fn predict(
         if let Some(p) = summary.into_iter().chain(planned).find(|p| p.exists()) {
             return Err(Error::bad_file(
                 &p,
-                "exists: pass --overwrite to replace the outputs, or choose another --out".into(),
+                "exists: replace the outputs (`PredictOptions::overwrite`), or choose another output folder"
+                    .into(),
             ));
         }
     }

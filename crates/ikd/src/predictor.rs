@@ -7,9 +7,9 @@ use candle_core::{Device, Tensor};
 use ikd_data::Transform;
 use image::{DynamicImage, GrayImage, RgbImage};
 
-use crate::evaluate::to_original_size;
-use crate::maps::AnomalyMap;
-use crate::{Decision, Distiller, Error, Result, TestMetrics, TrainConfig};
+use crate::distiller::Networks;
+use crate::maps::{to_original_size, AnomalyMap};
+use crate::{Decision, Error, Result, TestMetrics, TrainConfig};
 
 /// What a run says about one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +49,7 @@ pub struct Prediction {
 pub struct Predictor {
     run_dir: PathBuf,
     config: TrainConfig,
-    distiller: Distiller,
+    networks: Networks,
     device: Device,
     transform: Transform,
     metrics: Option<TestMetrics>,
@@ -97,22 +97,23 @@ impl Predictor {
         };
         let student = run.student();
         if !student.exists() {
-            return Err(Error::bad_file(
-                &student,
-                "missing: the run's training has not finished (continue it with `ikd train \
-                 --resume`)"
-                    .into(),
+            return Err(Error::run_state(
+                run_dir,
+                format!(
+                    "holds no trained student ({}): its training has not finished",
+                    crate::files::STUDENT
+                ),
             ));
         }
-        let mut distiller = config.distiller_of_run(run_dir, device)?;
-        distiller.load_student(&student)?;
+        let mut networks = config.networks_of_run(run_dir, device)?;
+        networks.load_student(&student)?;
         let metrics = if with_metrics { run.load_metrics()? } else { None };
         let pixel_threshold = metrics.as_ref().and_then(|m| m.pixel_threshold());
         Ok(Self {
             run_dir: run_dir.to_path_buf(),
             transform: config.transform()?,
             config,
-            distiller,
+            networks,
             device: device.clone(),
             metrics,
             pixel_threshold,
@@ -121,7 +122,7 @@ impl Predictor {
 
     /// Runs the networks on the CPU kernels `policy` allows.
     pub fn with_kernel_policy(mut self, policy: ikd_kernels::KernelPolicy) -> Self {
-        self.distiller.set_kernel_policy(policy);
+        self.networks.set_kernel_policy(policy);
         self
     }
 
@@ -177,7 +178,7 @@ impl Predictor {
     /// Scores one image of any size.
     pub fn score(&self, image: &DynamicImage) -> Result<Prediction> {
         let mut p = self.score_batch(std::slice::from_ref(image))?;
-        p.pop().ok_or_else(|| Error::Config("no prediction for the image".into()))
+        p.pop().ok_or_else(|| Error::Internal("no prediction for the image".into()))
     }
 
     /// Scores images of any sizes in one batch; one prediction per image, in order.
@@ -197,7 +198,7 @@ impl Predictor {
     /// (the centre crop): what `ikd test` scores against the masks.
     pub fn crop_maps(&self, batch: &Tensor) -> Result<Vec<AnomalyMap>> {
         let side = self.transform.image_size as usize;
-        let m = self.distiller.anomaly_maps_resized(batch, side, side)?;
+        let m = self.networks.anomaly_maps_resized(batch, side, side)?;
         (0..batch.dim(0)?)
             .map(|i| {
                 let data = m.get(i)?.flatten_all()?.to_vec1::<f32>()?;
@@ -219,7 +220,9 @@ impl Predictor {
             let px = map.data.iter().map(|&v| if v as f64 >= t { 255 } else { 0 }).collect();
             GrayImage::from_raw(map.width, map.height, px)
         });
-        let mask = mask.map(|m| m.ok_or_else(|| Error::Config("mask size".into()))).transpose()?;
+        let mask = mask
+            .map(|m| m.ok_or_else(|| Error::Internal("a mask of another size than its map".into())))
+            .transpose()?;
         let defect_fraction = mask.as_ref().map(|m| {
             m.as_raw().iter().filter(|&&v| v != 0).count() as f64 / m.as_raw().len().max(1) as f64
         });

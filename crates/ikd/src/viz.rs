@@ -1,6 +1,10 @@
 //! Pictures a person can read: jet heat maps, overlays, ground-truth contours, side-by-side panels.
 
+use std::path::Path;
+
 use image::{Rgb, RgbImage};
+
+use crate::{Error, Result};
 
 /// The jet colour of `x` in [0, 1] (values outside are clamped), as matplotlib's and OpenCV's `jet`.
 ///
@@ -114,4 +118,16 @@ pub fn panel(image: &RgbImage, map: &[f32], mask: &[u8], lo: f32, hi: f32) -> Rg
     let heat = overlay(image, map, lo, hi, 0.5);
     let truth = contour(image, mask, [255, 0, 0]);
     side_by_side(&[image.clone(), heat, truth], 4)
+}
+
+/// Writes `img` as a PNG, atomically.
+pub(crate) fn save_png<P>(path: &Path, img: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<()>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| Error::Internal(format!("encoding {}: {e}", path.display())))?;
+    Ok(ikd_io::atomic_write(path, bytes.get_ref())?)
 }

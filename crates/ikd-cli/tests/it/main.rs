@@ -3,6 +3,7 @@
 mod bad_inputs;
 mod client;
 mod folders;
+mod lifecycle;
 mod pipeline;
 mod portable;
 mod predict;

@@ -498,7 +498,7 @@ fn serve_refuses_what_it_cannot_serve() {
     let err = super::ikd_err(&["serve", "--run", t, "--run", t, "--addr", "127.0.0.1:0"]);
     assert!(err.contains("two runs named `tested`") && err.contains("NAME=DIR"), "{err}");
     let err = super::ikd_err(&["serve", "--run", t, "--device", "tpu", "--addr", "127.0.0.1:0"]);
-    assert!(err.contains("unknown device `tpu`"), "{err}");
+    assert!(err.contains("unknown device") && err.contains("tpu"), "{err}");
     let err = super::ikd_err(&["serve", "--run", t, "--queue", "0", "--addr", "127.0.0.1:0"]);
     assert!(err.contains("--queue"), "{err}");
 }

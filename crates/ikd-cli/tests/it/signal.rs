@@ -10,7 +10,7 @@ use super::{ikd_ok, train_args};
 
 /// A synthetic `tile` category with 16 training images: 8 steps per epoch at batch 2 (and
 /// `train_args` asks for 2 epochs).
-fn dataset(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn dataset(dir: &Path) -> std::path::PathBuf {
     use ikd_data::synthetic::{generate, SyntheticConfig, Texture};
     let root = dir.join("data");
     let cfg = SyntheticConfig {
@@ -25,7 +25,7 @@ fn dataset(dir: &Path) -> std::path::PathBuf {
     root
 }
 
-fn log_lines(run: &Path) -> usize {
+pub(crate) fn log_lines(run: &Path) -> usize {
     std::fs::read_to_string(run.join(ikd::files::TRAIN_LOG)).map_or(0, |t| t.lines().count())
 }
 

@@ -110,7 +110,7 @@ fn the_report_renders_in_headless_chromium_with_readable_axes() {
         assert!(x_ticks.iter().any(|t| t.1 == label), "no x tick label {label}");
     }
     let legend = texts(&dom, "legend-label");
-    for want in ["image ROC", "chance", "PRO", "total loss", "level 1", "level 2"] {
+    for want in ["pixel ROC", "chance", "PRO", "total loss", "level 1", "level 2"] {
         assert!(legend.iter().any(|t| t.1 == want), "no legend entry `{want}`");
     }
     let all: Vec<_> =

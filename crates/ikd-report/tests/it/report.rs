@@ -63,11 +63,11 @@ fn the_report_has_every_file_table_and_chart() {
     for needle in [
         "| carpet | texture |",
         "| 98.71 |",
-        "![carpet: image-level ROC](curves/carpet_roc.png)",
+        // the engine writes the pixel ROC curve into metrics.json: the report draws that one
+        "![carpet: pixel-level ROC](curves/carpet_roc.png)",
         "![grid: AHSM margins](curves/grid_margins.png)",
-        "- **carpet: image-level ROC** — x: false positive rate 0.0–1.0; y: true positive rate \
-         0.0–1.0; blue: image ROC, grey dashed: chance. Each test image scored by its map's \
-         maximum; image AUROC ",
+        "- **carpet: pixel-level ROC** — x: false positive rate 0.0–1.0; y: true positive rate \
+         0.0–1.0; blue: pixel ROC, grey dashed: chance. pixel AUROC ",
         "- **carpet: training loss** — x: step 0–4; y: loss ",
         "orange: level 1, green: level 2. The hard-sample margin",
         "Teacher: random (seeded initialisation, seed ",
@@ -102,14 +102,18 @@ fn the_report_has_every_file_table_and_chart() {
             );
         }
     }
-    // The ROC chart's note is the area under its curve, which is the run's image AUROC.
+    // The ROC chart's note is the area under its curve: the engine's pixel curve, whose area is
+    // the run's pixel AUROC.
     assert!(
         html.contains(&format!(
-            "image AUROC {:.1} % (the area under this curve)",
-            carpet.image_auroc
+            "pixel AUROC {:.1} % (the area under this curve)",
+            carpet.pixel_auroc
         )),
-        "the ROC curve's area is not the image AUROC"
+        "the ROC curve's area is not the pixel AUROC"
     );
+    let area: f64 =
+        metrics.roc_curve.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+    assert!((area - metrics.pixel_auroc).abs() < 1e-3, "{area} vs {}", metrics.pixel_auroc);
     assert!(html.contains("<table id=\"results\">") && html.contains("<td>carpet</td>"));
     // the OK/NG rule of each run, from its metrics.json
     assert!(html.contains("<table id=\"decisions\">"));
