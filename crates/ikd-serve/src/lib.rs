@@ -514,7 +514,7 @@ fn check_runs(runs: &[RunSpec]) -> Result<(), Error> {
         let message = match ikd::RunDir::new(&r.dir).state() {
             ikd::RunState::Trained | ikd::RunState::Tested => continue,
             ikd::RunState::Empty => "not a run (no config.toml): pass a folder made by `ikd train`",
-            _ => "training has not finished (continue it with `ikd train --resume`)",
+            _ => "training has not finished (continue it with `ikd run`)",
         };
         return Err(Error::Run {
             name: r.name.clone(),
