@@ -49,7 +49,8 @@ fn predictor(c: &mut Criterion) {
         .expect("predictor")
         .with_kernel_policy(ikd::KernelPolicy::from_env());
     // the same run as one ONNX graph, for onnxruntime and OpenVINO (benches/onnx)
-    let onnx = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictor_hrnet_w32_256.onnx");
+    let onnx =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictor_hrnet_w32_256.onnx");
     ikd_export::export(&run, &onnx, &ikd_export::ExportOptions::default()).expect("export");
     println!("the run as ONNX: {}", onnx.display());
     let test = dir.path().join("data/carpet/test");

@@ -130,7 +130,10 @@ fn onnx_parity(root: &Path, install: bool) -> Result<()> {
                 Ok(_) => {}
             }
         }
-        println!("installing onnx, onnxruntime, openvino and numpy from PyPI into {}", venv.display());
+        println!(
+            "installing onnx, onnxruntime, openvino and numpy from PyPI into {}",
+            venv.display()
+        );
         let status = Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
             .arg(&reqs)

@@ -41,11 +41,6 @@ pub(crate) fn attr_str(name: &str, v: &str) -> AttributeProto {
     AttributeProto { s: Some(v.as_bytes().to_vec()), ..attr(name, AttributeType::String) }
 }
 
-/// A float attribute.
-pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { f: Some(v), ..attr(name, AttributeType::Float) }
-}
-
 /// A graph input or output: a tensor of `elem` with these dimensions.
 pub(crate) fn value_info(name: &str, elem: DataType, dims: &[Dim]) -> ValueInfoProto {
     use tensor_shape_proto::{dimension::Value, Dimension};
@@ -200,7 +195,8 @@ impl Graph {
         let s = self.fresh("scales");
         let f = factor as f32;
         self.init_f32(&s, &[4], &[1.0, 1.0, f, f]);
-        let mut attrs = vec![attr_str("mode", mode), attr_str("coordinate_transformation_mode", coords)];
+        let mut attrs =
+            vec![attr_str("mode", mode), attr_str("coordinate_transformation_mode", coords)];
         if mode == "nearest" {
             attrs.push(attr_str("nearest_mode", "floor"));
         }

@@ -51,7 +51,8 @@ fn conv_bn(
     let beta = &w.get(&format!("{bn}.bias"))?.1;
     let mean = &w.get(&format!("{bn}.running_mean"))?.1;
     let var = &w.get(&format!("{bn}.running_var"))?.1;
-    for (what, v) in [("weight", gamma), ("bias", beta), ("running_mean", mean), ("running_var", var)]
+    for (what, v) in
+        [("weight", gamma), ("bias", beta), ("running_mean", mean), ("running_var", var)]
     {
         if v.len() != c_out {
             return Err(Error::Unsupported(format!(

@@ -151,10 +151,13 @@ impl std::str::FromStr for Size {
         }
         let bad = |why: &str| Error::Options(format!("--size `{s}`: {why}"));
         let (h, w) = s.split_once(['x', 'X']).ok_or_else(|| bad("expected HxW or `dynamic`"))?;
-        let parse = |v: &str| v.trim().parse::<usize>().map_err(|_| bad("expected HxW or `dynamic`"));
+        let parse =
+            |v: &str| v.trim().parse::<usize>().map_err(|_| bad("expected HxW or `dynamic`"));
         let (height, width) = (parse(h)?, parse(w)?);
         if height == 0 || width == 0 || height % 32 != 0 || width % 32 != 0 {
-            return Err(bad("height and width must be positive multiples of 32 (HRNet downsamples by 32)"));
+            return Err(bad(
+                "height and width must be positive multiples of 32 (HRNet downsamples by 32)",
+            ));
         }
         Ok(Size::Fixed { height, width })
     }
@@ -282,7 +285,11 @@ enum Source {
 
 /// Builds `cfg`'s network as `ikd` does (a fresh `VarMap`, then the file or the seeded
 /// initialisation) and reads its variables.
-fn weights(cfg: &ikd_hrnet::HrNetConfig, source: &Source, prefix: &'static str) -> Result<hrnet::Weights> {
+fn weights(
+    cfg: &ikd_hrnet::HrNetConfig,
+    source: &Source,
+    prefix: &'static str,
+) -> Result<hrnet::Weights> {
     let varmap = VarMap::new();
     ikd_hrnet::HrNet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
     match source {
@@ -466,7 +473,11 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
     g.node_named("Identity", &[&score], vec![], "pred_score");
 
     let mut outputs = vec![
-        graph::value_info("anomaly_map", DataType::Float, &[n.clone(), Dim::Fixed(1), h.clone(), w.clone()]),
+        graph::value_info(
+            "anomaly_map",
+            DataType::Float,
+            &[n.clone(), Dim::Fixed(1), h.clone(), w.clone()],
+        ),
         graph::value_info("pred_score", DataType::Float, std::slice::from_ref(&n)),
     ];
     if let Some(d) = decision {
@@ -477,7 +488,8 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
         let normalised = if span > 0.0 {
             let t32 = g.scalar("threshold", d.threshold as f32);
             let span32 = g.scalar("score_span", span as f32);
-            let (half, zero, one) = (g.scalar("half", 0.5), g.scalar("zero", 0.0), g.scalar("one", 1.0));
+            let (half, zero, one) =
+                (g.scalar("half", 0.5), g.scalar("zero", 0.0), g.scalar("one", 1.0));
             let shifted = g.binary("Sub", "pred_score", &t32);
             let scaled = g.binary("Div", &shifted, &span32);
             let v = g.binary("Add", &scaled, &half);
@@ -487,7 +499,11 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
             g.node("Cast", &[&label], vec![graph::attr_int("to", DataType::Float as i64)], "cast")
         };
         g.node_named("Identity", &[&normalised], vec![], "pred_score_normalized");
-        outputs.push(graph::value_info("pred_score_normalized", DataType::Float, std::slice::from_ref(&n)));
+        outputs.push(graph::value_info(
+            "pred_score_normalized",
+            DataType::Float,
+            std::slice::from_ref(&n),
+        ));
         outputs.push(graph::value_info("pred_label", DataType::Bool, std::slice::from_ref(&n)));
     }
     if let Some(pt) = pixel_threshold {
@@ -506,7 +522,10 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
     // ---- metadata
     let mut meta: Vec<(String, String)> = vec![
         ("producer".into(), format!("ikd {}", env!("CARGO_PKG_VERSION"))),
-        ("run".into(), run_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
+        (
+            "run".into(),
+            run_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        ),
         ("backbone".into(), backbone.name.clone()),
         ("backbone_config".into(), serde_json::to_string(cfg).unwrap_or_default()),
         ("image_size".into(), config.image_size.to_string()),
@@ -594,7 +613,10 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
         }),
         metadata_props: meta
             .iter()
-            .map(|(k, v)| onnx::StringStringEntryProto { key: Some(k.clone()), value: Some(v.clone()) })
+            .map(|(k, v)| onnx::StringStringEntryProto {
+                key: Some(k.clone()),
+                value: Some(v.clone()),
+            })
             .collect(),
         ..Default::default()
     };

@@ -55,11 +55,8 @@ fn an_untested_run_exports_map_and_score_only_and_says_so() {
 #[test]
 fn fixed_batch_size_and_opset_are_written_as_asked() {
     let out = scratch("fixed_export").join("model.onnx");
-    let opts = ExportOptions {
-        opset: 13,
-        batch: "4".parse().unwrap(),
-        size: "64x96".parse().unwrap(),
-    };
+    let opts =
+        ExportOptions { opset: 13, batch: "4".parse().unwrap(), size: "64x96".parse().unwrap() };
     assert_eq!((opts.batch, opts.size), (Batch::Fixed(4), Size::Fixed { height: 64, width: 96 }));
     export(tested_run(), &out, &opts).unwrap();
     let info = read_model_info(&out).unwrap();
