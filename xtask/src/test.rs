@@ -92,8 +92,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
 /// The parity check of `ikd export` (`crates/ikd-export/tests/it/parity.rs`, ignored by a plain
 /// `cargo test`): onnxruntime and OpenVINO run the exported graph to the `Predictor`'s maps,
 /// scores and decisions. Its Python environment, `target/onnx-parity/venv` with the packages of
-/// `crates/ikd-export/parity/requirements.txt` from PyPI, is made once (about a minute and
-/// 400 MB) and then reused.
+/// `crates/ikd-export/parity/requirements.txt` from PyPI, is made once (under a minute on this
+/// project's machines, 394 MB) and then reused.
 fn onnx_parity(root: &Path, install: bool) -> Result<()> {
     let venv = root.join("target").join("onnx-parity").join("venv");
     let python = venv.join("bin").join("python");
