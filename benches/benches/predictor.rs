@@ -2,7 +2,10 @@
 //! (random teacher, one training step: the weights do not change the work) scoring a batch of 8
 //! images of 256×256 — preprocessing, teacher and student eval forwards, the anomaly map, the map
 //! at the image's size, decisions and masks. PyTorch's counterpart, the two eval forwards and the
-//! anomaly map of the same batch: `python benches/pytorch/hrnet_bench.py --predict`.
+//! anomaly map of the same batch: `python benches/pytorch/hrnet_bench.py --predict`. The run is
+//! also exported (`ikd export`) to `target/tmp/predictor_hrnet_w32_256.onnx`, which
+//! `benches/onnx/runtimes_bench.py` times on onnxruntime and OpenVINO; `benches/onnx/run.sh`
+//! runs all four in one go.
 //!
 //! Run: `cargo bench -p ikd-benches --bench predictor`
 
@@ -45,6 +48,11 @@ fn predictor(c: &mut Criterion) {
     let predictor = ikd::Predictor::open(&run, &Device::Cpu)
         .expect("predictor")
         .with_kernel_policy(ikd::KernelPolicy::from_env());
+    // the same run as one ONNX graph, for onnxruntime and OpenVINO (benches/onnx)
+    let onnx =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("predictor_hrnet_w32_256.onnx");
+    ikd_export::export(&run, &onnx, &ikd_export::ExportOptions::default()).expect("export");
+    println!("the run as ONNX: {}", onnx.display());
     let test = dir.path().join("data/carpet/test");
     let mut paths: Vec<_> = walk(&test);
     paths.sort();

@@ -76,8 +76,86 @@ pub fn run(args: &TestArgs) -> Result<()> {
         .args(&args.cargo_args)
         .status()
         .context("running cargo test")?;
+    // the ONNX parity check runs after the suite, also when the suite failed
+    let parity = if args.cargo_args.is_empty() {
+        onnx_parity(&root, !args.no_install)
+    } else {
+        println!("ONNX parity check skipped: `cargo xtask test` was given a selection of tests");
+        Ok(())
+    };
     if !status.success() {
         bail!("the test suite failed (the failing tests are listed above)");
+    }
+    parity
+}
+
+/// The parity check of `ikd export` (`crates/ikd-export/tests/it/parity.rs`, ignored by a plain
+/// `cargo test`): onnxruntime and OpenVINO run the exported graph to the `Predictor`'s maps,
+/// scores and decisions. Its Python environment, `target/onnx-parity/venv` with the packages of
+/// `crates/ikd-export/parity/requirements.txt` from PyPI, is made once (under a minute on this
+/// project's machines, 394 MB) and then reused.
+fn onnx_parity(root: &Path, install: bool) -> Result<()> {
+    let venv = root.join("target").join("onnx-parity").join("venv");
+    let python = venv.join("bin").join("python");
+    let reqs = root.join("crates/ikd-export/parity/requirements.txt");
+    let imports = "import onnx, onnxruntime, openvino, numpy";
+    let ready = python.is_file()
+        && Command::new(&python)
+            .args(["-c", imports])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        let how = format!(
+            "python3 -m venv {0} && {0}/bin/pip install -r {1}",
+            venv.display(),
+            reqs.display()
+        );
+        if !install {
+            bail!(
+                "the ONNX parity check needs a Python environment with onnx, onnxruntime,                  openvino and numpy at {}: make it with `{how}` (or run without --no-install)",
+                venv.display()
+            );
+        }
+        if !python.is_file() {
+            println!("making the ONNX parity check's Python environment: {}", venv.display());
+            match Command::new("python3").arg("-m").arg("venv").arg(&venv).status() {
+                Err(e) => bail!(
+                    "the ONNX parity check needs python3 with its venv module, and python3                      could not be run ({e}); on Debian: apt-get install python3 python3-venv"
+                ),
+                Ok(s) if !s.success() => bail!(
+                    "`python3 -m venv {}` failed (see above): the ONNX parity check needs                      Python's venv module (on Debian: apt-get install python3-venv)",
+                    venv.display()
+                ),
+                Ok(_) => {}
+            }
+        }
+        println!(
+            "installing onnx, onnxruntime, openvino and numpy from PyPI into {}",
+            venv.display()
+        );
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&reqs)
+            .status()
+            .with_context(|| format!("running {}", python.display()))?;
+        if !status.success() {
+            bail!(
+                "pip could not install the packages of {} from PyPI into {} (see above): the                  ONNX parity check needs onnx, onnxruntime, openvino and numpy; retry with `{how}`",
+                reqs.display(),
+                venv.display()
+            );
+        }
+    }
+    println!("ONNX parity check: onnxruntime and OpenVINO against the Predictor");
+    let status = cargo(root)
+        .args(["test", "-p", "ikd-export", "--test", "it", "--locked", "--"])
+        .args(["--ignored", "--nocapture", "parity"])
+        .env("IKD_PARITY_PYTHON", &python)
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("the ONNX parity check failed (above)");
     }
     Ok(())
 }

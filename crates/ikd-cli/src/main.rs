@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use ikd::{KernelPolicy, TeacherWeights, TestOptions, TrainOptions};
 use ikd_cli::{DataSelection, TrainSettings};
 
+mod export;
 mod serve;
 
 /// mimalloc reuses freed memory instead of faulting in fresh pages for every tensor
@@ -48,6 +49,8 @@ enum Command {
     Status(StatusArgs),
     /// Write a SLURM job array that trains and tests many categories on a cluster, and its report job.
     Slurm(Box<SlurmArgs>),
+    /// Write a finished run as one ONNX graph for onnxruntime, OpenVINO or TensorRT.
+    Export(export::ExportArgs),
 }
 
 #[derive(Args)]
@@ -584,6 +587,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::serve(*a),
         Command::Status(a) => status(a).map(|()| ExitCode::SUCCESS),
         Command::Slurm(a) => slurm(*a).map(|()| ExitCode::SUCCESS),
+        Command::Export(a) => export::export(a),
     };
     match result {
         Ok(code) => code,

@@ -207,6 +207,20 @@ impl Predictor {
             .collect()
     }
 
+    /// Anomaly maps of a preprocessed batch `(N, 3, H, W)` of any size the networks take (H and
+    /// W multiples of 32), at the batch's own size: what a graph of `ikd export` computes for
+    /// input of that size. For `H = W = image_size` the same maps as [`Predictor::crop_maps`].
+    pub fn input_maps(&self, batch: &Tensor) -> Result<Vec<AnomalyMap>> {
+        let (n, _, h, w) = batch.dims4()?;
+        let m = self.distiller.anomaly_maps_resized(batch, h, w)?;
+        (0..n)
+            .map(|i| {
+                let data = m.get(i)?.flatten_all()?.to_vec1::<f32>()?;
+                Ok(AnomalyMap { width: w as u32, height: h as u32, data })
+            })
+            .collect()
+    }
+
     /// A crop's map put back on the image's `w × h` frame.
     pub(crate) fn original_size(&self, map: &AnomalyMap, w: u32, h: u32) -> Result<AnomalyMap> {
         to_original_size(map, self.transform.load_size, w, h, &self.device)
