@@ -550,10 +550,10 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
             match (&identity, &teacher_source) {
                 (Some(id), _) if id.sha256().is_some() => id.sha256().unwrap_or_default().into(),
                 (_, Source::Seed(seed)) => format!("none: random teacher (seed {seed})"),
-                (_, Source::File(p)) => ikd_data::download::sha256_file(p, false)?,
+                (_, Source::File(p)) => ikd_data::sha256_file(p, false)?,
             },
         ),
-        ("student_sha256".into(), ikd_data::download::sha256_file(&student, false)?),
+        ("student_sha256".into(), ikd_data::sha256_file(&student, false)?),
         ("settings".into(), serde_json::to_string(&config).unwrap_or_default()),
         ("tested".into(), tested.to_string()),
     ];

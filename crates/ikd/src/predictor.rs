@@ -212,7 +212,7 @@ impl Predictor {
     /// input of that size. For `H = W = image_size` the same maps as [`Predictor::crop_maps`].
     pub fn input_maps(&self, batch: &Tensor) -> Result<Vec<AnomalyMap>> {
         let (n, _, h, w) = batch.dims4()?;
-        let m = self.distiller.anomaly_maps_resized(batch, h, w)?;
+        let m = self.networks.anomaly_maps_resized(batch, h, w)?;
         (0..n)
             .map(|i| {
                 let data = m.get(i)?.flatten_all()?.to_vec1::<f32>()?;

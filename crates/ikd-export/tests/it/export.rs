@@ -35,7 +35,7 @@ fn a_tested_run_bakes_in_its_thresholds_and_says_which_run_it_is() {
     assert_eq!(Some(pt), metrics.pixel_threshold());
     assert!(info.meta("teacher_sha256").unwrap().contains("random teacher (seed 8)"));
     let student = ikd::RunDir::new(run).student();
-    let sha = ikd_data::download::sha256_file(&student, false).unwrap();
+    let sha = ikd_data::sha256_file(&student, false).unwrap();
     assert_eq!(info.meta("student_sha256"), Some(sha.as_str()));
     let settings: ikd::TrainConfig = serde_json::from_str(info.meta("settings").unwrap()).unwrap();
     assert_eq!(settings, ikd::RunDir::new(run).load_config().unwrap());
