@@ -18,7 +18,9 @@ mod download;
 mod gpu_bundle;
 mod gpu_run;
 mod loadtest;
+mod package;
 mod pipeline;
+mod python;
 mod report;
 mod reproduce;
 mod speed;
@@ -59,7 +61,10 @@ enum Task {
     Loadtest(loadtest::LoadtestArgs),
     /// The whole test suite: installs what the tests need when it can, builds, runs every test.
     Test(test::TestArgs),
-    /// rustfmt and clippy (warnings denied), as CI runs them.
+    /// Every library crate packaged as crates.io would take it (`cargo package`); the
+    /// verification build for the crates without candle (all with `--verify-all`).
+    Package(package::PackageArgs),
+    /// rustfmt, clippy and rustdoc (warnings denied), as CI runs them.
     Lint,
     /// The `cuda` feature compiled and linted without a GPU: NVIDIA's compiler from PyPI, then
     /// clippy on every target with `--features cuda` (warnings denied).
@@ -93,6 +98,7 @@ fn main() {
         Task::Speed(a) => speed::run(&a),
         Task::Loadtest(a) => loadtest::run(&a),
         Task::Test(a) => test::run(&a),
+        Task::Package(a) => package::run(&a),
         Task::Lint => test::lint(),
         Task::CudaCheck(a) => cuda::run(&a),
         Task::GpuBundle(a) => gpu_bundle::run(&a),

@@ -5,7 +5,11 @@
 //! built first, listing what had to be compiled (after `cargo xtask demo`, only the workspace's own
 //! crates), then run with `--no-fail-fast`, so one failing test binary never hides the others.
 //!
-//! `cargo xtask lint`: rustfmt and clippy, as CI runs them.
+//! After the Rust tests: every library crate packaged as crates.io would take it
+//! ([`crate::package`]), and the `ikd-metrics` Python wheel built, installed and tested with
+//! pytest ([`crate::python`]); one failing part never hides the others.
+//!
+//! `cargo xtask lint`: rustfmt, clippy and rustdoc (warnings denied), as CI runs them.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,6 +30,14 @@ pub struct TestArgs {
     /// this too (CI does).
     #[arg(long)]
     pub deny_dependency_builds: bool,
+    /// Skip the packaging check (`cargo package` of every library crate; see
+    /// `cargo xtask package`).
+    #[arg(long)]
+    pub no_package: bool,
+    /// Skip the Python package's tests (building the `ikd-metrics` wheel, installing it into a
+    /// virtual environment under target/python and running pytest there; needs python3).
+    #[arg(long)]
+    pub no_python: bool,
     /// Arguments passed on to `cargo test` after the workspace's own (e.g. `-- NAME` to run the
     /// tests whose name contains NAME).
     #[arg(last = true)]
@@ -76,13 +88,28 @@ pub fn run(args: &TestArgs) -> Result<()> {
         .args(&args.cargo_args)
         .status()
         .context("running cargo test")?;
+    let mut failed = Vec::new();
     if !status.success() {
-        bail!("the test suite failed (the failing tests are listed above)");
+        failed.push("the Rust test suite failed (the failing tests are listed above)".to_string());
+    }
+    if !args.no_package {
+        if let Err(e) = crate::package::check(&root, false) {
+            failed.push(format!("packaging: {e:#}"));
+        }
+    }
+    if !args.no_python {
+        if let Err(e) = crate::python::test(&root) {
+            failed.push(format!("the Python package: {e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
     }
     Ok(())
 }
 
-/// `cargo xtask lint`: `cargo fmt --check` and clippy on every target with warnings denied.
+/// `cargo xtask lint`: `cargo fmt --check`, clippy on every target and rustdoc on every crate
+/// (as docs.rs builds the published ones), warnings denied.
 pub fn lint() -> Result<()> {
     let root = workspace_root();
     let fmt =
@@ -91,10 +118,17 @@ pub fn lint() -> Result<()> {
         .args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
         .status()
         .context("running cargo clippy")?;
-    match (fmt.success(), clippy.success()) {
-        (true, true) => Ok(()),
-        (false, _) => bail!("formatting differs from rustfmt's (run `cargo fmt --all`)"),
-        (true, false) => bail!("clippy found problems (listed above)"),
+    // After clippy: the dependencies' metadata it built serves rustdoc too.
+    let doc = cargo(&root)
+        .args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .status()
+        .context("running cargo doc")?;
+    match (fmt.success(), clippy.success(), doc.success()) {
+        (true, true, true) => Ok(()),
+        (false, _, _) => bail!("formatting differs from rustfmt's (run `cargo fmt --all`)"),
+        (true, false, _) => bail!("clippy found problems (listed above)"),
+        (true, true, false) => bail!("rustdoc found problems in the documentation (listed above)"),
     }
 }
 
@@ -105,6 +139,13 @@ pub fn lint() -> Result<()> {
 pub(crate) fn cargo(root: &Path) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root);
+    without_cargo_run_env(&mut c);
+    c
+}
+
+/// Removes from `c`'s environment the variables that `cargo run` set for xtask itself (see
+/// [`cargo`]), for every command that runs cargo (maturin too).
+pub(crate) fn without_cargo_run_env(c: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if key.starts_with("CARGO_PKG_")
@@ -114,7 +155,6 @@ pub(crate) fn cargo(root: &Path) -> Command {
             c.env_remove(key);
         }
     }
-    c
 }
 
 /// A crate the test build compiled.
@@ -203,18 +243,29 @@ fn demo_dependencies(root: &Path) -> Result<BTreeSet<String>> {
 /// The ids of the packages `root_name` depends on through normal and build dependencies.
 fn build_closure(meta: &serde_json::Value, root_name: &str) -> BTreeSet<String> {
     let empty = Vec::new();
-    let nodes = meta["resolve"]["nodes"].as_array().unwrap_or(&empty);
     let packages = meta["packages"].as_array().unwrap_or(&empty);
-    let mut todo: Vec<&str> = packages
+    let roots: Vec<&str> = packages
         .iter()
         .filter(|p| p["name"] == root_name)
         .filter_map(|p| p["id"].as_str())
         .collect();
+    closure(meta, roots)
+}
+
+/// The ids of the packages the package `id` depends on through normal and build dependencies.
+pub(crate) fn build_closure_of(meta: &serde_json::Value, id: &str) -> BTreeSet<String> {
+    closure(meta, vec![id])
+}
+
+fn closure<'a>(meta: &'a serde_json::Value, mut todo: Vec<&'a str>) -> BTreeSet<String> {
+    static EMPTY: Vec<serde_json::Value> = Vec::new();
+    let empty = &EMPTY;
+    let nodes = meta["resolve"]["nodes"].as_array().unwrap_or(empty);
     let mut seen = BTreeSet::new();
     while let Some(id) = todo.pop() {
         let Some(node) = nodes.iter().find(|n| n["id"] == id) else { continue };
-        for dep in node["deps"].as_array().unwrap_or(&empty) {
-            let kinds = dep["dep_kinds"].as_array().unwrap_or(&empty);
+        for dep in node["deps"].as_array().unwrap_or(empty) {
+            let kinds = dep["dep_kinds"].as_array().unwrap_or(empty);
             let needed = kinds.iter().any(|k| k["kind"] != "dev");
             if let (true, Some(pkg)) = (needed, dep["pkg"].as_str()) {
                 if seen.insert(pkg.to_string()) {

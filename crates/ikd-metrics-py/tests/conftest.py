@@ -10,7 +10,9 @@ from hypothesis import settings
 
 # The same examples on every run (as the Rust suite's fixed proptest seed); explore with
 # HYPOTHESIS_PROFILE=explore.
-settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60, print_blob=True)
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, max_examples=60, print_blob=True
+)
 settings.register_profile("explore", deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
