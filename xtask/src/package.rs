@@ -75,8 +75,10 @@ pub fn check(root: &Path, verify_all: bool) -> Result<()> {
     }
     let (verified, unverified): (Vec<&Publishable>, Vec<&Publishable>) =
         crates.iter().partition(|c| verify_all || !c.candle);
+    // All together first (a crate's siblings resolve to their packages), then the verification
+    // builds: the crates without candle depend on none with it.
     if !unverified.is_empty() {
-        package(root, &unverified, false)?;
+        package(root, &crates.iter().collect::<Vec<_>>(), false)?;
     }
     if !verified.is_empty() {
         package(root, &verified, true)?;
