@@ -140,17 +140,20 @@ def method_sklearn(maps, masks):
 
 def method_anomalib(maps, masks):
     import torch
-    from anomalib.metrics import AUPRO, AUROC
+    # The torchmetrics metrics behind anomalib's AUPRO and AUROC (those wrap them to read fields
+    # of anomalib's batches).
+    from anomalib.metrics.aupro import _AUPRO
+    from anomalib.metrics.auroc import _AUROC
 
     torch.set_num_threads(os.cpu_count() or 1)
-    preds, target = torch.from_numpy(maps), torch.from_numpy(masks.astype(bool))
+    preds, target = torch.from_numpy(maps), torch.from_numpy(masks)
     start = time.perf_counter()
-    aupro = AUPRO(fpr_limit=0.3)
+    aupro = _AUPRO(fpr_limit=0.3)
     aupro.update(preds, target)
     pro = float(aupro.compute())
     mid = time.perf_counter()
-    auroc = AUROC()
-    auroc.update(preds.flatten(), target.flatten())
+    auroc = _AUROC()
+    auroc.update(preds, target)
     roc = float(auroc.compute())
     end = time.perf_counter()
     return end - start, {"au_pro_0.3": pro, "pixel_auroc": roc,
@@ -220,7 +223,7 @@ def main():
     if not args.no_anomalib:
         try:
             anomalib = venv("anomalib", ANOMALIB_REQUIREMENTS)
-            subprocess.run([str(anomalib), "-c", "from anomalib.metrics import AUPRO, AUROC"],
+            subprocess.run([str(anomalib), "-c", "from anomalib.metrics.aupro import _AUPRO"],
                            check=True)
             reports.append(run_child(anomalib, "anomalib", *paths))
         except subprocess.CalledProcessError as e:
