@@ -2,10 +2,10 @@
 //! maturin, installed into a virtual environment with NumPy, scikit-learn, pytest and hypothesis,
 //! and its pytest suite run there, as a Python user would.
 //!
-//! Both environments live under `target/python/` (`build`: maturin; `test`: the wheel and the test
-//! requirements), made with `python3 -m venv` and pip from PyPI, and are kept between runs while
-//! their requirements stay the same (a stamp file in each). The wheel is built and reinstalled
-//! every run.
+//! The environments live under `target/python/` (`build`: maturin; `plain`: NumPy only, where
+//! the wheel must import and compute; `test`: the wheel and the test requirements), made with
+//! `python3 -m venv` and pip from PyPI, and kept between runs while their requirements stay the
+//! same (a stamp file in each). The wheel is built and reinstalled every run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +30,17 @@ pub fn test(root: &Path) -> Result<()> {
     let dir = root.join("target").join("python");
     let build = venv(&dir.join("build"), BUILD_REQUIREMENTS)?;
     let wheel = build_wheel(root, &build, &dir.join("wheels"), false)?;
+    // A user's environment: Python and NumPy only; the wheel installed as pip would install it.
+    let plain = venv(&dir.join("plain"), &["numpy>=1.24"])?;
+    pip(&plain, &["install", "--quiet", "--force-reinstall", "--no-deps"], &[wheel.as_path()])?;
+    pip(&plain, &["check"], &[])?;
+    let smoke = "import numpy as np, ikd_metrics as m; s = np.array([[[0.9, 0.1], [0.2, 0.3]]], \
+                 np.float32); print('ikd_metrics', m.__version__, 'pixel AUROC', \
+                 m.pixel_auroc(s, s > 0.5))";
+    let status = Command::new(python(&plain)).args(["-c", smoke]).current_dir(&dir).status();
+    if !status.context("running python")?.success() {
+        bail!("the wheel does not import or compute in an environment with NumPy only");
+    }
     let test = venv(&dir.join("test"), TEST_REQUIREMENTS)?;
     pip(&test, &["install", "--quiet", "--force-reinstall", "--no-deps"], &[wheel.as_path()])?;
     let status = Command::new(python(&test))

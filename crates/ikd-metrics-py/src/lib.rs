@@ -71,15 +71,13 @@ impl MapView<'_> {
     /// otherwise (`float64` rounded to the nearest `f32`).
     fn scores(&self) -> Cow<'_, [f32]> {
         match self {
-            MapView::F32(v) => match v.as_slice() {
-                Some(s) => Cow::Borrowed(s),
-                None => Cow::Owned(v.iter().copied().collect()),
-            },
+            MapView::F32(v) => contiguous(v),
             MapView::F64(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         }
     }
 }
 
+/// A 2-D view's values, row-major: borrowed when C-contiguous, copied otherwise.
 fn contiguous<'a, T: Copy>(v: &ArrayView2<'a, T>) -> Cow<'a, [T]> {
     match v.to_slice() {
         Some(s) => Cow::Borrowed(s),
@@ -97,7 +95,8 @@ impl MaskView<'_> {
     }
 }
 
-/// What `what` (maps or masks) was given: a sequence's items or one array.
+/// The items of a list or tuple of arrays; `None` for anything else (one array, or a wrong type
+/// that the array extraction then names).
 fn items<'py>(obj: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
     if obj.cast::<PyUntypedArray>().is_ok() {
         return None;
@@ -330,14 +329,21 @@ fn compute(
         .map_err(value_error)
 }
 
-/// Pixel AUROC: scikit-learn's ``roc_auc_score`` over every pixel of every image.
+/// Pixel AUROC over every pixel of every image: scikit-learn's ``roc_auc_score``, exactly.
+///
+/// ``maps``: float32/float64 ``(N, H, W)`` or a list of ``(H, W)`` arrays; ``masks``: bool/uint8 of
+/// the same shapes (nonzero = defect). Raises ``ValueError`` naming the image for shapes that
+/// differ or a NaN/infinite score, and when there is no defect or no defect-free pixel;
+/// ``TypeError`` for other dtypes.
 #[pyfunction]
 fn pixel_auroc(py: Python<'_>, maps: &Bound<'_, PyAny>, masks: &Bound<'_, PyAny>) -> PyResult<f64> {
     let config = MetricsConfig { pixel_auroc: true, ..MetricsConfig::none() };
     Ok(compute(py, maps, masks, config)?.pixel_auroc.unwrap_or_default())
 }
 
-/// Image AUROC of per-image scores against per-image labels (scikit-learn's ``roc_auc_score``).
+/// AUROC of one score per image (1-D float) against one label per image (1-D bool/uint8,
+/// True = defective): scikit-learn's ``roc_auc_score``. ``ValueError`` for lengths that differ, a
+/// non-finite score (naming the image) or a single class.
 #[pyfunction]
 fn image_auroc(
     py: Python<'_>,
@@ -380,7 +386,11 @@ fn curve_arrays<'py>(
     (fpr.into_pyarray(py), pro.into_pyarray(py))
 }
 
-/// MVTec AD's AU-PRO up to FPR ``limit`` (normalised by the limit) and the PRO curve.
+/// MVTec AD's AU-PRO up to FPR ``limit`` (normalised by the limit) and its PRO curve.
+///
+/// Returns ``(area, (fpr, pro))``; the curve is sampled to about 2000 exact vertices, every vertex
+/// with ``full_curve=True`` (the area always comes from the exact curve). Inputs and errors as
+/// ``pixel_auroc``; ``ValueError`` for ``limit`` outside (0, 1].
 #[pyfunction]
 #[pyo3(signature = (maps, masks, limit = 0.3, full_curve = false))]
 #[allow(clippy::type_complexity)]
@@ -402,7 +412,9 @@ fn au_pro<'py>(
     Ok((area, curve_arrays(py, curve.fpr, curve.pro)))
 }
 
-/// IKD's published PRO and its curve at the thresholds.
+/// IKD's published PRO (``cal_pro_metric``: ``thresholds`` equally spaced thresholds, regions
+/// with holes filled, FPR <= ``max_fpr`` rescaled to [0, 1]). Returns ``(area, (fpr, pro))`` at
+/// the thresholds. Inputs and errors as ``pixel_auroc``.
 #[pyfunction]
 #[pyo3(signature = (maps, masks, thresholds = 200, max_fpr = 0.3))]
 #[allow(clippy::type_complexity)]
@@ -423,6 +435,7 @@ fn ikd_pro<'py>(
 }
 
 /// Pixel average precision: scikit-learn's ``average_precision_score`` over every pixel.
+/// Inputs and errors as ``pixel_auroc``.
 #[pyfunction]
 fn average_precision(
     py: Python<'_>,
@@ -463,7 +476,9 @@ impl From<ikd_metrics::F1Max> for F1Max {
     }
 }
 
-/// The best pixel F1 and its threshold.
+/// The best pixel F1 over all thresholds, as ``F1Max(f1, threshold, precision, recall)``
+/// (``score >= threshold`` is a defect; the lowest threshold among equal F1). Inputs and errors
+/// as ``pixel_auroc``.
 #[pyfunction]
 fn f1_max(py: Python<'_>, maps: &Bound<'_, PyAny>, masks: &Bound<'_, PyAny>) -> PyResult<F1Max> {
     let config = MetricsConfig { f1_max: true, ..MetricsConfig::none() };
@@ -473,7 +488,9 @@ fn f1_max(py: Python<'_>, maps: &Bound<'_, PyAny>, masks: &Bound<'_, PyAny>) -> 
         .ok_or_else(|| value_error(MetricsError::NoDefectPixel { images: m.images }))
 }
 
-/// Connected components of a 2-D mask, numbered like ``scipy.ndimage.label``.
+/// Connected components of one ``(H, W)`` bool/uint8 mask, numbered like
+/// ``scipy.ndimage.label``: returns ``(labels, count)``, labels uint32 ``(H, W)``. ``connectivity``
+/// 8 (as MVTec AD's evaluation) or 4.
 #[pyfunction]
 #[pyo3(signature = (mask, connectivity = 8))]
 fn label_components<'py>(
@@ -505,7 +522,10 @@ fn label_components<'py>(
     Ok((labels.into_pyarray(py), count))
 }
 
-/// Collects maps and masks batch by batch and computes the metrics at ``finish``.
+/// Collects maps and masks batch by batch (datasets that do not fit in memory) and computes the
+/// metrics at ``finish``: ``Accumulator(*, pixel_auroc=True, image_auroc=True,
+/// au_pro_limits=[0.3], average_precision=True, f1_max=True, ikd_pro=False, image_score="max",
+/// curve_points=1000)``. About 2 bytes per defect-free pixel and 8 per defect pixel.
 #[pyclass(module = "ikd_metrics")]
 struct Accumulator {
     inner: Option<RustAccumulator>,
@@ -600,7 +620,10 @@ impl Accumulator {
         ours.merge(theirs).map_err(value_error)
     }
 
-    /// Computes the metrics; the accumulator is empty afterwards.
+    /// Computes the metrics; the accumulator cannot be used afterwards. Returns a dict:
+    /// ``images``, ``defective_images``, ``pixels``, ``defect_pixels``, ``regions``,
+    /// ``pixel_auroc``, ``image_auroc``, ``au_pro`` ({limit: area}), ``pro_curve`` ((fpr, pro)),
+    /// ``average_precision``, ``f1_max`` (F1Max), ``ikd_pro``; None for what was not selected.
     fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let acc = self.inner.take().ok_or_else(|| {
             PyValueError::new_err("this Accumulator was finished or merged into another one")
