@@ -62,9 +62,10 @@ enum Task {
     /// The whole test suite: installs what the tests need when it can, builds, runs every test.
     Test(test::TestArgs),
     /// Every library crate packaged as crates.io would take it (`cargo package`); the
-    /// verification build for the crates without candle (all with `--verify-all`).
+    /// verification build and rustdoc (warnings denied) for the crates without candle (all with
+    /// `--verify-all`).
     Package(package::PackageArgs),
-    /// rustfmt, clippy and rustdoc (warnings denied), as CI runs them.
+    /// rustfmt and clippy (warnings denied), as CI runs them.
     Lint,
     /// The `cuda` feature compiled and linted without a GPU: NVIDIA's compiler from PyPI, then
     /// clippy on every target with `--features cuda` (warnings denied).

@@ -1,7 +1,8 @@
 //! `cargo xtask test`'s publishing check: every library crate of the workspace packaged as
 //! crates.io would take it (`cargo package`), and built from its package alone (the verification
-//! build of `cargo publish --dry-run`) where that is cheap: the crates that do not depend on
-//! candle. `cargo xtask package --verify-all` verifies every one of them (minutes: candle and its
+//! build of `cargo publish --dry-run`) with its docs built as docs.rs would (`cargo doc`, rustdoc's
+//! warnings denied) where that is cheap: the crates that do not depend on candle.
+//! `cargo xtask package --verify-all` does both for every one of them (minutes: candle and its
 //! dependencies build again in cargo's plain dev profile).
 //!
 //! A library crate publishes unless its manifest says `publish = false` (the workspace-hack, the
@@ -82,9 +83,10 @@ pub fn check(root: &Path, verify_all: bool) -> Result<()> {
     }
     if !verified.is_empty() {
         package(root, &verified, true)?;
+        docs(root, &verified)?;
     }
     println!(
-        "packaged {} crate(s) in {:.0} s; verification build of {}{}",
+        "packaged {} crate(s) in {:.0} s; verification build and docs of {}{}",
         crates.len(),
         start.elapsed().as_secs_f64(),
         names(&verified),
@@ -119,6 +121,19 @@ fn package(root: &Path, crates: &[&Publishable], verify: bool) -> Result<()> {
             if verify { "" } else { " --no-verify" },
             names(crates).replace(", ", " -p ")
         );
+    }
+    Ok(())
+}
+
+/// Their documentation as docs.rs builds it, rustdoc's warnings denied.
+fn docs(root: &Path, crates: &[&Publishable]) -> Result<()> {
+    let mut c = cargo(root);
+    c.args(["doc", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings");
+    for p in crates {
+        c.args(["-p", &p.name]);
+    }
+    if !c.status().context("running cargo doc")?.success() {
+        bail!("rustdoc found problems in the documentation of {} (see above)", names(crates));
     }
     Ok(())
 }
