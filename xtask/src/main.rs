@@ -18,7 +18,9 @@ mod download;
 mod gpu_bundle;
 mod gpu_run;
 mod loadtest;
+mod package;
 mod pipeline;
+mod python;
 mod report;
 mod reproduce;
 mod speed;
@@ -59,6 +61,10 @@ enum Task {
     Loadtest(loadtest::LoadtestArgs),
     /// The whole test suite: installs what the tests need when it can, builds, runs every test.
     Test(test::TestArgs),
+    /// Every library crate packaged as crates.io would take it (`cargo package`); the
+    /// verification build and rustdoc (warnings denied) for the crates without candle (all with
+    /// `--verify-all`).
+    Package(package::PackageArgs),
     /// rustfmt and clippy (warnings denied), as CI runs them.
     Lint,
     /// The `cuda` feature compiled and linted without a GPU: NVIDIA's compiler from PyPI, then
@@ -93,6 +99,7 @@ fn main() {
         Task::Speed(a) => speed::run(&a),
         Task::Loadtest(a) => loadtest::run(&a),
         Task::Test(a) => test::run(&a),
+        Task::Package(a) => package::run(&a),
         Task::Lint => test::lint(),
         Task::CudaCheck(a) => cuda::run(&a),
         Task::GpuBundle(a) => gpu_bundle::run(&a),

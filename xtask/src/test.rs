@@ -5,6 +5,10 @@
 //! built first, listing what had to be compiled (after `cargo xtask demo`, only the workspace's own
 //! crates), then run with `--no-fail-fast`, so one failing test binary never hides the others.
 //!
+//! After the Rust tests: every library crate packaged as crates.io would take it
+//! ([`crate::package`]), and the `ikd-metrics` Python wheel built, installed and tested with
+//! pytest ([`crate::python`]); one failing part never hides the others.
+//!
 //! `cargo xtask lint`: rustfmt and clippy, as CI runs them.
 
 use std::collections::BTreeSet;
@@ -26,6 +30,14 @@ pub struct TestArgs {
     /// this too (CI does).
     #[arg(long)]
     pub deny_dependency_builds: bool,
+    /// Skip the packaging check (`cargo package` of every library crate; see
+    /// `cargo xtask package`).
+    #[arg(long)]
+    pub no_package: bool,
+    /// Skip the Python package's tests (building the `ikd-metrics` wheel, installing it into a
+    /// virtual environment under target/python and running pytest there; needs python3).
+    #[arg(long)]
+    pub no_python: bool,
     /// Arguments passed on to `cargo test` after the workspace's own (e.g. `-- NAME` to run the
     /// tests whose name contains NAME).
     #[arg(last = true)]
@@ -76,17 +88,32 @@ pub fn run(args: &TestArgs) -> Result<()> {
         .args(&args.cargo_args)
         .status()
         .context("running cargo test")?;
-    // the ONNX parity check runs after the suite, also when the suite failed
-    let parity = if args.cargo_args.is_empty() {
-        onnx_parity(&root, !args.no_install)
+    let mut failed = Vec::new();
+    if !status.success() {
+        failed.push("the Rust test suite failed (the failing tests are listed above)".to_string());
+    }
+    if !args.no_package {
+        if let Err(e) = crate::package::check(&root, false) {
+            failed.push(format!("packaging: {e:#}"));
+        }
+    }
+    if !args.no_python {
+        if let Err(e) = crate::python::test(&root) {
+            failed.push(format!("the Python package: {e:#}"));
+        }
+    }
+    // the ONNX parity check of `ikd export` (after the suite, also when it failed)
+    if args.cargo_args.is_empty() {
+        if let Err(e) = onnx_parity(&root, !args.no_install) {
+            failed.push(format!("the ONNX parity check: {e:#}"));
+        }
     } else {
         println!("ONNX parity check skipped: `cargo xtask test` was given a selection of tests");
-        Ok(())
-    };
-    if !status.success() {
-        bail!("the test suite failed (the failing tests are listed above)");
     }
-    parity
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(())
 }
 
 /// The parity check of `ikd export` (`crates/ikd-export/tests/it/parity.rs`, ignored by a plain
@@ -113,7 +140,7 @@ fn onnx_parity(root: &Path, install: bool) -> Result<()> {
         );
         if !install {
             bail!(
-                "the ONNX parity check needs a Python environment with onnx, onnxruntime,                  openvino and numpy at {}: make it with `{how}` (or run without --no-install)",
+                "the ONNX parity check needs a Python environment with onnx, onnxruntime, openvino and numpy at {}: make it with `{how}` (or run without --no-install)",
                 venv.display()
             );
         }
@@ -121,10 +148,10 @@ fn onnx_parity(root: &Path, install: bool) -> Result<()> {
             println!("making the ONNX parity check's Python environment: {}", venv.display());
             match Command::new("python3").arg("-m").arg("venv").arg(&venv).status() {
                 Err(e) => bail!(
-                    "the ONNX parity check needs python3 with its venv module, and python3                      could not be run ({e}); on Debian: apt-get install python3 python3-venv"
+                    "the ONNX parity check needs python3 with its venv module, and python3 could not be run ({e}); on Debian: apt-get install python3 python3-venv"
                 ),
                 Ok(s) if !s.success() => bail!(
-                    "`python3 -m venv {}` failed (see above): the ONNX parity check needs                      Python's venv module (on Debian: apt-get install python3-venv)",
+                    "`python3 -m venv {}` failed (see above): the ONNX parity check needs Python's venv module (on Debian: apt-get install python3-venv)",
                     venv.display()
                 ),
                 Ok(_) => {}
@@ -141,7 +168,7 @@ fn onnx_parity(root: &Path, install: bool) -> Result<()> {
             .with_context(|| format!("running {}", python.display()))?;
         if !status.success() {
             bail!(
-                "pip could not install the packages of {} from PyPI into {} (see above): the                  ONNX parity check needs onnx, onnxruntime, openvino and numpy; retry with `{how}`",
+                "pip could not install the packages of {} from PyPI into {} (see above): the ONNX parity check needs onnx, onnxruntime, openvino and numpy; retry with `{how}`",
                 reqs.display(),
                 venv.display()
             );
@@ -183,6 +210,13 @@ pub fn lint() -> Result<()> {
 pub(crate) fn cargo(root: &Path) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root);
+    without_cargo_run_env(&mut c);
+    c
+}
+
+/// Removes from `c`'s environment the variables that `cargo run` set for xtask itself (see
+/// [`cargo`]), for every command that runs cargo (maturin too).
+pub(crate) fn without_cargo_run_env(c: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if key.starts_with("CARGO_PKG_")
@@ -192,7 +226,6 @@ pub(crate) fn cargo(root: &Path) -> Command {
             c.env_remove(key);
         }
     }
-    c
 }
 
 /// A crate the test build compiled.
@@ -281,18 +314,29 @@ fn demo_dependencies(root: &Path) -> Result<BTreeSet<String>> {
 /// The ids of the packages `root_name` depends on through normal and build dependencies.
 fn build_closure(meta: &serde_json::Value, root_name: &str) -> BTreeSet<String> {
     let empty = Vec::new();
-    let nodes = meta["resolve"]["nodes"].as_array().unwrap_or(&empty);
     let packages = meta["packages"].as_array().unwrap_or(&empty);
-    let mut todo: Vec<&str> = packages
+    let roots: Vec<&str> = packages
         .iter()
         .filter(|p| p["name"] == root_name)
         .filter_map(|p| p["id"].as_str())
         .collect();
+    closure(meta, roots)
+}
+
+/// The ids of the packages the package `id` depends on through normal and build dependencies.
+pub(crate) fn build_closure_of(meta: &serde_json::Value, id: &str) -> BTreeSet<String> {
+    closure(meta, vec![id])
+}
+
+fn closure<'a>(meta: &'a serde_json::Value, mut todo: Vec<&'a str>) -> BTreeSet<String> {
+    static EMPTY: Vec<serde_json::Value> = Vec::new();
+    let empty = &EMPTY;
+    let nodes = meta["resolve"]["nodes"].as_array().unwrap_or(empty);
     let mut seen = BTreeSet::new();
     while let Some(id) = todo.pop() {
         let Some(node) = nodes.iter().find(|n| n["id"] == id) else { continue };
-        for dep in node["deps"].as_array().unwrap_or(&empty) {
-            let kinds = dep["dep_kinds"].as_array().unwrap_or(&empty);
+        for dep in node["deps"].as_array().unwrap_or(empty) {
+            let kinds = dep["dep_kinds"].as_array().unwrap_or(empty);
             let needed = kinds.iter().any(|k| k["kind"] != "dev");
             if let (true, Some(pkg)) = (needed, dep["pkg"].as_str()) {
                 if seen.insert(pkg.to_string()) {
@@ -356,7 +400,7 @@ fn ensure_slurm(install: bool) -> Result<()> {
     if gone.is_empty() {
         return Ok(());
     }
-    let hint = "the SLURM test runs a one-node cluster: install Debian's slurm-wlm and munge with                 `sudo apt-get install slurm-wlm munge` (the test fails until they are there)";
+    let hint = "the SLURM test runs a one-node cluster: install Debian's slurm-wlm and munge with `sudo apt-get install slurm-wlm munge` (the test fails until they are there)";
     if !install || !is_root() || !has("apt-get") {
         eprintln!("warning: {} not found: {hint}", gone.join(", "));
         return Ok(());

@@ -21,6 +21,8 @@ pub(crate) struct Part {
     pub(crate) defect: Box<[Vec<u64>; BUCKETS]>,
     pub(crate) holes: Vec<u64>,
     len: u64,
+    /// Images added to this part.
+    images: u64,
 }
 
 impl Part {
@@ -32,7 +34,7 @@ impl Part {
                 Err(_) => unreachable!("the table has exactly BUCKETS entries"),
             }
         }
-        Part { normal: table(), defect: table(), holes: Vec::new(), len: 0 }
+        Part { normal: table(), defect: table(), holes: Vec::new(), len: 0, images: 0 }
     }
 
     fn append(&mut self, mut other: Part) {
@@ -49,29 +51,84 @@ impl Part {
         }
         join(&mut self.holes, &mut other.holes);
         self.len += other.len;
+        self.images += other.images;
     }
 
+    /// Reserves room for `images` more images distributed like the ones of this part.
+    fn reserve(&mut self, images: u64) {
+        if self.images == 0 {
+            return;
+        }
+        fn grow<T>(v: &mut Vec<T>, images: u64, seen: u64) {
+            if !v.is_empty() {
+                // the average per image so far, plus an eighth for images that differ
+                let more = (v.len() as u64 * images).div_ceil(seen) + v.len() as u64 / 8;
+                v.reserve(usize::try_from(more).unwrap_or(usize::MAX));
+            }
+        }
+        let seen = self.images;
+        for b in 0..BUCKETS {
+            grow(&mut self.normal[b], images, seen);
+            grow(&mut self.defect[b], images, seen);
+        }
+    }
+
+    /// Pushes defect-free pixels; widens `range` (lowest key, highest key, and whether a score
+    /// was NaN or infinite: checked here rather than in a pass of its own over the map).
     #[inline]
-    fn push_normals(&mut self, scores: &[f32], mut lo: u32, mut hi: u32) -> (u32, u32) {
+    fn push_normals(&mut self, scores: &[f32], range: &mut KeyRange) {
+        let (mut lo, mut hi, mut bad) = (range.lo, range.hi, 0_u32);
         for &v in scores {
+            bad |= u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
             let k = key(v);
             lo = lo.min(k);
             hi = hi.max(k);
             self.normal[(k >> 16) as usize].push(k as u16);
         }
-        (lo, hi)
+        *range = KeyRange { lo, hi, bad: range.bad || bad != 0 };
     }
 
+    /// Pushes the defect pixels of one region of `size` pixels; widens `range`.
     #[inline]
-    fn push_defects(&mut self, scores: &[f32], size: u32, mut lo: u32, mut hi: u32) -> (u32, u32) {
+    fn push_defects(&mut self, scores: &[f32], size: u32, range: &mut KeyRange) {
+        let (mut lo, mut hi, mut bad) = (range.lo, range.hi, 0_u32);
         for &v in scores {
+            bad |= u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
             let k = key(v);
             lo = lo.min(k);
             hi = hi.max(k);
             self.defect[(k >> 16) as usize].push((u64::from(k as u16) << 32) | u64::from(size));
         }
-        (lo, hi)
+        *range = KeyRange { lo, hi, bad: range.bad || bad != 0 };
     }
+
+    /// Takes back the pixels of `scores` pushed last (their buckets' last entries): the undo of
+    /// an image that turned out to hold a NaN or infinite score.
+    fn pop(&mut self, scores: &[f32], runs: &[crate::label::Run], width: usize) {
+        let mut pos = 0;
+        for run in runs {
+            let row = run.y as usize * width;
+            let (start, end) = (row + run.x0 as usize, row + run.x1 as usize);
+            for &v in &scores[pos..start] {
+                self.normal[(key(v) >> 16) as usize].pop();
+            }
+            for &v in &scores[start..end] {
+                self.defect[(key(v) >> 16) as usize].pop();
+            }
+            pos = end;
+        }
+        for &v in &scores[pos..] {
+            self.normal[(key(v) >> 16) as usize].pop();
+        }
+    }
+}
+
+/// The keys seen in an image so far: lowest, highest, and whether a score was not finite.
+#[derive(Debug, Clone, Copy)]
+struct KeyRange {
+    lo: u32,
+    hi: u32,
+    bad: bool,
 }
 
 /// Per-image facts kept for image AUROC.
@@ -246,17 +303,15 @@ impl Accumulator {
                 max: u32::MAX as usize,
             });
         }
-        if let Some(p) = first_non_finite(scores) {
-            return Err(MetricsError::NonFiniteScore {
-                image,
-                x: p % width,
-                y: p / width,
-                value: scores[p].to_string(),
-            });
-        }
+        let non_finite = |p: usize| MetricsError::NonFiniteScore {
+            image,
+            x: p % width,
+            y: p / width,
+            value: scores[p].to_string(),
+        };
         let regions = self.labeller.label(mask, width, height, Connectivity::Eight);
         let defect: u64 = self.labeller.sizes.iter().map(|&s| u64::from(s)).sum();
-        let (mut lo, mut hi) = (u32::MAX, 0_u32);
+        let mut range = KeyRange { lo: u32::MAX, hi: 0, bad: false };
         if self.config.needs_pixels() {
             if self.parts.is_empty() {
                 self.parts.push(Part::new());
@@ -267,20 +322,28 @@ impl Accumulator {
             for run in &self.labeller.runs {
                 let row = run.y as usize * width;
                 let (start, end) = (row + run.x0 as usize, row + run.x1 as usize);
-                (lo, hi) = part.push_normals(&scores[pos..start], lo, hi);
+                part.push_normals(&scores[pos..start], &mut range);
                 let size = self.labeller.sizes[run.label as usize - 1];
-                (lo, hi) = part.push_defects(&scores[start..end], size, lo, hi);
+                part.push_defects(&scores[start..end], size, &mut range);
                 pos = end;
             }
-            (lo, hi) = part.push_normals(&scores[pos..], lo, hi);
+            part.push_normals(&scores[pos..], &mut range);
+            if range.bad {
+                part.pop(scores, &self.labeller.runs, width);
+                return Err(non_finite(first_non_finite(scores).unwrap_or_default()));
+            }
             part.len += scores.len() as u64;
+            part.images += 1;
             if self.config.ikd_pro.is_some() {
                 let holes = &mut part.holes;
                 self.labeller.for_each_hole_pixel(width, |p, size| {
                     holes.push((u64::from(key(scores[p])) << 32) | u64::from(size));
                 });
             }
+        } else if let Some(p) = first_non_finite(scores) {
+            return Err(non_finite(p));
         }
+        let (lo, hi) = (range.lo, range.hi);
         let score = match self.config.image_auroc {
             Some(ImageScore::Max) if hi >= lo => f64::from(value(hi)),
             Some(s) => s.score(scores),
@@ -293,6 +356,27 @@ impl Accumulator {
         self.normal_pixels += scores.len() as u64 - defect;
         self.images.push(ImageRecord { score, defective: regions > 0 });
         Ok(())
+    }
+
+    /// Reserves room for about `images` more images like the ones added so far (nothing before
+    /// the first): when the number of images is known, the per-pixel storage grows once instead
+    /// of doubling its way up (fewer copies and fresh pages; the reserved room costs address
+    /// space only until it is written).
+    ///
+    /// ```
+    /// use ikd_metrics::{Accumulator, MetricsConfig};
+    ///
+    /// let mut acc = Accumulator::new(MetricsConfig::default())?;
+    /// acc.update(&[0.9, 0.1], &[1_u8, 0], 2, 1)?;
+    /// acc.reserve(99);
+    /// acc.update(&[0.2, 0.3], &[0_u8, 0], 2, 1)?;
+    /// assert_eq!(acc.finish()?.pixel_auroc, Some(1.0));
+    /// # Ok::<(), ikd_metrics::MetricsError>(())
+    /// ```
+    pub fn reserve(&mut self, images: usize) {
+        if let Some(part) = self.parts.last_mut() {
+            part.reserve(images as u64);
+        }
     }
 
     /// Adds everything `other` collected (its images come after this accumulator's).

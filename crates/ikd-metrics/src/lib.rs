@@ -128,8 +128,11 @@ pub fn evaluate<M: MaskPixel>(
         .enumerate()
         .map(|(i, chunk)| {
             let mut acc = Accumulator::new(config.clone())?.with_first_index(i * per);
-            for s in chunk {
+            for (j, s) in chunk.iter().enumerate() {
                 acc.update(s.scores, s.mask, s.width, s.height)?;
+                if j == 0 {
+                    acc.reserve(chunk.len() - 1);
+                }
             }
             Ok(acc)
         })

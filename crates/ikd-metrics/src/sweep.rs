@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::accumulator::{Accumulator, ImageRecord, Part, BUCKETS};
-use crate::config::{CurveDetail, IkdProConfig};
+use crate::config::{CurveDetail, IkdProConfig, MetricsConfig};
 use crate::key::{key, value};
 use crate::result::{AuPro, Curve, F1Max, IkdPro, Metrics};
 use crate::MetricsError;
@@ -186,6 +186,9 @@ impl CurveBuilder {
 
 /// The state of the sweep from the highest key down.
 struct Sweep {
+    /// Defect-free pixels in all.
+    normals: u64,
+    /// Defect pixels in all.
     defects: u64,
     regions: f64,
     fp: u64,
@@ -310,6 +313,7 @@ fn ikd_threshold_keys(min_key: u32, max_key: u32, cfg: &IkdProConfig) -> Vec<u32
     (0..cfg.thresholds).map(|k| key((max - k as f64 * delta) as f32)).collect()
 }
 
+/// IKD's PRO from the sweep's records at its thresholds.
 fn ikd_area(
     thresholds: &[u32],
     records: &[(u32, u64, f64)],
@@ -372,20 +376,21 @@ pub(crate) fn image_auroc_of(records: &[ImageRecord]) -> Result<f64, MetricsErro
     Ok(area2 as f64 / (2.0 * pos as f64 * neg as f64))
 }
 
+/// [`Accumulator::finish`]: the image metrics, then one sweep over the pixels that every pixel
+/// metric is read from, each by its own finisher below.
 pub(crate) fn finish(mut acc: Accumulator) -> Result<Metrics, MetricsError> {
     let images = acc.images.len();
     if images == 0 {
         return Err(MetricsError::NoImages);
     }
     let config = acc.config.clone();
-    let defective_images = acc.images.iter().filter(|r| r.defective).count();
     let image_auroc = match config.image_auroc {
         Some(_) => Some(image_auroc_of(&acc.images)?),
         None => None,
     };
     let mut metrics = Metrics {
         images,
-        defective_images,
+        defective_images: acc.images.iter().filter(|r| r.defective).count(),
         pixels: acc.normal_pixels + acc.defect_pixels,
         defect_pixels: acc.defect_pixels,
         regions: acc.regions,
@@ -406,54 +411,42 @@ pub(crate) fn finish(mut acc: Accumulator) -> Result<Metrics, MetricsError> {
     if acc.normal_pixels == 0 {
         return Err(MetricsError::NoDefectFreePixel { images });
     }
-    let (normals, defects) = (acc.normal_pixels, acc.defect_pixels);
-    let n = normals as f64;
     let thresholds = match &config.ikd_pro {
         Some(cfg) => ikd_threshold_keys(acc.min_key, acc.max_key, cfg),
         None => Vec::new(),
     };
-    let mut queries = thresholds.clone();
+    let mut sweep = Sweep::new(&config, acc.normal_pixels, acc.defect_pixels, acc.regions);
+    sweep_pixels(&mut acc, &thresholds, &mut sweep);
+    drop(acc);
+
+    if config.pixel_auroc {
+        metrics.pixel_auroc = Some(sweep.pixel_auroc());
+    }
+    metrics.au_pro = sweep.au_pro(&config.au_pro_limits);
+    if config.average_precision {
+        metrics.average_precision = Some(sweep.average_precision());
+    }
+    if config.f1_max {
+        metrics.f1_max = sweep.f1_max();
+    }
+    metrics.pro_curve = sweep.pro_curve();
+    if let Some(cfg) = &config.ikd_pro {
+        metrics.ikd_pro =
+            Some(ikd_area(&thresholds, &sweep.ikd, sweep.normals, sweep.regions, cfg)?);
+    }
+    Ok(metrics)
+}
+
+/// Sweeps every pixel of `acc` from the highest key down: buckets are taken out of the parts and
+/// summarised in parallel a chunk at a time, then applied to `sweep` in order. `thresholds` are
+/// IKD's threshold keys, each of which gets a record in `sweep.ikd`.
+fn sweep_pixels(acc: &mut Accumulator, thresholds: &[u32], sweep: &mut Sweep) {
+    let mut queries = thresholds.to_vec();
     queries.sort_unstable_by(|a, b| b.cmp(a));
     queries.dedup();
     let mut holes: Vec<u64> =
         acc.parts.iter_mut().flat_map(|p| std::mem::take(&mut p.holes)).collect();
     holes.sort_unstable();
-
-    let curve = match (config.pro_curve, config.au_pro_limits.is_empty()) {
-        (CurveDetail::None, _) | (_, true) => None,
-        (detail, false) => {
-            let (full, steps) = match detail {
-                CurveDetail::Sampled(s) => (false, s as f64),
-                _ => (true, 1.0),
-            };
-            Some(CurveBuilder {
-                full,
-                step_fp: n / steps,
-                step_pro: 1.0 / steps,
-                fp: vec![0],
-                pro: vec![0.0],
-                last: None,
-            })
-        }
-    };
-    let mut sweep = Sweep {
-        defects,
-        regions: acc.regions as f64,
-        fp: 0,
-        tp: 0,
-        pro: 0.0,
-        hole: 0.0,
-        pending: 0,
-        auroc2: 0,
-        limits: config.au_pro_limits.iter().map(|&l| l * n).collect(),
-        areas: vec![0.0; config.au_pro_limits.len()],
-        passed: vec![false; config.au_pro_limits.len()],
-        open: config.au_pro_limits.len(),
-        ap: 0.0,
-        f1: None,
-        curve,
-        ikd: Vec::new(),
-    };
 
     let parts: &mut Vec<Part> = &mut acc.parts;
     let mut chunk: Vec<BucketInput<'_>> = Vec::new();
@@ -481,12 +474,12 @@ pub(crate) fn finish(mut acc: Accumulator) -> Result<Metrics, MetricsError> {
         }
         let normal: Vec<Vec<u16>> = parts
             .iter_mut()
-            .map(|p| std::mem::take(&mut p.normal[b as usize]))
+            .map(|p| std::mem::take(&mut p.normal[bucket]))
             .filter(|v| !v.is_empty())
             .collect();
         let defect: Vec<Vec<u64>> = parts
             .iter_mut()
-            .map(|p| std::mem::take(&mut p.defect[b as usize]))
+            .map(|p| std::mem::take(&mut p.defect[bucket]))
             .filter(|v| !v.is_empty())
             .collect();
         chunk_pixels += normal.iter().map(Vec::len).sum::<usize>()
@@ -502,47 +495,100 @@ pub(crate) fn finish(mut acc: Accumulator) -> Result<Metrics, MetricsError> {
         hole_hi = hole_lo;
         query_lo = query_hi;
         if chunk_pixels >= CHUNK_PIXELS {
-            run_chunk(&mut chunk, &mut sweep);
+            run_chunk(&mut chunk, sweep);
             chunk_pixels = 0;
         }
     }
-    run_chunk(&mut chunk, &mut sweep);
+    run_chunk(&mut chunk, sweep);
     sweep.flush();
-    drop(acc);
+}
 
-    let (p, r) = (defects as f64, sweep.regions);
-    if config.pixel_auroc {
-        metrics.pixel_auroc = Some((sweep.auroc2 as f64 / (2.0 * p * n)).clamp(0.0, 1.0));
+/// The finishers: each pixel metric read from the finished sweep.
+impl Sweep {
+    /// An empty sweep computing what `config` selects over `normals` defect-free and `defects`
+    /// defect pixels in `regions` regions.
+    fn new(config: &MetricsConfig, normals: u64, defects: u64, regions: u64) -> Sweep {
+        let n = normals as f64;
+        let limits = &config.au_pro_limits;
+        let curve = match (config.pro_curve, limits.is_empty()) {
+            (CurveDetail::None, _) | (_, true) => None,
+            (detail, false) => {
+                let (full, steps) = match detail {
+                    CurveDetail::Sampled(s) => (false, s as f64),
+                    _ => (true, 1.0),
+                };
+                Some(CurveBuilder {
+                    full,
+                    step_fp: n / steps,
+                    step_pro: 1.0 / steps,
+                    fp: vec![0],
+                    pro: vec![0.0],
+                    last: None,
+                })
+            }
+        };
+        Sweep {
+            normals,
+            defects,
+            regions: regions as f64,
+            fp: 0,
+            tp: 0,
+            pro: 0.0,
+            hole: 0.0,
+            pending: 0,
+            auroc2: 0,
+            limits: limits.iter().map(|&l| l * n).collect(),
+            areas: vec![0.0; limits.len()],
+            passed: vec![false; limits.len()],
+            open: limits.len(),
+            ap: 0.0,
+            f1: None,
+            curve,
+            ikd: Vec::new(),
+        }
     }
-    metrics.au_pro = config
-        .au_pro_limits
-        .iter()
-        .zip(&sweep.areas)
-        .map(|(&limit, &area)| AuPro { limit, value: (area / n / limit).clamp(0.0, 1.0) })
-        .collect();
-    if config.average_precision {
-        metrics.average_precision = Some((sweep.ap / p).clamp(0.0, 1.0));
+
+    /// Pixel AUROC: the Mann–Whitney sum over `P·N`.
+    fn pixel_auroc(&self) -> f64 {
+        (self.auroc2 as f64 / (2.0 * self.defects as f64 * self.normals as f64)).clamp(0.0, 1.0)
     }
-    if config.f1_max {
-        metrics.f1_max = sweep.f1.map(|(num, den, k, tp, fp)| F1Max {
+
+    /// AU-PRO at each limit: the area in (defect-free pixels × PRO) over `N·limit`.
+    fn au_pro(&self, limits: &[f64]) -> Vec<AuPro> {
+        let n = self.normals as f64;
+        limits
+            .iter()
+            .zip(&self.areas)
+            .map(|(&limit, &area)| AuPro { limit, value: (area / n / limit).clamp(0.0, 1.0) })
+            .collect()
+    }
+
+    /// Average precision: `Σ ΔR·P` over the thresholds.
+    fn average_precision(&self) -> f64 {
+        (self.ap / self.defects as f64).clamp(0.0, 1.0)
+    }
+
+    /// The best F1 and where it was reached.
+    fn f1_max(&self) -> Option<F1Max> {
+        self.f1.map(|(num, den, k, tp, fp)| F1Max {
             f1: num as f64 / den as f64,
             threshold: value(k),
             precision: tp as f64 / (tp + fp) as f64,
-            recall: tp as f64 / p,
-        });
+            recall: tp as f64 / self.defects as f64,
+        })
     }
-    if let Some(mut c) = sweep.curve.take() {
+
+    /// The PRO curve's kept vertices, its last one and (1, 1), FPR as a fraction.
+    fn pro_curve(&mut self) -> Option<Curve> {
+        let mut c = self.curve.take()?;
         if let Some((fp, pro)) = c.last.take() {
             c.fp.push(fp);
             c.pro.push(pro);
         }
+        let n = self.normals as f64;
         let mut fpr: Vec<f64> = c.fp.iter().map(|&f| f as f64 / n).collect();
         fpr.push(1.0);
         c.pro.push(1.0);
-        metrics.pro_curve = Some(Curve { fpr, pro: c.pro });
+        Some(Curve { fpr, pro: c.pro })
     }
-    if let Some(cfg) = &config.ikd_pro {
-        metrics.ikd_pro = Some(ikd_area(&thresholds, &sweep.ikd, normals, r, cfg)?);
-    }
-    Ok(metrics)
 }

@@ -175,3 +175,35 @@ fn label_size_mismatch() {
         MetricsError::MaskSizeMismatch { width: 2, height: 3, expected: 6, len: 5 }
     );
 }
+
+#[test]
+fn an_image_refused_for_a_non_finite_score_leaves_no_pixel_behind() {
+    // The score is checked while the pixels are bucketed; a refused image's pixels are taken
+    // back, so the result is the one without it.
+    let config = MetricsConfig { ikd_pro: Some(IkdProConfig::default()), ..MetricsConfig::all() };
+    let a: Vec<f32> = (0..64).map(|i| (i * 37 % 64) as f32 / 64.0).collect();
+    let b: Vec<f32> = (0..64).map(|i| (i * 11 % 64) as f32 / 80.0).collect();
+    let mut mask = vec![0_u8; 64];
+    for i in [9, 10, 17, 18, 19, 26, 45] {
+        mask[i] = 1;
+    }
+    let mut clean = Accumulator::new(config.clone()).unwrap();
+    clean.update(&a, &mask, 8, 8).unwrap();
+    clean.update(&b, &[0_u8; 64], 8, 8).unwrap();
+    let mut refused = Accumulator::new(config).unwrap();
+    refused.update(&a, &mask, 8, 8).unwrap();
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for at in [0, 18, 63] {
+            let mut c = b.clone();
+            c[at] = bad;
+            let err = refused.update(&c, &mask, 8, 8).unwrap_err();
+            assert!(
+                matches!(err, MetricsError::NonFiniteScore { image: 1, x, y, .. } if (x, y) == (at % 8, at / 8)),
+                "{err}"
+            );
+        }
+    }
+    refused.update(&b, &[0_u8; 64], 8, 8).unwrap();
+    let (clean, refused) = (clean.finish().unwrap(), refused.finish().unwrap());
+    assert_eq!(serde_json::to_string(&clean).unwrap(), serde_json::to_string(&refused).unwrap());
+}
