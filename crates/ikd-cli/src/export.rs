@@ -16,7 +16,9 @@ pub struct ExportArgs {
     #[arg(long)]
     out: PathBuf,
     /// ONNX opset, 13 to 21.
-    #[arg(long, default_value_t = ikd_export::DEFAULT_OPSET)]
+    #[arg(long, default_value_t = ikd_export::DEFAULT_OPSET,
+          value_parser = clap::value_parser!(i64)
+              .range(*ikd_export::OPSETS.start()..=*ikd_export::OPSETS.end()))]
     opset: i64,
     /// Images per batch: a number, or `dynamic`.
     #[arg(long, default_value = "dynamic")]

@@ -115,7 +115,7 @@ impl std::str::FromStr for Batch {
         match s.parse::<usize>() {
             Ok(n) if n > 0 => Ok(Batch::Fixed(n)),
             _ => Err(Error::Options(format!(
-                "--batch: expected a positive number or `dynamic`, not `{s}`"
+                "batch: expected a positive number or `dynamic`, not `{s}`"
             ))),
         }
     }
@@ -149,7 +149,7 @@ impl std::str::FromStr for Size {
         if s == "dynamic" {
             return Ok(Size::Dynamic);
         }
-        let bad = |why: &str| Error::Options(format!("--size `{s}`: {why}"));
+        let bad = |why: &str| Error::Options(format!("size `{s}`: {why}"));
         let (h, w) = s.split_once(['x', 'X']).ok_or_else(|| bad("expected HxW or `dynamic`"))?;
         let parse =
             |v: &str| v.trim().parse::<usize>().map_err(|_| bad("expected HxW or `dynamic`"));
@@ -332,92 +332,7 @@ fn ir_version(opset: i64) -> i64 {
 /// `pred_score` only, and a log line and its metadata say so. Settings the graph cannot express
 /// (a centre crop, a backbone that does not take RGB) are an [`Error::Unsupported`].
 pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<ExportSummary> {
-    if !OPSETS.contains(&opts.opset) {
-        return Err(Error::Options(format!(
-            "--opset {}: the exporter writes opsets {} to {}",
-            opts.opset,
-            OPSETS.start(),
-            OPSETS.end()
-        )));
-    }
-    let run = ikd::RunDir::new(run_dir);
-    let config = run.load_config()?;
-    let backbone = config.backbone()?;
-    let cfg = &backbone.config;
-    if cfg.in_chans != 3 {
-        return Err(Error::Unsupported(format!(
-            "backbone `{}` takes {} input channels; the graph's input is RGB",
-            backbone.name, cfg.in_chans
-        )));
-    }
-    if config.load_size != config.image_size {
-        return Err(Error::Unsupported(format!(
-            "the run resizes images to {0}×{0} and crops {1}×{1} (load_size {0}, image_size {1}): \
-             the graph runs on the whole input and cannot reproduce the Predictor's crop and \
-             framing of the map; export a run trained with load_size = image_size",
-            config.load_size, config.image_size
-        )));
-    }
-    let levels = config.loss.levels.clone();
-    if levels.is_empty() || levels.iter().any(|&l| l > 3) {
-        return Err(Error::Unsupported(format!(
-            "levels {levels:?}: the anomaly map reads the branches 0 to 3"
-        )));
-    }
-    let student = run.student();
-    if !student.is_file() {
-        return Err(ikd::Error::bad_file(
-            &student,
-            "missing: the run's training has not finished (continue it with `ikd train --resume`)"
-                .into(),
-        )
-        .into());
-    }
-
-    // the teacher the Predictor rebuilds: the run's own copy (checked against teacher.json) or
-    // the seeded initialisation
-    let teacher_weights =
-        ikd::TeacherIdentity::of_run(run_dir)?.unwrap_or(config.teacher_weights.clone());
-    let teacher_source = match ikd::teacher_weights_file(&backbone.name, &teacher_weights)? {
-        Some(path) => Source::File(path),
-        None => match ikd::TeacherIdentity::resolve(
-            &backbone.name,
-            &ikd::TeacherWeights::Random,
-            config.seed,
-        )? {
-            ikd::TeacherIdentity::Random { seed } => Source::Seed(seed),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "a random teacher resolved to {}",
-                    other.describe()
-                )))
-            }
-        },
-    };
-    let identity = if run.teacher().is_file() {
-        Some(ikd::TeacherIdentity::load(&run.teacher())?)
-    } else {
-        None
-    };
-    let teacher = weights(cfg, &teacher_source, "teacher")?;
-    let student_w = weights(cfg, &Source::File(student.clone()), "student")?;
-
-    let metrics = run.load_metrics()?;
-    let decision = metrics.as_ref().and_then(ikd::TestMetrics::decision);
-    let pixel_threshold = metrics.as_ref().and_then(ikd::TestMetrics::pixel_threshold);
-    if let Some(d) = decision {
-        if !(d.threshold.is_finite() && d.min.is_finite() && d.max.is_finite()) {
-            return Err(Error::Unsupported(format!(
-                "{}: the image threshold {} or the score range [{}, {}] is not finite",
-                run.metrics().display(),
-                d.threshold,
-                d.min,
-                d.max
-            )));
-        }
-    }
-
-    // ---- the graph
+    let run = RunToExport::open(run_dir, opts)?;
     let mut g = Graph::new(opts.opset);
     let n = match opts.batch {
         Batch::Dynamic => Dim::Named("N"),
@@ -427,51 +342,7 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
         Size::Dynamic => (Dim::Named("H"), Dim::Named("W")),
         Size::Fixed { height, width } => (Dim::Fixed(height as i64), Dim::Fixed(width as i64)),
     };
-    let mean = g.init_f32("imagenet_mean", &[1, 3, 1, 1], &ikd_data::IMAGENET_MEAN);
-    let std = g.init_f32("imagenet_std", &[1, 3, 1, 1], &ikd_data::IMAGENET_STD);
-    let centred = g.binary("Sub", "image", &mean);
-    let x = g.binary("Div", &centred, &std);
-    let t = hrnet::hrnet(&mut g, cfg, &teacher, &x)?;
-    let s = hrnet::hrnet(&mut g, cfg, &student_w, &x)?;
-    if t.len() <= *levels.iter().max().unwrap_or(&0) {
-        return Err(Error::Unsupported(format!(
-            "levels {levels:?}, but the backbone has {} stage-4 branches",
-            t.len()
-        )));
-    }
-    // ikd-distill's L2 normalisation: x / sqrt(max(Σ_c x², ε²))
-    let eps2 = g.scalar("eps2", (ikd_distill::NORM_EPS * ikd_distill::NORM_EPS) as f32);
-    let mut map: Option<String> = None;
-    for &level in &levels {
-        let mut normalised = Vec::with_capacity(2);
-        for branch in [&t[level], &s[level]] {
-            // IKD features: branch `level` resized to branch 0's size (align_corners)
-            let f = if level == 0 {
-                branch.clone()
-            } else {
-                g.resize(branch, 1 << level, "linear", "align_corners")
-            };
-            let sq = g.binary("Mul", &f, &f);
-            let sum = g.reduce_sum(&sq, &[1], true);
-            let clamped = g.binary("Max", &sum, &eps2);
-            let norm = g.unary("Sqrt", &clamped);
-            normalised.push(g.binary("Div", &f, &norm));
-        }
-        let diff = g.binary("Sub", &normalised[0], &normalised[1]);
-        let sq = g.binary("Mul", &diff, &diff);
-        let d = g.reduce_sum(&sq, &[1], true);
-        map = Some(match map {
-            None => d,
-            Some(m) => g.binary("Mul", &m, &d),
-        });
-    }
-    let map = map.ok_or_else(|| Error::Unsupported("no levels".into()))?;
-    // back to the input's size: bilinear with half-pixel centres (as OpenCV), ×4
-    let resized = g.resize(&map, 4, "linear", "half_pixel");
-    g.node_named("Identity", &[&resized], vec![], "anomaly_map");
-    let score = g.reduce_max("anomaly_map", &[1, 2, 3], false);
-    g.node_named("Identity", &[&score], vec![], "pred_score");
-
+    anomaly_map_graph(&mut g, &run)?;
     let mut outputs = vec![
         graph::value_info(
             "anomaly_map",
@@ -480,109 +351,13 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
         ),
         graph::value_info("pred_score", DataType::Float, std::slice::from_ref(&n)),
     ];
-    if let Some(d) = decision {
-        let threshold = g.scalar("image_threshold", at_least(d.threshold));
-        let label = g.binary("GreaterOrEqual", "pred_score", &threshold);
-        g.node_named("Identity", &[&label], vec![], "pred_label");
-        let span = d.max - d.min;
-        let normalised = if span > 0.0 {
-            let t32 = g.scalar("threshold", d.threshold as f32);
-            let span32 = g.scalar("score_span", span as f32);
-            let (half, zero, one) =
-                (g.scalar("half", 0.5), g.scalar("zero", 0.0), g.scalar("one", 1.0));
-            let shifted = g.binary("Sub", "pred_score", &t32);
-            let scaled = g.binary("Div", &shifted, &span32);
-            let v = g.binary("Add", &scaled, &half);
-            g.node("Clip", &[&v, &zero, &one], vec![], "clip")
-        } else {
-            // one score in the whole test: 1 from the threshold up, else 0 (Decision::normalized)
-            g.node("Cast", &[&label], vec![graph::attr_int("to", DataType::Float as i64)], "cast")
-        };
-        g.node_named("Identity", &[&normalised], vec![], "pred_score_normalized");
-        outputs.push(graph::value_info(
-            "pred_score_normalized",
-            DataType::Float,
-            std::slice::from_ref(&n),
-        ));
-        outputs.push(graph::value_info("pred_label", DataType::Bool, std::slice::from_ref(&n)));
-    }
-    if let Some(pt) = pixel_threshold {
-        let threshold = g.scalar("pixel_threshold", at_least(pt));
-        let mask = g.binary("GreaterOrEqual", "anomaly_map", &threshold);
-        g.node_named("Identity", &[&mask], vec![], "pred_mask");
-        outputs.push(graph::value_info(
-            "pred_mask",
-            DataType::Bool,
-            &[n.clone(), Dim::Fixed(1), h.clone(), w.clone()],
-        ));
-    }
-    let tested = decision.is_some() || pixel_threshold.is_some();
+    outputs.extend(decision_graph(&mut g, run.decision, run.pixel_threshold, &[&n, &h, &w]));
     let output_names: Vec<String> = outputs.iter().filter_map(|o| o.name.clone()).collect();
-
-    // ---- metadata
-    let mut meta: Vec<(String, String)> = vec![
-        ("producer".into(), format!("ikd {}", env!("CARGO_PKG_VERSION"))),
-        (
-            "run".into(),
-            run_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
-        ),
-        ("backbone".into(), backbone.name.clone()),
-        ("backbone_config".into(), serde_json::to_string(cfg).unwrap_or_default()),
-        ("image_size".into(), config.image_size.to_string()),
-        ("levels".into(), serde_json::to_string(&levels).unwrap_or_default()),
-        (
-            "input".into(),
-            "image: float32 RGB in [0, 1], NCHW; height and width multiples of 32 (the run's \
-             image_size is the size it was trained and tested at); ImageNet normalisation is \
-             inside the graph"
-                .into(),
-        ),
-        ("outputs".into(), output_names.join(",")),
-        (
-            "teacher".into(),
-            identity.as_ref().map_or_else(
-                || format!("{teacher_weights} (the run predates teacher.json)"),
-                ikd::TeacherIdentity::describe,
-            ),
-        ),
-        (
-            "teacher_sha256".into(),
-            match (&identity, &teacher_source) {
-                (Some(id), _) if id.sha256().is_some() => id.sha256().unwrap_or_default().into(),
-                (_, Source::Seed(seed)) => format!("none: random teacher (seed {seed})"),
-                (_, Source::File(p)) => ikd_data::sha256_file(p, false)?,
-            },
-        ),
-        ("student_sha256".into(), ikd_data::sha256_file(&student, false)?),
-        ("settings".into(), serde_json::to_string(&config).unwrap_or_default()),
-        ("tested".into(), tested.to_string()),
-    ];
-    match decision {
-        Some(d) => {
-            meta.push(("image_threshold".into(), d.threshold.to_string()));
-            meta.push(("image_score_min".into(), d.min.to_string()));
-            meta.push(("image_score_max".into(), d.max.to_string()));
-            meta.push((
-                "normalization".into(),
-                "pred_score_normalized = clip((pred_score - image_threshold) / \
-                 (image_score_max - image_score_min) + 0.5, 0, 1); pred_label = pred_score >= \
-                 image_threshold"
-                    .into(),
-            ));
-        }
-        None => meta.push((
-            "image_threshold".into(),
-            "none: the run was not tested (run `ikd test`, then export again)".into(),
-        )),
-    }
-    match pixel_threshold {
-        Some(t) => meta.push(("pixel_threshold".into(), t.to_string())),
-        None => meta.push(("pixel_threshold".into(), "none".into())),
-    }
-    if !tested {
+    let meta = run.metadata(run_dir, &output_names)?;
+    if !run.tested() {
         tracing::warn!(
             "{}: the run was never tested: the graph gives anomaly_map and pred_score only \
-             (no threshold to decide with; run `ikd test` and export again for pred_label, \
+             (no threshold to decide with; test the run and export again for pred_label, \
              pred_score_normalized and pred_mask)",
             run_dir.display()
         );
@@ -599,9 +374,9 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         doc_string: Some(format!(
             "IKD anomaly segmenter ({}, run {}): teacher and student HRNets, anomaly map, score{}",
-            backbone.name,
+            run.backbone.name,
             run_dir.display(),
-            if tested { ", decision" } else { " (untested run: no decision)" }
+            if run.tested() { ", decision" } else { " (untested run: no decision)" }
         )),
         graph: Some(onnx::GraphProto {
             node: std::mem::take(&mut g.nodes),
@@ -638,9 +413,302 @@ pub fn export(run_dir: &Path, out: &Path, opts: &ExportOptions) -> Result<Export
     Ok(ExportSummary {
         out: out.to_path_buf(),
         outputs: output_names,
-        tested,
+        tested: run.tested(),
         metadata: meta,
         bytes: bytes.len() as u64,
         nodes,
     })
+}
+
+/// What the graph is made of: the run's settings, both networks' weights and its test's
+/// thresholds, checked for what the graph can express.
+struct RunToExport {
+    config: ikd::TrainConfig,
+    backbone: ikd::Backbone,
+    levels: Vec<usize>,
+    student: PathBuf,
+    teacher_weights: ikd::TeacherWeights,
+    teacher_source: Source,
+    identity: Option<ikd::TeacherIdentity>,
+    teacher: hrnet::Weights,
+    student_weights: hrnet::Weights,
+    decision: Option<ikd::Decision>,
+    pixel_threshold: Option<f64>,
+}
+
+impl RunToExport {
+    fn open(run_dir: &Path, opts: &ExportOptions) -> Result<Self> {
+        if !OPSETS.contains(&opts.opset) {
+            return Err(Error::Options(format!(
+                "opset {}: the exporter writes opsets {} to {}",
+                opts.opset,
+                OPSETS.start(),
+                OPSETS.end()
+            )));
+        }
+        let run = ikd::RunDir::new(run_dir);
+        let config = run.load_config()?;
+        let backbone = config.backbone()?;
+        let cfg = &backbone.config;
+        if cfg.in_chans != 3 {
+            return Err(Error::Unsupported(format!(
+                "backbone `{}` takes {} input channels; the graph's input is RGB",
+                backbone.name, cfg.in_chans
+            )));
+        }
+        if config.load_size != config.image_size {
+            return Err(Error::Unsupported(format!(
+                "the run resizes images to {0}×{0} and crops {1}×{1} (load_size {0}, image_size \
+                 {1}): the graph runs on the whole input and cannot reproduce the Predictor's \
+                 crop and framing of the map; export a run trained with load_size = image_size",
+                config.load_size, config.image_size
+            )));
+        }
+        let levels = config.loss.levels.clone();
+        if levels.is_empty() || levels.iter().any(|&l| l > 3) {
+            return Err(Error::Unsupported(format!(
+                "levels {levels:?}: the anomaly map reads the branches 0 to 3"
+            )));
+        }
+        let student = run.student();
+        if !student.is_file() {
+            return Err(ikd::Error::bad_file(
+                &student,
+                "missing: the run's training has not finished (continue it with `ikd run`)".into(),
+            )
+            .into());
+        }
+        let (teacher_weights, teacher_source) = teacher_source(run_dir, &config, &backbone)?;
+        let identity = if run.teacher().is_file() {
+            Some(ikd::TeacherIdentity::load(&run.teacher())?)
+        } else {
+            None
+        };
+        let teacher = weights(cfg, &teacher_source, "teacher")?;
+        let student_weights = weights(cfg, &Source::File(student.clone()), "student")?;
+
+        let metrics = run.load_metrics()?;
+        let decision = metrics.as_ref().and_then(ikd::TestMetrics::decision);
+        let pixel_threshold = metrics.as_ref().and_then(ikd::TestMetrics::pixel_threshold);
+        if let Some(d) = decision {
+            if !(d.threshold.is_finite() && d.min.is_finite() && d.max.is_finite()) {
+                return Err(Error::Unsupported(format!(
+                    "{}: the image threshold {} or the score range [{}, {}] is not finite",
+                    run.metrics().display(),
+                    d.threshold,
+                    d.min,
+                    d.max
+                )));
+            }
+        }
+        Ok(Self {
+            config,
+            backbone,
+            levels,
+            student,
+            teacher_weights,
+            teacher_source,
+            identity,
+            teacher,
+            student_weights,
+            decision,
+            pixel_threshold,
+        })
+    }
+
+    fn tested(&self) -> bool {
+        self.decision.is_some() || self.pixel_threshold.is_some()
+    }
+
+    /// The model's `metadata_props`: what a deployment reads to know which run it holds.
+    fn metadata(&self, run_dir: &Path, output_names: &[String]) -> Result<Vec<(String, String)>> {
+        let teacher_sha256 = match (&self.identity, &self.teacher_source) {
+            (Some(id), _) if id.sha256().is_some() => id.sha256().unwrap_or_default().into(),
+            (_, Source::Seed(seed)) => format!("none: random teacher (seed {seed})"),
+            (_, Source::File(p)) => ikd_data::sha256_file(p, false)?,
+        };
+        let mut meta: Vec<(String, String)> = vec![
+            ("producer".into(), format!("ikd {}", env!("CARGO_PKG_VERSION"))),
+            (
+                "run".into(),
+                run_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            ),
+            ("backbone".into(), self.backbone.name.clone()),
+            (
+                "backbone_config".into(),
+                serde_json::to_string(&self.backbone.config).unwrap_or_default(),
+            ),
+            ("image_size".into(), self.config.image_size.to_string()),
+            ("levels".into(), serde_json::to_string(&self.levels).unwrap_or_default()),
+            (
+                "input".into(),
+                "image: float32 RGB in [0, 1], NCHW; height and width multiples of 32 (the run's \
+                 image_size is the size it was trained and tested at); ImageNet normalisation is \
+                 inside the graph"
+                    .into(),
+            ),
+            ("outputs".into(), output_names.join(",")),
+            (
+                "teacher".into(),
+                self.identity.as_ref().map_or_else(
+                    || format!("{} (the run predates teacher.json)", self.teacher_weights),
+                    ikd::TeacherIdentity::describe,
+                ),
+            ),
+            ("teacher_sha256".into(), teacher_sha256),
+            ("student_sha256".into(), ikd_data::sha256_file(&self.student, false)?),
+            ("settings".into(), serde_json::to_string(&self.config).unwrap_or_default()),
+            ("tested".into(), self.tested().to_string()),
+        ];
+        match self.decision {
+            Some(d) => {
+                meta.push(("image_threshold".into(), d.threshold.to_string()));
+                meta.push(("image_score_min".into(), d.min.to_string()));
+                meta.push(("image_score_max".into(), d.max.to_string()));
+                meta.push((
+                    "normalization".into(),
+                    "pred_score_normalized = clip((pred_score - image_threshold) / \
+                     (image_score_max - image_score_min) + 0.5, 0, 1); pred_label = pred_score >= \
+                     image_threshold"
+                        .into(),
+                ));
+            }
+            None => meta.push((
+                "image_threshold".into(),
+                "none: the run was not tested (run `ikd test`, then export again)".into(),
+            )),
+        }
+        let pixel = self.pixel_threshold.map_or_else(|| "none".into(), |t| t.to_string());
+        meta.push(("pixel_threshold".into(), pixel));
+        Ok(meta)
+    }
+}
+
+/// The teacher the Predictor rebuilds: the run's own copy (checked against teacher.json) or the
+/// seeded initialisation.
+fn teacher_source(
+    run_dir: &Path,
+    config: &ikd::TrainConfig,
+    backbone: &ikd::Backbone,
+) -> Result<(ikd::TeacherWeights, Source)> {
+    let teacher_weights =
+        ikd::TeacherIdentity::of_run(run_dir)?.unwrap_or(config.teacher_weights.clone());
+    let source = match ikd::teacher_weights_file(&backbone.name, &teacher_weights)? {
+        Some(path) => Source::File(path),
+        None => match ikd::TeacherIdentity::resolve(
+            &backbone.name,
+            &ikd::TeacherWeights::Random,
+            config.seed,
+        )? {
+            ikd::TeacherIdentity::Random { seed } => Source::Seed(seed),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "a random teacher resolved to {}",
+                    other.describe()
+                )))
+            }
+        },
+    };
+    Ok((teacher_weights, source))
+}
+
+/// `image` to `anomaly_map` and `pred_score`: ImageNet normalisation, both HRNets, the anomaly
+/// map as the Predictor makes it and its maximum.
+fn anomaly_map_graph(g: &mut Graph, run: &RunToExport) -> Result<()> {
+    let cfg = &run.backbone.config;
+    let levels = &run.levels;
+    let mean = g.init_f32("imagenet_mean", &[1, 3, 1, 1], &ikd_data::IMAGENET_MEAN);
+    let std = g.init_f32("imagenet_std", &[1, 3, 1, 1], &ikd_data::IMAGENET_STD);
+    let centred = g.binary("Sub", "image", &mean);
+    let x = g.binary("Div", &centred, &std);
+    let t = hrnet::hrnet(g, cfg, &run.teacher, &x)?;
+    let s = hrnet::hrnet(g, cfg, &run.student_weights, &x)?;
+    if t.len() <= *levels.iter().max().unwrap_or(&0) {
+        return Err(Error::Unsupported(format!(
+            "levels {levels:?}, but the backbone has {} stage-4 branches",
+            t.len()
+        )));
+    }
+    // ikd-distill's L2 normalisation: x / sqrt(max(Σ_c x², ε²))
+    let eps2 = g.scalar("eps2", (ikd_distill::NORM_EPS * ikd_distill::NORM_EPS) as f32);
+    let mut map: Option<String> = None;
+    for &level in levels {
+        let mut normalised = Vec::with_capacity(2);
+        for branch in [&t[level], &s[level]] {
+            // IKD features: branch `level` resized to branch 0's size (align_corners)
+            let f = if level == 0 {
+                branch.clone()
+            } else {
+                g.resize(branch, 1 << level, "linear", "align_corners")
+            };
+            let sq = g.binary("Mul", &f, &f);
+            let sum = g.reduce_sum(&sq, &[1], true);
+            let clamped = g.binary("Max", &sum, &eps2);
+            let norm = g.unary("Sqrt", &clamped);
+            normalised.push(g.binary("Div", &f, &norm));
+        }
+        let diff = g.binary("Sub", &normalised[0], &normalised[1]);
+        let sq = g.binary("Mul", &diff, &diff);
+        let d = g.reduce_sum(&sq, &[1], true);
+        map = Some(match map {
+            None => d,
+            Some(m) => g.binary("Mul", &m, &d),
+        });
+    }
+    let map = map.ok_or_else(|| Error::Unsupported("no levels".into()))?;
+    // back to the input's size: bilinear with half-pixel centres (as OpenCV), ×4
+    let resized = g.resize(&map, 4, "linear", "half_pixel");
+    g.node_named("Identity", &[&resized], vec![], "anomaly_map");
+    let score = g.reduce_max("anomaly_map", &[1, 2, 3], false);
+    g.node_named("Identity", &[&score], vec![], "pred_score");
+    Ok(())
+}
+
+/// A tested run's decisions: `pred_score_normalized` and `pred_label` from the image threshold,
+/// `pred_mask` from the pixel threshold; the outputs they add. `nhw`: the batch, height and width.
+fn decision_graph(
+    g: &mut Graph,
+    decision: Option<ikd::Decision>,
+    pixel_threshold: Option<f64>,
+    nhw: &[&Dim; 3],
+) -> Vec<onnx::ValueInfoProto> {
+    let [n, h, w] = *nhw;
+    let mut outputs = Vec::new();
+    if let Some(d) = decision {
+        let threshold = g.scalar("image_threshold", at_least(d.threshold));
+        let label = g.binary("GreaterOrEqual", "pred_score", &threshold);
+        g.node_named("Identity", &[&label], vec![], "pred_label");
+        let span = d.max - d.min;
+        let normalised = if span > 0.0 {
+            let t32 = g.scalar("threshold", d.threshold as f32);
+            let span32 = g.scalar("score_span", span as f32);
+            let (half, zero, one) =
+                (g.scalar("half", 0.5), g.scalar("zero", 0.0), g.scalar("one", 1.0));
+            let shifted = g.binary("Sub", "pred_score", &t32);
+            let scaled = g.binary("Div", &shifted, &span32);
+            let v = g.binary("Add", &scaled, &half);
+            g.node("Clip", &[&v, &zero, &one], vec![], "clip")
+        } else {
+            // one score in the whole test: 1 from the threshold up, else 0 (Decision::normalized)
+            g.node("Cast", &[&label], vec![graph::attr_int("to", DataType::Float as i64)], "cast")
+        };
+        g.node_named("Identity", &[&normalised], vec![], "pred_score_normalized");
+        outputs.push(graph::value_info(
+            "pred_score_normalized",
+            DataType::Float,
+            std::slice::from_ref(n),
+        ));
+        outputs.push(graph::value_info("pred_label", DataType::Bool, std::slice::from_ref(n)));
+    }
+    if let Some(pt) = pixel_threshold {
+        let threshold = g.scalar("pixel_threshold", at_least(pt));
+        let mask = g.binary("GreaterOrEqual", "anomaly_map", &threshold);
+        g.node_named("Identity", &[&mask], vec![], "pred_mask");
+        outputs.push(graph::value_info(
+            "pred_mask",
+            DataType::Bool,
+            &[n.clone(), Dim::Fixed(1), h.clone(), w.clone()],
+        ));
+    }
+    outputs
 }

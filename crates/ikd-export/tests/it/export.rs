@@ -72,7 +72,7 @@ fn what_the_graph_cannot_express_is_an_error_and_writes_nothing() {
     // an opset outside the range
     let opts = ExportOptions { opset: 11, ..Default::default() };
     let e = export(tested_run(), &out, &opts).unwrap_err();
-    assert!(matches!(e, Error::Options(_)) && e.to_string().contains("--opset 11"), "{e}");
+    assert!(matches!(e, Error::Options(_)) && e.to_string().contains("opset 11"), "{e}");
     // a size that is not a multiple of 32
     let e = "100x96".parse::<Size>().unwrap_err();
     assert!(e.to_string().contains("multiples of 32"), "{e}");
