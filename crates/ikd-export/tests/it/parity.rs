@@ -1,7 +1,9 @@
 //! The parity guarantee: onnxruntime and OpenVINO, running the exported graph, give the
 //! `Predictor`'s anomaly maps (within 1e-4 absolute), scores (1e-5 relative), normalised scores
 //! (the score's 1e-5 relative divided by the test's score span, which the normalisation divides
-//! by, plus 1e-6), labels and masks (identical); `onnx.checker`'s full check passes. On the
+//! by, plus 1e-6), labels and masks (identical but for ties: a score or map value within that
+//! tolerance of its threshold, which rounding decides either way; the thresholds are F1-optimal
+//! cut points, values the test's own maps take); `onnx.checker`'s full check passes. On the
 //! `coffee` fixture images (64×64, batch 1 and 4) and non-square crops of the `chelsea` fixture
 //! (64×96 batch 2, 128×192 batch 1), with a real-size `hrnet_w18_small`.
 //!
