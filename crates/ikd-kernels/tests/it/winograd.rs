@@ -192,6 +192,7 @@ fn every_vector_set_runs_winograd_and_they_agree() {
     assert_eq!(winograd.len(), Simd::supported().len() - 1, "every set but scalar");
     assert_eq!(winograd.iter().any(|p| p.effective().simd == Simd::Avx2Fma), has_avx2);
     for p in &winograd {
+        eprintln!("cpu has {}: winograd path {}", Simd::detect(), p.path());
         assert_eq!(p.path(), format!("{} winograd-f4x4", p.effective().simd));
         let f23 = KernelPolicy { winograd_f43: false, ..*p };
         assert_eq!(f23.path(), format!("{} winograd-f2x2", p.effective().simd));
