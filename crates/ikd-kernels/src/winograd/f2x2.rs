@@ -323,8 +323,8 @@ fn grad_transform<I: Isa>(
         }
         // along each row: e_i = [y_i0, y_i0 + y_i1, y_i0 − y_i1, −y_i1]
         let zero = s.zero();
-        let e = |a, b| [a, s.add(a, b), s.sub(a, b), s.sub(zero, b)];
-        let (e0, e1) = (e(y[0], y[1]), e(y[2], y[3]));
+        let e0 = [y[0], s.add(y[0], y[1]), s.sub(y[0], y[1]), s.sub(zero, y[1])];
+        let e1 = [y[2], s.add(y[2], y[3]), s.sub(y[2], y[3]), s.sub(zero, y[3])];
         for q in 0..4 {
             let col = [e0[q], s.add(e0[q], e1[q]), s.sub(e0[q], e1[q]), s.sub(zero, e1[q])];
             for (r, &val) in col.iter().enumerate() {
@@ -560,8 +560,10 @@ fn input_flat<I: Isa>(
 ) {
     let (plane, wp) = (p.hp * p.wp, p.wp);
     let c_n = vb.len() / (16 * nbt);
-    let offs: Vec<I::Idx> =
-        idx.chunks_exact(L).map(|ch| s.idx(ch.try_into().expect("16 offsets"))).collect();
+    let mut offs: Vec<I::Idx> = Vec::with_capacity(idx.len() / L);
+    for ch in idx.chunks_exact(L) {
+        offs.push(s.idx(ch.try_into().expect("16 offsets")));
+    }
     assert!(offs.len() * L <= nbt && c_lo + c_n <= p.d.c);
     for c in 0..c_n {
         // every gathered offset + c·plane + 3·wp + 3 lies inside `pad` (see `flat_lanes`)
@@ -622,9 +624,11 @@ fn input_rows<I: Isa>(
 #[inline(always)]
 fn output_transform<I: Isa>(s: I, mb: &[f32], at: usize, stride: usize) -> [I::V; 4] {
     assert!(at + 15 * stride + L <= mb.len());
-    // SAFETY: in bounds (asserted above)
-    let m: [I::V; 16] =
-        std::array::from_fn(|xi| unsafe { s.load(mb.as_ptr().add(xi * stride + at)) });
+    let mut m = [s.zero(); 16];
+    for (xi, v) in m.iter_mut().enumerate() {
+        // SAFETY: in bounds (asserted above)
+        *v = unsafe { s.load(mb.as_ptr().add(xi * stride + at)) };
+    }
     let mut t = [[s.zero(); 4]; 2];
     for q in 0..4 {
         t[0][q] = s.add(s.add(m[q], m[4 + q]), m[8 + q]);

@@ -28,6 +28,17 @@ use super::{fill_padded_plane, with_big, Dims};
 use crate::cpu::Affine;
 use crate::gemm::{matmul, Mat, Parallelism};
 
+/// Column `j` of the rows `a`: `a[0][j], a[1][j], …` (no closures in code that runs inside
+/// [`Isa::enter`]: see [`super::simd`]).
+#[inline(always)]
+fn column<V: Copy, const R: usize, const C: usize>(a: &[[V; C]; R], j: usize) -> [V; R] {
+    let mut out = [a[0][j]; R];
+    for (o, row) in out.iter_mut().zip(a) {
+        *o = row[j];
+    }
+    out
+}
+
 /// Tile elements (6×6).
 const XI: usize = 36;
 /// Slack after the padded input: a quarter's loads run up to 5 floats past its row.
@@ -204,7 +215,8 @@ fn filters_row<I: Isa>(s: I, w_row: &[f32], plane: usize, at: usize, ptr: Out) {
         let count = (c - c0).min(L);
         let g = s.filter_taps(w_row, c0, count);
         // G·g down the columns: t[i][j], then ·Gᵀ along each row
-        let [c0s, c1s, c2s] = [0, 1, 2].map(|j| g6(s, g[j], g[3 + j], g[6 + j]));
+        let (c0s, c1s, c2s) =
+            (g6(s, g[0], g[3], g[6]), g6(s, g[1], g[4], g[7]), g6(s, g[2], g[5], g[8]));
         for (i, ((&a, &b), &cc)) in c0s.iter().zip(&c1s).zip(&c2s).enumerate() {
             let row = g6(s, a, b, cc);
             for (j, &val) in row.iter().enumerate() {
@@ -290,15 +302,21 @@ fn transform_block<I: Isa>(s: I, p: &Plan, pad: &[f32], b: usize, c_lo: usize, v
             // origin + 5·wp + 21 ≤ the padded input + SLACK
             assert!(at.iter().max().unwrap_or(&a0) + off + 5 * p.wp + 5 + L <= pad.len());
             // Bᵀ·d down the columns (cols[q][r]), then ·B along the rows
-            // SAFETY: in bounds (asserted above)
-            let rows: [[I::V; 6]; 6] = std::array::from_fn(|r| unsafe {
-                s.quarter_windows(at.map(|a| pad.as_ptr().add(a + off + r * p.wp)), live)
-            });
-            let cols: [[I::V; 6]; 6] =
-                std::array::from_fn(|q| bt6(s, &std::array::from_fn(|r| rows[r][q])));
-            #[allow(clippy::needless_range_loop)] // r indexes the six columns alike
+            let mut rows = [[s.zero(); 6]; 6];
+            for (r, row) in rows.iter_mut().enumerate() {
+                let mut ptrs = [pad.as_ptr(); 4];
+                for (pt, &a) in ptrs.iter_mut().zip(&at) {
+                    *pt = pad.as_ptr().wrapping_add(a + off + r * p.wp);
+                }
+                // SAFETY: in bounds (asserted above)
+                *row = unsafe { s.quarter_windows(ptrs, live) };
+            }
+            let mut cols = [[s.zero(); 6]; 6];
+            for (q, col) in cols.iter_mut().enumerate() {
+                *col = bt6(s, &column(&rows, q));
+            }
             for r in 0..6 {
-                let row = bt6(s, &std::array::from_fn(|q| cols[q][r]));
+                let row = bt6(s, &column(&cols, r));
                 for (q, &val) in row.iter().enumerate() {
                     let at = (c * XI + r * 6 + q) * nbt + v * L;
                     // SAFETY: at + 16 ≤ 36·c_n·nbt ≤ vb.len()
@@ -376,11 +394,20 @@ fn output_transform<I: Isa>(s: I, mb: &[f32], at: usize, stride: usize) -> [[I::
     assert!(at + (XI - 1) * stride + L <= mb.len());
     let ptr = mb.as_ptr();
     // Aᵀ·m down the columns (cols[q][i]), then ·A along the rows
-    let cols: [[I::V; 4]; 6] = std::array::from_fn(|q| {
-        // SAFETY: in bounds (asserted above)
-        at4(s, &std::array::from_fn(|r| unsafe { s.load(ptr.add((r * 6 + q) * stride + at)) }))
-    });
-    std::array::from_fn(|i| at4(s, &std::array::from_fn(|q| cols[q][i])))
+    let mut cols = [[s.zero(); 4]; 6];
+    for (q, col) in cols.iter_mut().enumerate() {
+        let mut m = [s.zero(); 6];
+        for (r, mr) in m.iter_mut().enumerate() {
+            // SAFETY: in bounds (asserted above)
+            *mr = unsafe { s.load(ptr.add((r * 6 + q) * stride + at)) };
+        }
+        *col = at4(s, &m);
+    }
+    let mut y = [[s.zero(); 4]; 4];
+    for (i, yi) in y.iter_mut().enumerate() {
+        *yi = at4(s, &column(&cols, i));
+    }
+    y
 }
 
 /// Writes 16 tiles' 4×4 outputs of channel `o`: per output row, each quarter's 4 tiles
@@ -475,16 +502,23 @@ fn grad_transform<I: Isa>(s: I, p: &Plan, dy: &[f32], o: usize, mo: &mut [f32], 
         });
         assert!(base.iter().all(|b| b + 3 * d.w + L <= dy.len()));
         // y[i][j]: row i, column j of the 16 tiles' output gradients
-        // SAFETY: row 4·ty + i of channel o of image n, 16 pixels from 4·tx0 (asserted above)
-        let y: [[I::V; 4]; 4] = std::array::from_fn(|i| unsafe {
-            s.quarter_rows(base.map(|b| dy.as_ptr().add(b + i * d.w)), live)
-        });
+        let mut y = [[s.zero(); 4]; 4];
+        for (i, yi) in y.iter_mut().enumerate() {
+            let mut ptrs = [dy.as_ptr(); 4];
+            for (pt, &b) in ptrs.iter_mut().zip(&base) {
+                *pt = dy.as_ptr().wrapping_add(b + i * d.w);
+            }
+            // SAFETY: row 4·ty + i of channel o of image n, 16 pixels from 4·tx0 (asserted
+            // above)
+            *yi = unsafe { s.quarter_rows(ptrs, live) };
+        }
         // A·dY down the columns (cols[j][a]), then ·Aᵀ along the rows
-        let cols: [[I::V; 6]; 4] =
-            std::array::from_fn(|j| a6(s, &std::array::from_fn(|i| y[i][j])));
-        #[allow(clippy::needless_range_loop)] // a indexes the four columns alike
+        let mut cols = [[s.zero(); 6]; 4];
+        for (j, col) in cols.iter_mut().enumerate() {
+            *col = a6(s, &column(&y, j));
+        }
         for a in 0..6 {
-            let row = a6(s, &std::array::from_fn(|j| cols[j][a]));
+            let row = a6(s, &column(&cols, a));
             for (b, &val) in row.iter().enumerate() {
                 let at = (a * 6 + b) * ld + v * L;
                 // SAFETY: at + 16 ≤ 36·ld (asserted above)
@@ -519,11 +553,17 @@ fn filter_grads<I: Isa>(s: I, du: &[f32], n: usize) -> Vec<f32> {
         #[inline(always)]
         |m| {
             // Gᵀ·dU down the columns (cols[b][k]), then ·G along the rows: k = 3·row + column
-            let cols: [[I::V; 3]; 6] =
-                std::array::from_fn(|b| gt3(s, &std::array::from_fn(|a| m[6 * a + b])));
+            let mut cols = [[s.zero(); 3]; 6];
+            for (b, col) in cols.iter_mut().enumerate() {
+                let mut mb = [s.zero(); 6];
+                for (a, v) in mb.iter_mut().enumerate() {
+                    *v = m[6 * a + b];
+                }
+                *col = gt3(s, &mb);
+            }
             let mut g = [s.zero(); 9];
             for k in 0..3 {
-                let row = gt3(s, &std::array::from_fn(|b| cols[b][k]));
+                let row = gt3(s, &column(&cols, k));
                 g[3 * k..3 * k + 3].copy_from_slice(&row);
             }
             g

@@ -191,12 +191,59 @@ const fn deinterleave_tables() -> ([[[i32; L]; 5]; 9], [[u16; 5]; 9]) {
 
 static DEINTERLEAVE: ([[[i32; L]; 5]; 9], [[u16; 5]; 9]) = deinterleave_tables();
 
-/// Permute indices from a function of the lane.
+/// Permute indices: lanes `4k + l` of four columns `j` (`take(j)`: element `4l + j` of a
+/// quarter's 16 floats into every group of four lanes).
 #[inline(always)]
-fn lanes512(f: impl Fn(i32) -> i32) -> __m512i {
-    let idx: [i32; L] = std::array::from_fn(|l| f(l as i32));
-    // SAFETY: 16 i32 (AVX-512F: the token exists)
-    unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+fn take512(j: i32) -> __m512i {
+    // SAFETY: AVX-512F (only reached through an `Avx512`)
+    unsafe {
+        _mm512_setr_epi32(
+            j,
+            4 + j,
+            8 + j,
+            12 + j,
+            j,
+            4 + j,
+            8 + j,
+            12 + j,
+            j,
+            4 + j,
+            8 + j,
+            12 + j,
+            j,
+            4 + j,
+            8 + j,
+            12 + j,
+        )
+    }
+}
+
+/// Permute indices: columns 0 and 1 (of `y[0]`, `y[1]`) of quarter `k`'s four tiles in pairs,
+/// in lanes 0..8 (tile `4k + l/2`).
+#[inline(always)]
+fn pair512(k: i32) -> __m512i {
+    let b = 4 * k;
+    // SAFETY: AVX-512F (only reached through an `Avx512`)
+    unsafe {
+        _mm512_setr_epi32(
+            b,
+            b + 16,
+            b + 1,
+            b + 17,
+            b + 2,
+            b + 18,
+            b + 3,
+            b + 19,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+    }
 }
 
 // SAFETY (every `unsafe` block below without its own comment): an `Avx512` exists only where
@@ -294,16 +341,21 @@ impl Isa for Avx512 {
     #[inline(always)]
     unsafe fn quarter_windows(self, ptrs: [*const f32; 4], live: u16) -> [__m512; 6] {
         // elements 0, 4, 8, 12 of each quarter's load at + q, into lanes 4k..4k + 4
+        // (loops and no closures here and in all code inlined into `Isa::enter`: a closure is a
+        // function of its own that may stay out of line, without the instruction set)
         unsafe {
             let lo_idx = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
             let hi_idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 8, 12, 16, 20, 24, 28);
-            std::array::from_fn(|q| {
+            let mut out = [_mm512_setzero_ps(); 6];
+            for (q, o) in out.iter_mut().enumerate() {
                 // SAFETY: ptrs[k] + q + 16 ≤ ptrs[k] + 21 (the caller's contract)
-                let ld = |k: usize| _mm512_loadu_ps(ptrs[k].add(q));
-                let lo = _mm512_permutex2var_ps(ld(0), lo_idx, ld(1));
-                let hi = _mm512_permutex2var_ps(ld(2), hi_idx, ld(3));
-                _mm512_maskz_mov_ps(live, _mm512_mask_blend_ps(0xff00, lo, hi))
-            })
+                let (l0, l1) = (_mm512_loadu_ps(ptrs[0].add(q)), _mm512_loadu_ps(ptrs[1].add(q)));
+                let (l2, l3) = (_mm512_loadu_ps(ptrs[2].add(q)), _mm512_loadu_ps(ptrs[3].add(q)));
+                let lo = _mm512_permutex2var_ps(l0, lo_idx, l1);
+                let hi = _mm512_permutex2var_ps(l2, hi_idx, l3);
+                *o = _mm512_maskz_mov_ps(live, _mm512_mask_blend_ps(0xff00, lo, hi));
+            }
+            out
         }
     }
     #[inline(always)]
@@ -318,8 +370,7 @@ impl Isa for Avx512 {
                 // SAFETY: 16 floats from ptrs[k] (the caller's contract)
                 let a = _mm512_loadu_ps(*p);
                 for (j, yj) in y.iter_mut().enumerate() {
-                    let take = lanes512(|l| 4 * (l % 4) + j as i32);
-                    *yj = _mm512_mask_permutexvar_ps(*yj, lanes, take, a);
+                    *yj = _mm512_mask_permutexvar_ps(*yj, lanes, take512(j as i32), a);
                 }
             }
             y
@@ -333,8 +384,7 @@ impl Isa for Avx512 {
             let quad = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
             for (k, d) in dst.iter().enumerate() {
                 let Some(d) = *d else { continue };
-                let k = k as i32;
-                let pair = lanes512(|l| if l < 8 { 4 * k + l / 2 + 16 * (l % 2) } else { 0 });
+                let pair = pair512(k as i32);
                 let p01 = _mm512_permutex2var_ps(y[0], pair, y[1]);
                 let p23 = _mm512_permutex2var_ps(y[2], pair, y[3]);
                 // SAFETY: 16 floats at d (the caller's contract)
@@ -357,12 +407,12 @@ impl Isa for Avx512 {
             }
             let mut g = [_mm512_setzero_ps(); 9];
             for (k, gk) in g.iter_mut().enumerate() {
-                let ix = |pair: usize| _mm512_loadu_si512(idx[k][pair].as_ptr().cast());
-                let mut v = _mm512_permutex2var_ps(z[0], ix(0), z[1]);
+                let ix0 = _mm512_loadu_si512(idx[k][0].as_ptr().cast());
+                let mut v = _mm512_permutex2var_ps(z[0], ix0, z[1]);
                 for pair in 1..5 {
                     if masks[k][pair] != 0 {
-                        let t =
-                            _mm512_permutex2var_ps(z[2 * pair], ix(pair), z[(2 * pair + 1).min(8)]);
+                        let ix = _mm512_loadu_si512(idx[k][pair].as_ptr().cast());
+                        let t = _mm512_permutex2var_ps(z[2 * pair], ix, z[(2 * pair + 1).min(8)]);
                         v = _mm512_mask_blend_ps(masks[k][pair], v, t);
                     }
                 }
@@ -425,6 +475,53 @@ fn first_masks(n: usize) -> [__m256i; 2] {
             _mm256_cmpgt_epi32(_mm256_set1_epi32(n), ix),
             _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), ix),
         ]
+    }
+}
+
+/// The lanes of `v` whose bit is set in `bits` (8 bits), 0 in the others.
+#[inline(always)]
+#[allow(non_snake_case)]
+fn _mm256_and_ps_bits(v: __m256, bits: u16) -> __m256 {
+    // SAFETY: AVX2 (only reached through an `Avx2`)
+    unsafe {
+        let lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let b = _mm256_set1_epi32(i32::from(bits & 0xff));
+        let m = _mm256_cmpeq_epi32(_mm256_and_si256(b, lanes), lanes);
+        _mm256_and_ps(v, _mm256_castsi256_ps(m))
+    }
+}
+
+/// The 64-bit pieces 0, 2, 1, 3 of `v`.
+#[inline(always)]
+fn order256(v: __m256) -> __m256 {
+    // SAFETY: AVX2 (only reached through an `Avx2`)
+    unsafe { _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v))) }
+}
+
+/// `x₀ y₀ x₁ y₁ …` of two 8-lane vectors: its first 8 floats and its last 8.
+#[inline(always)]
+fn interleave256(x: __m256, y: __m256) -> [__m256; 2] {
+    // SAFETY: AVX (only reached through an `Avx2`)
+    unsafe {
+        let (lo, hi) = (_mm256_unpacklo_ps(x, y), _mm256_unpackhi_ps(x, y));
+        [_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi)]
+    }
+}
+
+/// Rows `r[m]`: floats `4m .. 4m + 4` of quarters `2h` (low 128 bits) and `2h + 1` (high),
+/// `m < 5` (`M = 5`) or `m < 4` (`M = 4`).
+///
+/// # Safety
+/// `ptrs[2h] .. + 4M` and `ptrs[2h + 1] .. + 4M` are readable.
+#[inline(always)]
+unsafe fn quarter_pair_rows<const M: usize>(ptrs: &[*const f32; 4], h: usize) -> [__m256; M] {
+    // SAFETY: AVX (only reached through an `Avx2`); in bounds (the caller's contract)
+    unsafe {
+        let mut r = [_mm256_setzero_ps(); M];
+        for (m, rm) in r.iter_mut().enumerate() {
+            *rm = _mm256_loadu2_m128(ptrs[2 * h + 1].add(4 * m), ptrs[2 * h].add(4 * m));
+        }
+        r
     }
 }
 
@@ -496,14 +593,7 @@ impl Isa for Avx2 {
         if live == 0xffff {
             return v;
         }
-        unsafe {
-            let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-            let m = |h: usize| {
-                let b = _mm256_set1_epi32(((live >> (8 * h)) & 0xff) as i32);
-                _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(b, bits), bits))
-            };
-            [_mm256_and_ps(v[0], m(0)), _mm256_and_ps(v[1], m(1))]
-        }
+        [_mm256_and_ps_bits(v[0], live & 0xff), _mm256_and_ps_bits(v[1], live >> 8)]
     }
     #[inline(always)]
     unsafe fn load(self, p: *const f32) -> [__m256; 2] {
@@ -560,51 +650,55 @@ impl Isa for Avx2 {
     fn deinterleave(self, a: [__m256; 2], b: [__m256; 2]) -> ([__m256; 2], [__m256; 2]) {
         // within 128-bit halves, then the 64-bit pieces into order
         unsafe {
-            let order = |v: __m256| {
-                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
-            };
-            let even = |x: [__m256; 2]| order(_mm256_shuffle_ps::<0b10_00_10_00>(x[0], x[1]));
-            let odd = |x: [__m256; 2]| order(_mm256_shuffle_ps::<0b11_01_11_01>(x[0], x[1]));
-            ([even(a), even(b)], [odd(a), odd(b)])
+            let (ea, eb) = (
+                _mm256_shuffle_ps::<0b10_00_10_00>(a[0], a[1]),
+                _mm256_shuffle_ps::<0b10_00_10_00>(b[0], b[1]),
+            );
+            let (oa, ob) = (
+                _mm256_shuffle_ps::<0b11_01_11_01>(a[0], a[1]),
+                _mm256_shuffle_ps::<0b11_01_11_01>(b[0], b[1]),
+            );
+            ([order256(ea), order256(eb)], [order256(oa), order256(ob)])
         }
     }
     #[inline(always)]
     fn interleave(self, a: [__m256; 2], b: [__m256; 2]) -> ([__m256; 2], [__m256; 2]) {
-        unsafe {
-            let half = |x: __m256, y: __m256| {
-                let (lo, hi) = (_mm256_unpacklo_ps(x, y), _mm256_unpackhi_ps(x, y));
-                [_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi)]
-            };
-            (half(a[0], b[0]), half(a[1], b[1]))
-        }
+        (interleave256(a[0], b[0]), interleave256(a[1], b[1]))
     }
     #[inline(always)]
     unsafe fn quarter_windows(self, ptrs: [*const f32; 4], live: u16) -> [[__m256; 2]; 6] {
         // half h: quarters 2h and 2h + 1 in its 128-bit halves; rows r[m] = floats 4m..4m + 4
         // (tile m's first four), so the transpose of r[0..4] gives q = 0..4 and that of
         // r[1..5] q = 4, 5
-        let half = |h: usize| {
+        let mut out = [self.zero(); 6];
+        for h in 0..2 {
             // SAFETY: floats 0..20 of each quarter (the caller's contract)
-            let r: [__m256; 5] = std::array::from_fn(|m| unsafe {
-                _mm256_loadu2_m128(ptrs[2 * h + 1].add(4 * m), ptrs[2 * h].add(4 * m))
-            });
+            let r = unsafe { quarter_pair_rows::<5>(&ptrs, h) };
             let a = transpose4([r[0], r[1], r[2], r[3]]);
             let b = transpose4([r[1], r[2], r[3], r[4]]);
-            [a[0], a[1], a[2], a[3], b[0], b[1]]
-        };
-        let (h0, h1) = (half(0), half(1));
-        std::array::from_fn(|q| self.keep(live, [h0[q], h1[q]]))
+            for (q, &v) in a.iter().chain(&b[..2]).enumerate() {
+                out[q][h] = v;
+            }
+        }
+        for o in out.iter_mut() {
+            *o = self.keep(live, *o);
+        }
+        out
     }
     #[inline(always)]
     unsafe fn quarter_rows(self, ptrs: [*const f32; 4], live: u16) -> [[__m256; 2]; 4] {
-        let half = |h: usize| {
+        let mut out = [self.zero(); 4];
+        for h in 0..2 {
             // SAFETY: floats 0..16 of each quarter (the caller's contract)
-            transpose4(std::array::from_fn(|m| unsafe {
-                _mm256_loadu2_m128(ptrs[2 * h + 1].add(4 * m), ptrs[2 * h].add(4 * m))
-            }))
-        };
-        let (h0, h1) = (half(0), half(1));
-        std::array::from_fn(|j| self.keep(live, [h0[j], h1[j]]))
+            let t = transpose4(unsafe { quarter_pair_rows::<4>(&ptrs, h) });
+            for (j, &v) in t.iter().enumerate() {
+                out[j][h] = v;
+            }
+        }
+        for o in out.iter_mut() {
+            *o = self.keep(live, *o);
+        }
+        out
     }
     #[inline(always)]
     unsafe fn store_quarters(self, y: &[[__m256; 2]; 4], dst: [Option<*mut f32>; 4]) {
