@@ -671,6 +671,7 @@ impl Isa for Avx2 {
         // (tile m's first four), so the transpose of r[0..4] gives q = 0..4 and that of
         // r[1..5] q = 4, 5
         let mut out = [self.zero(); 6];
+        #[allow(clippy::needless_range_loop)] // h: the half of every output
         for h in 0..2 {
             // SAFETY: floats 0..20 of each quarter (the caller's contract)
             let r = unsafe { quarter_pair_rows::<5>(&ptrs, h) };
@@ -688,6 +689,7 @@ impl Isa for Avx2 {
     #[inline(always)]
     unsafe fn quarter_rows(self, ptrs: [*const f32; 4], live: u16) -> [[__m256; 2]; 4] {
         let mut out = [self.zero(); 4];
+        #[allow(clippy::needless_range_loop)] // h: the half of every output
         for h in 0..2 {
             // SAFETY: floats 0..16 of each quarter (the caller's contract)
             let t = transpose4(unsafe { quarter_pair_rows::<4>(&ptrs, h) });
