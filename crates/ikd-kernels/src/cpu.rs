@@ -41,7 +41,7 @@ pub(crate) trait Float: WithDType + gemm::GemmScalar {
     /// The data of a CPU storage of this type, mutably.
     fn cpu_storage_as_mut_slice(s: &mut CpuStorage) -> Result<&mut [Self]>;
     /// A 3×3, stride 1, padding 1 convolution by Winograd's minimal filtering, where this
-    /// type, the CPU and `policy` have that path (f32 with AVX-512F); `None` otherwise.
+    /// type, the CPU and `policy` have that path (f32 with AVX-512F or AVX2 + FMA); `None` otherwise.
     fn winograd3x3(
         x: &[Self],
         w: &[Self],

@@ -11,7 +11,7 @@
 //! (f32 and f64; other devices and dtypes keep candle's ops):
 //!
 //! - [`conv2d`]: any kernel size, stride and padding. 3×3 stride-1 f32 convolutions on AVX-512
-//!   CPUs run as Winograd's F(2×2, 3×3) (2.25× fewer multiplications), forward and input
+//!   and AVX2 + FMA CPUs run as Winograd's F(2×2, 3×3) (2.25× fewer multiplications), forward and input
 //!   gradient, and as F(4×4, 3×3) (4× fewer; weight gradient too) on images from
 //!   [`WINOGRAD_F43_MIN_SIDE`] pixels whose width is a multiple of 16, with
 //!   [`WINOGRAD_F43_MIN_CHANNELS`] channels or more; everything else as im2col by row copies,

@@ -17,9 +17,10 @@ use candle_core::{DType, Tensor};
 pub enum Simd {
     /// No explicit vector code: the portable kernels only (the compiler's baseline vectors).
     Scalar,
-    /// AVX2 with FMA (8 floats a vector): Intel since Haswell, AMD since Zen 1.
+    /// AVX2 with FMA (8 floats a vector): Intel since Haswell, AMD since Zen 1. The Winograd
+    /// kernels run each 16-lane step as two 8-wide instructions.
     Avx2Fma,
-    /// AVX-512F (16 floats a vector): the Winograd kernels.
+    /// AVX-512F (16 floats a vector).
     Avx512,
 }
 
@@ -90,7 +91,8 @@ impl std::fmt::Display for Simd {
 /// `Default` turns everything on (where the tensors and the CPU allow it);
 /// [`KernelPolicy::candle`] turns everything off. A path whose switch is on still runs only
 /// where it applies: the kernels on CPU tensors of f32 or f64, Winograd on 3×3 stride-1 f32
-/// convolutions on CPUs with AVX-512F (checked at run time, see [`KernelPolicy::effective`]).
+/// convolutions on CPUs with AVX-512F or AVX2 + FMA (checked at run time, see
+/// [`KernelPolicy::effective`]).
 ///
 /// ```
 /// use ikd_kernels::KernelPolicy;
@@ -191,14 +193,15 @@ impl KernelPolicy {
         }
     }
 
-    /// The policy as this CPU runs it: Winograd only with the CPU kernels and AVX-512F, and
-    /// F(4×4, 3×3) and the Winograd weight gradient only with Winograd.
+    /// The policy as this CPU runs it: Winograd only with the CPU kernels and AVX2 + FMA or
+    /// AVX-512F (within [`KernelPolicy::simd`]), and F(4×4, 3×3) and the Winograd weight
+    /// gradient only with Winograd.
     ///
     /// ```
     /// use ikd_kernels::KernelPolicy;
     /// let p = KernelPolicy { cpu_kernels: false, ..Default::default() }.effective();
     /// assert!(!p.winograd && !p.winograd_f43 && !p.winograd_weight_grad);
-    /// // where the CPU has AVX-512F, the default runs every path
+    /// // where the CPU has AVX2 + FMA or AVX-512F, the default runs every path
     /// let d = KernelPolicy::default().effective();
     /// assert!(d.winograd_f43 == d.winograd && d.cpu_kernels);
     /// ```
@@ -216,7 +219,7 @@ impl KernelPolicy {
 
     /// Which code this policy runs on this CPU, in a few words for logs and reports: `candle`
     /// (candle's own ops), or the vector set ([`Simd::name`]) and the 3×3 convolutions'
-    /// algorithm: `avx512 winograd-f4x4`, `avx512 winograd-f2x2`, `avx2-fma im2col`, …
+    /// algorithm: `avx512 winograd-f4x4`, `avx2-fma winograd-f2x2`, `scalar im2col`, …
     ///
     /// ```
     /// use ikd_kernels::{KernelPolicy, Simd};

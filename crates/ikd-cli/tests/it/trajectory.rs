@@ -106,9 +106,10 @@ fn train_on(t: &Trajectory, simd: ikd_kernels::Simd) -> (Vec<Step>, String) {
 /// one at the first step), and this trajectory amplifies a difference about 20-fold over its 30
 /// steps (our float64 run starts 9e-8 from PyTorch's float64 one and ends 1.9e-6 from it: `ikd`'s
 /// `kernel_paths` tests), so two faithful float32 runs stay within ~6e-6 of each other. Measured
-/// 2026-12-07, `Intel(R) Xeon(R) Processor` (AVX-512): 1.7e-6 (im2col, the AVX2 and scalar paths),
-/// 1.6e-6 (Winograd); the same binary under `qemu-x86_64 -cpu Haswell` (AVX2 + FMA, no AVX-512, so
-/// the `gemm` crate's AVX2 kernels too): 1.8e-6. Before issue 26's batch norm fix, the im2col path
+/// 2026-12-07, `Intel(R) Xeon(R) Processor` (AVX-512): 1.7e-6 (im2col, the scalar path), 1.6e-6
+/// (Winograd, on AVX2 and on AVX-512); before the AVX2 Winograd kernels, the same binary under
+/// `qemu-x86_64 -cpu Haswell` (AVX2 + FMA, no AVX-512, so the `gemm` crate's AVX2 kernels too):
+/// 1.8e-6. Before issue 26's batch norm fix, the im2col path
 /// failed here at step 2 (1.02e-5; it reached 2.5e-1 by step 18 on an AVX2 CPU), natively and under
 /// qemu alike. One caveat the budget cannot cover: at step 9 a pixel lies 5.1e-6 (relative) from
 /// its level's margin in the float64 run, so a float32 run whose distances there differ from

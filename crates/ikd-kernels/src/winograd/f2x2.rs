@@ -11,36 +11,24 @@
 //!
 //! The work is split into blocks of tiles (and, for small images, of output channels) on
 //! rayon's pool; each block transforms its tiles into a buffer that stays in cache, runs the 16
-//! products with an 8×32 AVX-512 micro-kernel and writes its outputs. f32 only, on x86-64 CPUs
-//! with AVX-512F (checked at run time); everything else takes the im2col path.
+//! products with the instruction set's micro-kernel and writes its outputs. f32 only, on x86-64
+//! CPUs with AVX-512F or AVX2 + FMA (checked at run time, one source for both through
+//! [`Isa`]); everything else takes the im2col path.
 
 #![allow(unsafe_code)]
 
-use std::arch::x86_64::*;
-
 use rayon::prelude::*;
 
-use super::avx512::{
-    aligned, filter_grads_by, filter_taps, first_lanes, kernel, zero_padding, Out, L, MR,
-};
+use super::simd::{aligned, filter_grads_by, zero_padding, Isa, Out, L, MR};
 use super::{fill_padded_plane, with_big, Dims};
 use crate::cpu::Affine;
 use crate::gemm::{matmul, Mat, Parallelism};
 
-/// Permute indices that pick the even and the odd elements of two vectors (32 floats).
-#[target_feature(enable = "avx512f")]
-fn even_odd() -> (__m512i, __m512i) {
-    (
-        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
-        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
-    )
-}
-
-/// Row `2·tx0 ..` of a 16-tile vector: the output pixels in the image (up to 32) as the
-/// masks of its first and second 16.
-fn row_masks(w: usize, x0: usize) -> (__mmask16, __mmask16) {
+/// Row `2·tx0 ..` of a 16-tile vector: how many of its first and of its second 16 output
+/// pixels lie in the image (up to 32 in all).
+fn row_counts(w: usize, x0: usize) -> (usize, usize) {
     let valid = (w - x0).min(2 * L);
-    (first_lanes(valid), first_lanes(valid.saturating_sub(L)))
+    (valid.min(L), valid.saturating_sub(L))
 }
 
 /// The transformed filters `U[ξ][o][c]` of a weight `(o, c, 3, 3)` (`plane` floats per ξ,
@@ -56,7 +44,8 @@ struct Filt<'a> {
 
 impl Filt<'_> {
     /// Rows `r0..r0 + 8` of output channels for tile element `ξ`: `(slice, row stride, k
-    /// stride)` for [`kernel`].
+    /// stride)` for [`Isa::kernel`].
+    #[inline(always)]
     fn rows(&self, xi: usize, r0: usize) -> (&[f32], usize, usize) {
         if self.flip {
             let swap = |i: usize| [3, 1, 2, 0][i];
@@ -119,6 +108,7 @@ impl Plan {
     }
 
     /// The tile of lane 0 of row-mode vector `v`: `(image, tile row, tile column)`.
+    #[inline(always)]
     fn row_vector(&self, v: usize, per_row: usize) -> (usize, usize, usize) {
         let r = v / per_row;
         (r / self.th, r % self.th, (v % per_row) * L)
@@ -142,7 +132,7 @@ fn fill_padded(x: &[f32], p: &Plan, pad: &mut [f32]) {
     fill_padded_plane(x, &p.d, (p.hp, p.wp), pad)
 }
 
-pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
+pub(super) fn weight_grad<I: Isa>(s: I, x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
     let p = Plan::new(d);
     let pad_len = padded_len(&p)?;
     assert_eq!(dy.len(), d.n * d.o * d.h * d.w, "winograd: output gradient length");
@@ -160,16 +150,20 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
         fill_padded(x, &p, pad);
         let pad = &*pad;
         v.par_chunks_mut(16 * ld * per).enumerate().for_each(|(k, chunk)| {
-            // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
-            unsafe { transform_block(&all, pad, 0, k * per, chunk) }
+            s.enter(
+                #[inline(always)]
+                || transform_block(s, &all, pad, 0, k * per, chunk),
+            )
         });
         let org = match p.lanes {
             Lanes::Flat => flat_lanes(&all, 0, p.vectors).1,
             Lanes::Rows { .. } => Vec::new(),
         };
         m.par_chunks_mut(16 * ld).enumerate().for_each(|(o, mo)| {
-            // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
-            unsafe { grad_transform(&p, dy, &org, o, mo, ld) }
+            s.enter(
+                #[inline(always)]
+                || grad_transform(s, &p, dy, &org, o, mo, ld),
+            )
         });
         // dU[ξ] (O×C) = dM[ξ] (O×T) · V[ξ]ᵀ (T×C): one packed matrix product per ξ (the
         // lanes past the last tile are zero in dM)
@@ -179,57 +173,57 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], d: &Dims) -> Option<Vec<f32>> {
             matmul(d.o, d.c, tp, out, d.c, false, lhs, rhs, Parallelism::None);
         });
         // dW = Gᵀ·dU·G per filter
-        // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
-        unsafe { filter_grads(du, d.o, d.c) }
+        filter_grads(s, du, d.o, d.c)
     }))
 }
 
 /// Writes `U = G·g·Gᵀ` of every filter of `w (o, c, 3, 3)` into `u`, laid out
-/// `[ξ][o_pad][c_pad]` (padding zero): per row `o`, 16 filters at a time from nine
-/// contiguous loads split by permutes.
-#[target_feature(enable = "avx512f")]
-fn filters(w: &[f32], (o, c): (usize, usize), (o_pad, c_pad): (usize, usize), u: &mut [f32]) {
+/// `[ξ][o_pad][c_pad]` (padding zero): per row `o`, 16 filters at a time.
+fn filters<I: Isa>(
+    s: I,
+    w: &[f32],
+    (o, c): (usize, usize),
+    (o_pad, c_pad): (usize, usize),
+    u: &mut [f32],
+) {
     let plane = o_pad * c_pad;
     assert!(w.len() == 9 * o * c && u.len() == 16 * plane && o <= o_pad && c <= c_pad);
     zero_padding(u, plane, (o, c), c_pad);
     // each task writes row o of every plane
     let ptr = Out(u.as_mut_ptr());
-    (0..o)
-        .into_par_iter()
-        .for_each(|row| filters_row(&w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr));
+    (0..o).into_par_iter().for_each(|row| {
+        s.enter(
+            #[inline(always)]
+            || filters_row(s, &w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr),
+        )
+    });
 }
 
 /// Row `w_row` (`c` filters) of [`filters`], written at `at` of every plane.
-#[target_feature(enable = "avx512f")]
-fn filters_row(w_row: &[f32], plane: usize, at: usize, ptr: Out) {
+#[inline(always)]
+fn filters_row<I: Isa>(s: I, w_row: &[f32], plane: usize, at: usize, ptr: Out) {
     let c = w_row.len() / 9;
-    let half = _mm512_set1_ps(0.5);
+    let half = s.splat(0.5);
     for c0 in (0..c).step_by(L) {
         let count = (c - c0).min(L);
-        let mask = first_lanes(count);
-        let g = filter_taps(w_row, c0, count);
+        let g = s.filter_taps(w_row, c0, count);
         // G·g (rows a of g → 4 rows), then ·Gᵀ along each row
-        let mut t = [[_mm512_setzero_ps(); 3]; 4];
+        let mut t = [[s.zero(); 3]; 4];
         for j in 0..3 {
             let (a, b, cc) = (g[j], g[3 + j], g[6 + j]);
-            let ac = _mm512_add_ps(a, cc);
+            let ac = s.add(a, cc);
             t[0][j] = a;
-            t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(ac, b));
-            t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(ac, b));
+            t[1][j] = s.mul(half, s.add(ac, b));
+            t[2][j] = s.mul(half, s.sub(ac, b));
             t[3][j] = cc;
         }
         for (i, ti) in t.iter().enumerate() {
-            let ac = _mm512_add_ps(ti[0], ti[2]);
-            let row = [
-                ti[0],
-                _mm512_mul_ps(half, _mm512_add_ps(ac, ti[1])),
-                _mm512_mul_ps(half, _mm512_sub_ps(ac, ti[1])),
-                ti[2],
-            ];
+            let ac = s.add(ti[0], ti[2]);
+            let row = [ti[0], s.mul(half, s.add(ac, ti[1])), s.mul(half, s.sub(ac, ti[1])), ti[2]];
             for (j, &val) in row.iter().enumerate() {
-                // SAFETY: the masked lanes lie in row o of plane 4i + j; this task alone
-                // writes that row
-                unsafe { _mm512_mask_storeu_ps(ptr.add((i * 4 + j) * plane + at + c0), mask, val) };
+                // SAFETY: the first `count` lanes lie in row o of plane 4i + j; this task
+                // alone writes that row
+                unsafe { s.store_first(ptr.add((i * 4 + j) * plane + at + c0), count, val) };
             }
         }
     }
@@ -237,49 +231,41 @@ fn filters_row(w_row: &[f32], plane: usize, at: usize, ptr: Out) {
 
 /// `dW = Gᵀ·dU·G` of every filter from `du[ξ][o][c]` (`16 × O × C`), 16 filters at a time:
 /// the weight gradient `(O, C, 3, 3)`.
-#[target_feature(enable = "avx512f")]
-fn filter_grads(du: &[f32], o: usize, c: usize) -> Vec<f32> {
-    let half = _mm512_set1_ps(0.5);
-    filter_grads_by::<16>(du, o * c, |m| {
-        // ·G along each row: s[i][b]
-        let mut s = [[_mm512_setzero_ps(); 3]; 4];
-        for (i, si) in s.iter_mut().enumerate() {
-            let (d0, d1, d2, d3) = (m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
-            let sum = _mm512_mul_ps(half, _mm512_add_ps(d1, d2));
-            si[0] = _mm512_add_ps(d0, sum);
-            si[1] = _mm512_mul_ps(half, _mm512_sub_ps(d1, d2));
-            si[2] = _mm512_add_ps(sum, d3);
-        }
-        // Gᵀ· down the columns: k = 3a + b
-        let mut g = [_mm512_setzero_ps(); 9];
-        for b in 0..3 {
-            let sum = _mm512_mul_ps(half, _mm512_add_ps(s[1][b], s[2][b]));
-            g[b] = _mm512_add_ps(s[0][b], sum);
-            g[3 + b] = _mm512_mul_ps(half, _mm512_sub_ps(s[1][b], s[2][b]));
-            g[6 + b] = _mm512_add_ps(sum, s[3][b]);
-        }
-        g
-    })
-}
-
-/// [`filters`] of one filter, 8 rows (for the unit test).
-#[cfg(test)]
-#[target_feature(enable = "avx512f")]
-fn filters_for_test(g: &[f32], u: &mut [f32]) {
-    filters(g, (1, 1), (1, 8), u)
-}
-
-/// [`filter_grads`] of one filter (for the unit test).
-#[cfg(test)]
-#[target_feature(enable = "avx512f")]
-fn filter_grads_for_test(du: &[f32]) -> Vec<f32> {
-    filter_grads(du, 1, 1)
+fn filter_grads<I: Isa>(s: I, du: &[f32], o: usize, c: usize) -> Vec<f32> {
+    filter_grads_by::<I, 16>(
+        s,
+        du,
+        o * c,
+        #[inline(always)]
+        |m| {
+            let half = s.splat(0.5);
+            // ·G along each row: t[i][b]
+            let mut t = [[s.zero(); 3]; 4];
+            for (i, ti) in t.iter_mut().enumerate() {
+                let (d0, d1, d2, d3) = (m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);
+                let sum = s.mul(half, s.add(d1, d2));
+                ti[0] = s.add(d0, sum);
+                ti[1] = s.mul(half, s.sub(d1, d2));
+                ti[2] = s.add(sum, d3);
+            }
+            // Gᵀ· down the columns: k = 3a + b
+            let mut g = [s.zero(); 9];
+            for b in 0..3 {
+                let sum = s.mul(half, s.add(t[1][b], t[2][b]));
+                g[b] = s.add(t[0][b], sum);
+                g[3 + b] = s.mul(half, s.sub(t[1][b], t[2][b]));
+                g[6 + b] = s.add(sum, t[3][b]);
+            }
+            g
+        },
+    )
 }
 
 /// `dM = A·dY·Aᵀ` (the adjoint of the output transform) of every tile for output channel
 /// `o`: `mo[ξ·ld + tile]`; lanes past the image or the last tile get 0.
-#[target_feature(enable = "avx512f")]
-fn grad_transform(
+#[inline(always)]
+fn grad_transform<I: Isa>(
+    s: I,
     p: &Plan,
     dy: &[f32],
     org: &[Option<(usize, usize, usize)>],
@@ -289,15 +275,14 @@ fn grad_transform(
 ) {
     let d = p.d;
     assert!(mo.len() == 16 * ld && p.vectors * L <= ld);
-    let (even, odd) = even_odd();
     for v in 0..p.vectors {
         // the 2×2 output gradients of 16 tiles: [y00, y01, y10, y11]
-        let mut y = [_mm512_setzero_ps(); 4];
+        let mut y = [s.zero(); 4];
         match p.lanes {
             Lanes::Rows { per_row } => {
                 let (n, ty, tx0) = p.row_vector(v, per_row);
                 let x0 = 2 * tx0;
-                let (k_lo, k_hi) = row_masks(d.w, x0);
+                let (k_lo, k_hi) = row_counts(d.w, x0);
                 for i in 0..2 {
                     let oy = 2 * ty + i;
                     if oy >= d.h {
@@ -305,13 +290,12 @@ fn grad_transform(
                     }
                     let base = ((n * d.o + o) * d.h + oy) * d.w + x0;
                     assert!(base + (d.w - x0).min(2 * L) <= dy.len());
-                    // SAFETY: the masks keep the loads inside row oy (asserted above)
+                    // SAFETY: the counts keep the loads inside row oy (asserted above)
                     let (a, b) = unsafe {
-                        let s = dy.as_ptr().add(base);
-                        (_mm512_maskz_loadu_ps(k_lo, s), _mm512_maskz_loadu_ps(k_hi, s.add(L)))
+                        let src = dy.as_ptr().add(base);
+                        (s.load_first(src, k_lo), s.load_first(src.wrapping_add(L), k_hi))
                     };
-                    y[2 * i] = _mm512_permutex2var_ps(a, even, b);
-                    y[2 * i + 1] = _mm512_permutex2var_ps(a, odd, b);
+                    (y[2 * i], y[2 * i + 1]) = s.deinterleave(a, b);
                 }
             }
             Lanes::Flat => {
@@ -333,27 +317,20 @@ fn grad_transform(
                 }
                 for (yv, ysv) in y.iter_mut().zip(&ys) {
                     // SAFETY: 16 floats
-                    *yv = unsafe { _mm512_loadu_ps(ysv.as_ptr()) };
+                    *yv = unsafe { s.load(ysv.as_ptr()) };
                 }
             }
         }
         // along each row: e_i = [y_i0, y_i0 + y_i1, y_i0 − y_i1, −y_i1]
-        let zero = _mm512_setzero_ps();
-        let e = |a: __m512, b: __m512| {
-            [a, _mm512_add_ps(a, b), _mm512_sub_ps(a, b), _mm512_sub_ps(zero, b)]
-        };
-        let (e0, e1) = (e(y[0], y[1]), e(y[2], y[3]));
+        let zero = s.zero();
+        let e0 = [y[0], s.add(y[0], y[1]), s.sub(y[0], y[1]), s.sub(zero, y[1])];
+        let e1 = [y[2], s.add(y[2], y[3]), s.sub(y[2], y[3]), s.sub(zero, y[3])];
         for q in 0..4 {
-            let col = [
-                e0[q],
-                _mm512_add_ps(e0[q], e1[q]),
-                _mm512_sub_ps(e0[q], e1[q]),
-                _mm512_sub_ps(zero, e1[q]),
-            ];
+            let col = [e0[q], s.add(e0[q], e1[q]), s.sub(e0[q], e1[q]), s.sub(zero, e1[q])];
             for (r, &val) in col.iter().enumerate() {
                 let at = (r * 4 + q) * ld + v * L;
                 // SAFETY: at + 16 ≤ 16·ld (asserted above)
-                unsafe { _mm512_storeu_ps(mo.as_mut_ptr().add(at), val) };
+                unsafe { s.store(mo.as_mut_ptr().add(at), val) };
             }
         }
     }
@@ -361,7 +338,8 @@ fn grad_transform(
 
 /// The convolution of `x` with the filters `w (O, C, 3, 3)`, or with `flip`, with the
 /// flipped and transposed filters of `w (C, O, 3, 3)`.
-pub(super) fn conv3x3(
+pub(super) fn conv3x3<I: Isa>(
+    s: I,
     x: &[f32],
     w: &[f32],
     d: &Dims,
@@ -381,14 +359,13 @@ pub(super) fn conv3x3(
         let (pad, rest) = big.split_at_mut(pad_len);
         let (u, vall) = rest.split_at_mut(u_len);
         fill_padded(x, &p, pad);
-        // SAFETY: AVX-512F was detected (`KernelPolicy::effective`)
-        unsafe { filters(w, (of, cf), (o8, c8), u) };
+        filters(s, w, (of, cf), (o8, c8), u);
         let u = Filt { u: &*u, plane: o8 * c8, ld: c8, flip };
         let pad = &*pad;
         let len = d.n * d.o * d.h * d.w;
         let mut out: Vec<f32> = Vec::with_capacity(len);
         let ptr = Out(out.as_mut_ptr());
-        let slice = |s: usize| (s * p.obn / p.slices, (s + 1) * p.obn / p.slices);
+        let slice = |sl: usize| (sl * p.obn / p.slices, (sl + 1) * p.obn / p.slices);
         // a product buffer (with room to align it) for `groups` channel groups of a block
         let mlen = |groups: usize| 16 * groups * MR * p.nb * L + L;
         if p.slices == 1 {
@@ -396,11 +373,14 @@ pub(super) fn conv3x3(
             (0..p.blocks).into_par_iter().for_each(|b| {
                 <f32 as crate::cpu::Float>::with_scratch(vlen + L, mlen(p.obn), |vb, mb| {
                     let vb = aligned(vb, vlen);
-                    // SAFETY: AVX-512F was detected; the block writes only its own tiles
-                    unsafe {
-                        transform_block(&p, pad, b, 0, vb);
-                        products(&p, vb, &u, b, (0, p.obn), mb, (ptr, epi));
-                    }
+                    s.enter(
+                        #[inline(always)]
+                        || {
+                            transform_block(s, &p, pad, b, 0, vb);
+                            // SAFETY: the block writes only its own tiles
+                            unsafe { products(s, &p, vb, &u, b, (0, p.obn), mb, (ptr, epi)) };
+                        },
+                    )
                 })
             });
         } else {
@@ -409,17 +389,24 @@ pub(super) fn conv3x3(
             let per = d.c.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
             vall.par_chunks_mut(vlen).enumerate().for_each(|(b, vb)| {
                 vb.par_chunks_mut(16 * p.nb * L * per).enumerate().for_each(|(k, chunk)| {
-                    // SAFETY: AVX-512F was detected
-                    unsafe { transform_block(&p, pad, b, k * per, chunk) }
+                    s.enter(
+                        #[inline(always)]
+                        || transform_block(s, &p, pad, b, k * per, chunk),
+                    )
                 })
             });
             (0..p.blocks * p.slices).into_par_iter().for_each(|item| {
-                let (b, s) = (item / p.slices, item % p.slices);
-                let (ob_lo, ob_hi) = slice(s);
+                let (b, sl) = (item / p.slices, item % p.slices);
+                let (ob_lo, ob_hi) = slice(sl);
                 let vb = &vall[b * vlen..(b + 1) * vlen];
                 <f32 as crate::cpu::Float>::with_scratch(0, mlen(ob_hi - ob_lo), |_, mb| {
-                    // SAFETY: AVX-512F was detected; the item writes only its tiles × channels
-                    unsafe { products(&p, vb, &u, b, (ob_lo, ob_hi), mb, (ptr, epi)) };
+                    s.enter(
+                        #[inline(always)]
+                        || {
+                            // SAFETY: the item writes only its tiles × channels
+                            unsafe { products(s, &p, vb, &u, b, (ob_lo, ob_hi), mb, (ptr, epi)) }
+                        },
+                    )
                 })
             });
         }
@@ -453,24 +440,29 @@ fn flat_lanes(p: &Plan, b: usize, nbv: usize) -> (Vec<i32>, Vec<Option<(usize, u
 
 /// The transformed input tiles of block `b`, channels `c_lo..` (as many as `vb` holds):
 /// `vb[((c − c_lo)·16 + ξ)·nbt + tile]` with `nbt = 16·nb`.
-#[target_feature(enable = "avx512f")]
-fn transform_block(p: &Plan, pad: &[f32], b: usize, c_lo: usize, vb: &mut [f32]) {
+#[inline(always)]
+fn transform_block<I: Isa>(s: I, p: &Plan, pad: &[f32], b: usize, c_lo: usize, vb: &mut [f32]) {
     let nbv = p.nb.min(p.vectors - b * p.nb);
     let nbt = p.nb * L;
     match p.lanes {
         Lanes::Flat => {
             let (idx, _) = flat_lanes(p, b, nbv);
-            input_flat(p, pad, &idx, c_lo, vb, nbt);
+            input_flat(s, p, pad, &idx, c_lo, vb, nbt);
         }
-        Lanes::Rows { per_row } => input_rows(p, pad, b * p.nb, nbv, per_row, c_lo, vb, nbt),
+        Lanes::Rows { per_row } => input_rows(s, p, pad, b * p.nb, nbv, per_row, c_lo, vb, nbt),
     }
 }
 
 /// Block `b`'s products and outputs for the channel groups `ob_lo..ob_hi`, from its
 /// transformed tiles `vb` (all channels; see [`transform_block`]).
-#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// `out` holds the `(n, o, h, w)` output; no other thread writes these tiles' outputs of
+/// these channels.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn products(
+unsafe fn products<I: Isa>(
+    s: I,
     p: &Plan,
     vb: &[f32],
     u: &Filt<'_>,
@@ -487,43 +479,44 @@ unsafe fn products(
         Lanes::Flat => flat_lanes(p, b, nbv).1,
         Lanes::Rows { .. } => Vec::new(),
     };
-    {
-        let mb = aligned(mb, 16 * rows * nbt);
-        for xi in 0..16 {
-            let vx = &vb[xi * nbt..];
-            for ob in ob_lo..ob_hi {
-                let ug = u.rows(xi, ob * MR);
-                let m0 = (xi * rows + (ob - ob_lo) * MR) * nbt;
-                let mx = &mut mb[m0..m0 + MR * nbt];
-                let mut v = 0;
-                while v + 2 <= nbv {
-                    kernel::<2>(ug, d.c, (&vx[v * L..], 16 * nbt), (&mut mx[v * L..], nbt));
-                    v += 2;
-                }
-                if v < nbv {
-                    kernel::<1>(ug, d.c, (&vx[v * L..], 16 * nbt), (&mut mx[v * L..], nbt));
-                }
+    let mb = aligned(mb, 16 * rows * nbt);
+    for xi in 0..16 {
+        let vx = &vb[xi * nbt..];
+        for ob in ob_lo..ob_hi {
+            let ug = u.rows(xi, ob * MR);
+            let m0 = (xi * rows + (ob - ob_lo) * MR) * nbt;
+            let mx = &mut mb[m0..m0 + MR * nbt];
+            let mut v = 0;
+            while v + 2 <= nbv {
+                s.kernel::<2>(ug, d.c, (&vx[v * L..], 16 * nbt), (&mut mx[v * L..], nbt));
+                v += 2;
+            }
+            if v < nbv {
+                s.kernel::<1>(ug, d.c, (&vx[v * L..], 16 * nbt), (&mut mx[v * L..], nbt));
             }
         }
-        let o_lo = ob_lo * MR;
-        let o_hi = (ob_hi * MR).min(d.o);
-        for o in o_lo..o_hi {
-            for v in 0..nbv {
-                let mut y = output_transform(mb, (o - o_lo) * nbt + v * L, rows * nbt);
-                if let Some(e) = epi {
-                    // eval batch norm (+ ReLU) while the outputs are in registers
-                    let (a, b) = (_mm512_set1_ps(e.scale[o]), _mm512_set1_ps(e.shift[o]));
-                    for yv in y.iter_mut() {
-                        *yv = _mm512_fmadd_ps(*yv, a, b);
-                        if e.relu {
-                            *yv = _mm512_max_ps(*yv, _mm512_setzero_ps());
-                        }
+    }
+    let o_lo = ob_lo * MR;
+    let o_hi = (ob_hi * MR).min(d.o);
+    for o in o_lo..o_hi {
+        for v in 0..nbv {
+            let mut y = output_transform(s, mb, (o - o_lo) * nbt + v * L, rows * nbt);
+            if let Some(e) = epi {
+                // eval batch norm (+ ReLU) while the outputs are in registers
+                let (a, sh) = (s.splat(e.scale[o]), s.splat(e.shift[o]));
+                for yv in y.iter_mut() {
+                    *yv = s.fmadd(*yv, a, sh);
+                    if e.relu {
+                        *yv = s.max(*yv, s.zero());
                     }
                 }
+            }
+            // SAFETY: this block alone writes these outputs (the caller's contract)
+            unsafe {
                 match p.lanes {
-                    Lanes::Flat => store_flat(p, &y, &org[v * L..(v + 1) * L], o, out),
+                    Lanes::Flat => store_flat(s, p, &y, &org[v * L..(v + 1) * L], o, out),
                     Lanes::Rows { per_row } => {
-                        store_rows(p, &y, p.row_vector(b * p.nb + v, per_row), o, out)
+                        store_rows(s, p, &y, p.row_vector(b * p.nb + v, per_row), o, out)
                     }
                 }
             }
@@ -533,63 +526,67 @@ unsafe fn products(
 
 /// `V = Bᵀ·d·B` of one vector of tiles from their 4×4 windows `dd[r][q]`, stored at
 /// `vb[(ξ·C + c)·nbt + at ..]`.
-#[target_feature(enable = "avx512f")]
-fn transform_store(dd: &[[__m512; 4]; 4], vb: &mut [f32], stride: usize, at: usize) {
+#[inline(always)]
+fn transform_store<I: Isa>(s: I, dd: &[[I::V; 4]; 4], vb: &mut [f32], stride: usize, at: usize) {
     assert!(at + 15 * stride + L <= vb.len());
     // Bᵀ·d (down the rows), then ·B (along them)
-    let mut t = [[_mm512_setzero_ps(); 4]; 4];
+    let mut t = [[s.zero(); 4]; 4];
     for q in 0..4 {
-        t[0][q] = _mm512_sub_ps(dd[0][q], dd[2][q]);
-        t[1][q] = _mm512_add_ps(dd[1][q], dd[2][q]);
-        t[2][q] = _mm512_sub_ps(dd[2][q], dd[1][q]);
-        t[3][q] = _mm512_sub_ps(dd[1][q], dd[3][q]);
+        t[0][q] = s.sub(dd[0][q], dd[2][q]);
+        t[1][q] = s.add(dd[1][q], dd[2][q]);
+        t[2][q] = s.sub(dd[2][q], dd[1][q]);
+        t[3][q] = s.sub(dd[1][q], dd[3][q]);
     }
     for (r, tr) in t.iter().enumerate() {
-        let e = [
-            _mm512_sub_ps(tr[0], tr[2]),
-            _mm512_add_ps(tr[1], tr[2]),
-            _mm512_sub_ps(tr[2], tr[1]),
-            _mm512_sub_ps(tr[1], tr[3]),
-        ];
+        let e =
+            [s.sub(tr[0], tr[2]), s.add(tr[1], tr[2]), s.sub(tr[2], tr[1]), s.sub(tr[1], tr[3])];
         for (q, &ev) in e.iter().enumerate() {
             // SAFETY: in bounds (asserted above)
-            unsafe { _mm512_storeu_ps(vb.as_mut_ptr().add((r * 4 + q) * stride + at), ev) };
+            unsafe { s.store(vb.as_mut_ptr().add((r * 4 + q) * stride + at), ev) };
         }
     }
 }
 
 /// Flat mode: the 4×4 windows gathered lane by lane.
-#[target_feature(enable = "avx512f")]
-fn input_flat(p: &Plan, pad: &[f32], idx: &[i32], c_lo: usize, vb: &mut [f32], nbt: usize) {
+#[inline(always)]
+fn input_flat<I: Isa>(
+    s: I,
+    p: &Plan,
+    pad: &[f32],
+    idx: &[i32],
+    c_lo: usize,
+    vb: &mut [f32],
+    nbt: usize,
+) {
     let (plane, wp) = (p.hp * p.wp, p.wp);
     let c_n = vb.len() / (16 * nbt);
-    let offs: Vec<__m512i> = idx
-        .chunks_exact(L)
-        // SAFETY: 16 i32 each
-        .map(|ch| unsafe { _mm512_loadu_si512(ch.as_ptr().cast()) })
-        .collect();
+    let mut offs: Vec<I::Idx> = Vec::with_capacity(idx.len() / L);
+    for ch in idx.chunks_exact(L) {
+        offs.push(s.idx(ch.try_into().expect("16 offsets")));
+    }
     assert!(offs.len() * L <= nbt && c_lo + c_n <= p.d.c);
     for c in 0..c_n {
         // every gathered offset + c·plane + 3·wp + 3 lies inside `pad` (see `flat_lanes`)
         let base = pad[(c_lo + c) * plane..].as_ptr();
         for (v, &ix) in offs.iter().enumerate() {
-            let mut dd = [[_mm512_setzero_ps(); 4]; 4];
+            let mut dd = [[s.zero(); 4]; 4];
             for (r, row) in dd.iter_mut().enumerate() {
                 for (q, e) in row.iter_mut().enumerate() {
                     // SAFETY: see above
-                    *e = unsafe { _mm512_i32gather_ps::<4>(ix, base.add(r * wp + q)) };
+                    *e = unsafe { s.gather(base.add(r * wp + q), ix) };
                 }
             }
-            transform_store(&dd, vb, nbt, c * 16 * nbt + v * L);
+            transform_store(s, &dd, vb, nbt, c * 16 * nbt + v * L);
         }
     }
 }
 
 /// Row mode: the windows of 16 neighbouring tiles from 4 contiguous loads per window row,
 /// split into even and odd columns.
-#[target_feature(enable = "avx512f")]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn input_rows(
+fn input_rows<I: Isa>(
+    s: I,
     p: &Plan,
     pad: &[f32],
     v0: usize,
@@ -602,63 +599,59 @@ fn input_rows(
     let (plane, wp) = (p.hp * p.wp, p.wp);
     let c_n = vb.len() / (16 * nbt);
     assert!(c_lo + c_n <= p.d.c);
-    let (even, odd) = even_odd();
     for v in 0..nbv {
         let (n, ty, tx0) = p.row_vector(v0 + v, per_row);
         for c in 0..c_n {
             let at = (n * p.d.c + c_lo + c) * plane + 2 * ty * wp + 2 * tx0;
             // the last read ends at at + 3·wp + 34 ≤ the padded input + SLACK
             assert!(at + 3 * wp + 2 * L + 2 <= pad.len());
-            let mut dd = [[_mm512_setzero_ps(); 4]; 4];
+            let mut dd = [[s.zero(); 4]; 4];
             for (r, row) in dd.iter_mut().enumerate() {
                 // SAFETY: in bounds (asserted above)
                 let (a, b, a2, b2) = unsafe {
-                    let s = pad.as_ptr().add(at + r * wp);
-                    (
-                        _mm512_loadu_ps(s),
-                        _mm512_loadu_ps(s.add(L)),
-                        _mm512_loadu_ps(s.add(2)),
-                        _mm512_loadu_ps(s.add(L + 2)),
-                    )
+                    let src = pad.as_ptr().add(at + r * wp);
+                    (s.load(src), s.load(src.add(L)), s.load(src.add(2)), s.load(src.add(L + 2)))
                 };
-                row[0] = _mm512_permutex2var_ps(a, even, b);
-                row[1] = _mm512_permutex2var_ps(a, odd, b);
-                row[2] = _mm512_permutex2var_ps(a2, even, b2);
-                row[3] = _mm512_permutex2var_ps(a2, odd, b2);
+                (row[0], row[1]) = s.deinterleave(a, b);
+                (row[2], row[3]) = s.deinterleave(a2, b2);
             }
-            transform_store(&dd, vb, nbt, c * 16 * nbt + v * L);
+            transform_store(s, &dd, vb, nbt, c * 16 * nbt + v * L);
         }
     }
 }
 
 /// `Aᵀ·m·A` of 16 tiles from `mb[ξ·stride + at ..]`: the 2×2 outputs `[y00, y01, y10, y11]`.
-#[target_feature(enable = "avx512f")]
-fn output_transform(mb: &[f32], at: usize, stride: usize) -> [__m512; 4] {
+#[inline(always)]
+fn output_transform<I: Isa>(s: I, mb: &[f32], at: usize, stride: usize) -> [I::V; 4] {
     assert!(at + 15 * stride + L <= mb.len());
-    let mut m = [_mm512_setzero_ps(); 16];
+    let mut m = [s.zero(); 16];
     for (xi, v) in m.iter_mut().enumerate() {
         // SAFETY: in bounds (asserted above)
-        *v = unsafe { _mm512_loadu_ps(mb.as_ptr().add(xi * stride + at)) };
+        *v = unsafe { s.load(mb.as_ptr().add(xi * stride + at)) };
     }
-    let mut s = [[_mm512_setzero_ps(); 4]; 2];
+    let mut t = [[s.zero(); 4]; 2];
     for q in 0..4 {
-        s[0][q] = _mm512_add_ps(_mm512_add_ps(m[q], m[4 + q]), m[8 + q]);
-        s[1][q] = _mm512_sub_ps(_mm512_sub_ps(m[4 + q], m[8 + q]), m[12 + q]);
+        t[0][q] = s.add(s.add(m[q], m[4 + q]), m[8 + q]);
+        t[1][q] = s.sub(s.sub(m[4 + q], m[8 + q]), m[12 + q]);
     }
-    let mut y = [_mm512_setzero_ps(); 4];
-    for (i, si) in s.iter().enumerate() {
-        y[2 * i] = _mm512_add_ps(_mm512_add_ps(si[0], si[1]), si[2]);
-        y[2 * i + 1] = _mm512_sub_ps(_mm512_sub_ps(si[1], si[2]), si[3]);
+    let mut y = [s.zero(); 4];
+    for (i, ti) in t.iter().enumerate() {
+        y[2 * i] = s.add(s.add(ti[0], ti[1]), ti[2]);
+        y[2 * i + 1] = s.sub(s.sub(ti[1], ti[2]), ti[3]);
     }
     y
 }
 
 /// Flat mode: writes 16 tiles' 2×2 outputs of channel `o` lane by lane (pixels past the
 /// image's edge dropped).
-#[target_feature(enable = "avx512f")]
-fn store_flat(
+///
+/// # Safety
+/// `out` holds the `(n, o, h, w)` output; no other thread writes these tiles.
+#[inline(always)]
+unsafe fn store_flat<I: Isa>(
+    s: I,
     p: &Plan,
-    y: &[__m512; 4],
+    y: &[I::V; 4],
     org: &[Option<(usize, usize, usize)>],
     o: usize,
     out: Out,
@@ -667,7 +660,7 @@ fn store_flat(
     let mut ys = [[0f32; L]; 4];
     for (dst, &v) in ys.iter_mut().zip(y) {
         // SAFETY: 16 floats
-        unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), v) };
+        unsafe { s.store(dst.as_mut_ptr(), v) };
     }
     for (lane, og) in org.iter().enumerate() {
         let Some((n, oy, ox)) = *og else { break };
@@ -676,14 +669,14 @@ fn store_flat(
         // SAFETY: (n, o, oy, ox) and its in-image neighbours index the n·o·h·w output;
         // this block alone writes them
         unsafe {
-            *out.0.add(base) = ys[0][lane];
+            *out.add(base) = ys[0][lane];
             if right {
-                *out.0.add(base + 1) = ys[1][lane];
+                *out.add(base + 1) = ys[1][lane];
             }
             if down {
-                *out.0.add(base + d.w) = ys[2][lane];
+                *out.add(base + d.w) = ys[2][lane];
                 if right {
-                    *out.0.add(base + d.w + 1) = ys[3][lane];
+                    *out.add(base + d.w + 1) = ys[3][lane];
                 }
             }
         }
@@ -691,46 +684,50 @@ fn store_flat(
 }
 
 /// Row mode: interleaves the outputs of 16 neighbouring tiles into two output rows of up
-/// to 32 pixels each (masked at the image's right edge).
-#[target_feature(enable = "avx512f")]
-fn store_rows(p: &Plan, y: &[__m512; 4], (n, ty, tx0): (usize, usize, usize), o: usize, out: Out) {
+/// to 32 pixels each (cut at the image's right edge).
+///
+/// # Safety
+/// `out` holds the `(n, o, h, w)` output; no other thread writes these tiles.
+#[inline(always)]
+unsafe fn store_rows<I: Isa>(
+    s: I,
+    p: &Plan,
+    y: &[I::V; 4],
+    (n, ty, tx0): (usize, usize, usize),
+    o: usize,
+    out: Out,
+) {
     let d = p.d;
-    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     let x0 = 2 * tx0;
-    let (k_lo, k_hi) = row_masks(d.w, x0);
+    let (k_lo, k_hi) = row_counts(d.w, x0);
     for i in 0..2 {
         let oy = 2 * ty + i;
         if oy >= d.h {
             break;
         }
-        let a = _mm512_permutex2var_ps(y[2 * i], lo, y[2 * i + 1]);
-        let b = _mm512_permutex2var_ps(y[2 * i], hi, y[2 * i + 1]);
+        let (a, b) = s.interleave(y[2 * i], y[2 * i + 1]);
         let base = ((n * d.o + o) * d.h + oy) * d.w + x0;
-        // SAFETY: the masks keep the stores inside row oy of channel o of image n; this
+        // SAFETY: the counts keep the stores inside row oy of channel o of image n; this
         // block alone writes them
         unsafe {
-            _mm512_mask_storeu_ps(out.0.add(base), k_lo, a);
-            _mm512_mask_storeu_ps(out.0.add(base + L), k_hi, b);
+            s.store_first(out.add(base), k_lo, a);
+            s.store_first(out.add(base + L), k_hi, b);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::simd::{Avx2, Avx512};
     use super::*;
 
-    #[test]
-    fn filter_transform_of_a_delta_filter_and_its_adjoint() {
-        if crate::Simd::detect() < crate::Simd::Avx512 {
-            return;
-        }
+    /// The filter transform of a delta filter, and the adjoint's identity, on `s`.
+    fn delta_and_adjoint<I: Isa>(s: I) {
         // the centre tap alone: U's middle 2×2 is ±¼, its border 0 (padded rows too)
         let mut g = [0f32; 9];
         g[4] = 1.;
         let mut u = [f32::NAN; 128];
-        // SAFETY: AVX-512F is there (checked above)
-        unsafe { filters_for_test(&g, &mut u) };
+        filters(s, &g, (1, 1), (1, 8), &mut u);
         let expect = [0., 0., 0., 0., 0., 0.25, -0.25, 0., 0., -0.25, 0.25, 0., 0., 0., 0., 0.];
         for (xi, e) in expect.iter().enumerate() {
             assert_eq!(u[xi * 8], *e, "ξ {xi}");
@@ -740,13 +737,20 @@ mod tests {
         let gs: Vec<f32> = (0..9).map(|k| (k as f32 * 0.7).sin()).collect();
         let du: Vec<f32> = (0..16).map(|k| (k as f32 * 1.3).cos()).collect();
         let mut u = [0f32; 128];
-        // SAFETY: as above
-        let dw = unsafe {
-            filters_for_test(&gs, &mut u);
-            filter_grads_for_test(&du)
-        };
+        filters(s, &gs, (1, 1), (1, 8), &mut u);
+        let dw = filter_grads(s, &du, 1, 1);
         let lhs: f32 = (0..16).map(|xi| u[xi * 8] * du[xi]).sum();
         let rhs: f32 = gs.iter().zip(&dw).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-5, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn filter_transform_of_a_delta_filter_and_its_adjoint() {
+        if let Some(s) = Avx512::new() {
+            delta_and_adjoint(s);
+        }
+        if let Some(s) = Avx2::new() {
+            delta_and_adjoint(s);
+        }
     }
 }

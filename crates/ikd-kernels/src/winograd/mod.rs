@@ -1,24 +1,26 @@
 //! 3×3 stride-1 convolutions with padding 1 by Winograd's minimal filtering
 //! ([Lavin & Gray 2016](https://arxiv.org/abs/1509.09308)): F(2×2, 3×3) ([`f2x2`]) on every
-//! image, F(4×4, 3×3) ([`f4x4`]) on the larger ones, both with AVX-512 ([`avx512`] holds what
-//! they share). This module picks the path and holds the portable parts: the sizes, the
+//! image, F(4×4, 3×3) ([`f4x4`]) on the larger ones, each one source for AVX-512F and for
+//! AVX2 + FMA ([`simd`] holds the vector operations of both and what the two algorithms
+//! share). This module picks the path and holds the portable parts: the sizes, the
 //! thresholds, the zero-padded input and the reusable transform buffer.
 //!
 //! Each output tile comes from a larger input tile: `Y = Aᵀ[(G·g·Gᵀ) ⊙ (Bᵀ·d·B)]A`. With
 //! `U = G·g·Gᵀ` (the filters) and `V = Bᵀ·d·B` (the input tiles), the convolution is one
 //! independent product `M[ξ] (O×T) = U[ξ] (O×C) · V[ξ] (C×T)` per tile element `ξ` over the
-//! tiles `T`, followed by the output transform. f32 only, on x86-64 CPUs with AVX-512F
-//! (checked at run time); everything else takes the im2col path.
+//! tiles `T`, followed by the output transform. f32 only, on x86-64 CPUs with AVX-512F or
+//! AVX2 + FMA, the widest the CPU has up to the policy's [`KernelPolicy::simd`] (checked at
+//! run time); everything else takes the im2col path.
 
 use crate::cpu::Affine;
 use crate::KernelPolicy;
 
 #[cfg(target_arch = "x86_64")]
-mod avx512;
-#[cfg(target_arch = "x86_64")]
 mod f2x2;
 #[cfg(target_arch = "x86_64")]
 mod f4x4;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 /// The smallest image side (height and width) whose 3×3 weight gradients take the Winograd
 /// path; smaller images sum them directly.
@@ -60,7 +62,20 @@ pub const WINOGRAD_F43_MIN_SIDE: usize = 16;
 pub const WINOGRAD_F43_MIN_CHANNELS: usize = 16;
 
 /// The narrowest vector set the Winograd kernels have code for.
-pub(crate) const MIN_SIMD: crate::Simd = crate::Simd::Avx512;
+pub(crate) const MIN_SIMD: crate::Simd = crate::Simd::Avx2Fma;
+
+/// Runs `$body` with `$s` the token of the policy's vector set (`$p.simd`, already capped
+/// by the CPU in [`KernelPolicy::effective`]): AVX-512F or AVX2 + FMA; `None` for others.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_isa {
+    ($p:expr, |$s:ident| $body:expr) => {
+        match $p.simd {
+            crate::Simd::Avx512 => <simd::Avx512 as simd::Isa>::new().and_then(|$s| $body),
+            crate::Simd::Avx2Fma => <simd::Avx2 as simd::Isa>::new().and_then(|$s| $body),
+            crate::Simd::Scalar => None,
+        }
+    };
+}
 
 /// Sizes of a 3×3, stride 1, padding 1 convolution: `x (n, c, h, w)`, weight `(o, c, 3, 3)`.
 #[derive(Debug, Clone, Copy)]
@@ -91,8 +106,9 @@ impl Dims {
 }
 
 /// The convolution's output `(n, o, h, w)` followed by `epi`, by F(4×4, 3×3) where it fits
-/// and `policy` allows it, by F(2×2, 3×3) otherwise; `None` where no Winograd path runs (no
-/// AVX-512F, off in `policy`, or an input too large for 32-bit gather offsets).
+/// and `policy` allows it, by F(2×2, 3×3) otherwise; `None` where no Winograd path runs
+/// (neither AVX-512F nor AVX2 + FMA within the policy's cap, off in `policy`, or an input too
+/// large for 32-bit gather offsets).
 pub(crate) fn conv3x3(
     x: &[f32],
     w: &[f32],
@@ -106,10 +122,13 @@ pub(crate) fn conv3x3(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if p.winograd_f43 && d.fits_f43() {
-            return f4x4::conv3x3(x, w, d, epi);
-        }
-        f2x2::conv3x3(x, w, d, false, epi)
+        with_isa!(p, |s| {
+            if p.winograd_f43 && d.fits_f43() {
+                f4x4::conv3x3(s, x, w, d, epi)
+            } else {
+                f2x2::conv3x3(s, x, w, d, false, epi)
+            }
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -135,10 +154,13 @@ pub(crate) fn input_grad3x3(
     let t = Dims { c: d.o, o: d.c, ..*d };
     #[cfg(target_arch = "x86_64")]
     {
-        if p.winograd_f43 && t.fits_f43() {
-            return f4x4::conv3x3(dy, &flipped_transposed(w, d), &t, None);
-        }
-        f2x2::conv3x3(dy, w, &t, true, None)
+        with_isa!(p, |s| {
+            if p.winograd_f43 && t.fits_f43() {
+                f4x4::conv3x3(s, dy, &flipped_transposed(w, d), &t, None)
+            } else {
+                f2x2::conv3x3(s, dy, w, &t, true, None)
+            }
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -182,10 +204,13 @@ pub(crate) fn weight_grad3x3(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if p.winograd_f43 && d.fits_f43() {
-            return f4x4::weight_grad(x, dy, d);
-        }
-        f2x2::weight_grad(x, dy, d)
+        with_isa!(p, |s| {
+            if p.winograd_f43 && d.fits_f43() {
+                f4x4::weight_grad(s, x, dy, d)
+            } else {
+                f2x2::weight_grad(s, x, dy, d)
+            }
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

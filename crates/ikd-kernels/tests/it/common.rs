@@ -2,11 +2,18 @@
 //! finite differences and error measures.
 
 use candle_core::{DType, Device, Tensor, Var};
-use ikd_kernels::KernelPolicy;
+use ikd_kernels::{KernelPolicy, Simd};
 
 /// Every kernel on (the default policy).
 pub fn on() -> KernelPolicy {
     KernelPolicy::default()
+}
+
+/// The default policy capped at each vector set this CPU has ([`Simd::supported`]): the
+/// paths a test runs to cover every code path the machine can (on an AVX-512 CPU, the AVX2
+/// kernels as well).
+pub fn paths() -> Vec<KernelPolicy> {
+    Simd::supported().into_iter().map(|simd| KernelPolicy { simd, ..on() }).collect()
 }
 
 /// Deterministic values in (−2, 2).
