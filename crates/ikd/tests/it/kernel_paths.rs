@@ -4,7 +4,7 @@
 //! trajectory in f64.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -13,19 +13,10 @@ use ikd_distill::{IkdLoss, IkdLossConfig};
 use ikd_hrnet::{HrNet, HrNetConfig};
 use ikd_kernels::KernelPolicy;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-}
+use crate::trajectory::{fixtures, Step};
 
 fn cli_dir() -> PathBuf {
     fixtures().join("trajectory/cli")
-}
-
-#[derive(serde::Deserialize)]
-struct Step {
-    step: usize,
-    loss: f64,
-    margins: Vec<f64>,
 }
 
 #[derive(serde::Deserialize)]

@@ -9,15 +9,17 @@ use ikd::{Backbone, Distiller, TeacherWeights};
 use ikd_distill::IkdLossConfig;
 use ikd_hrnet::HrNetConfig;
 
-fn fixtures() -> PathBuf {
+/// The shared reference fixtures (`../shared/fixtures` beside the checkout).
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
 }
 
+/// One step of a PyTorch trajectory fixture.
 #[derive(serde::Deserialize)]
-struct Step {
-    step: usize,
-    loss: f64,
-    margins: Vec<f64>,
+pub(crate) struct Step {
+    pub(crate) step: usize,
+    pub(crate) loss: f64,
+    pub(crate) margins: Vec<f64>,
 }
 
 #[derive(serde::Deserialize)]
