@@ -189,6 +189,18 @@ def case_train(name, res, raw_branches):
     return fn
 
 
+def cpu_model():
+    """The CPU's model name, as `ikd_kernels::cpu_model` reads it."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown'
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--quick', action='store_true', help='hrnet_w18_small only, 1 warm-up + 2 runs')
@@ -213,6 +225,12 @@ def main():
     print(f'python {sys.version.split()[0]}  torch {torch.__version__}  timm {timm.__version__}')
     print('\n'.join(torch.__config__.parallel_info().splitlines()[:8]))
     print(f'torch.backends.mkldnn.is_available(): {torch.backends.mkldnn.is_available()}')
+    # which vector code ATen runs (ATEN_CPU_CAPABILITY=avx2 forces an AVX2 machine's kernels;
+    # DNNL_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2 do the same for oneDNN and MKL)
+    isa = {k: os.environ[k] for k in ('ATEN_CPU_CAPABILITY', 'DNNL_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS')
+           if k in os.environ}
+    print(f'CPU capability: {torch.backends.cpu.get_cpu_capability()}  caps set: {isa or "none"}  '
+          f'CPU: {cpu_model()}')
     print('loadavg at start: %.2f %.2f %.2f (should be ~0 for clean numbers)' % os.getloadavg())
     print(f'torch.get_num_threads(): {torch.get_num_threads()}  quick={quick} warmup={warmup} runs={runs} '
           f'feature_location={"raw" if not args.timm_incre else "incre (timm default)"}')

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{slice, tensor, threads, with_cpu, Affine, Float};
 use crate::gemm::{matmul, Mat, Parallelism};
-use crate::{winograd, KernelPolicy};
+use crate::{winograd, KernelPolicy, Simd};
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +287,7 @@ fn forward<T: Float>(
     if let Some(out) = g.winograd_dims().and_then(|d| T::winograd3x3(x, w, &d, epi, policy)) {
         return out;
     }
-    forward_im2col(x, w, g, epi, col_block_rows(g, std::mem::size_of::<T>()))
+    forward_im2col(x, w, g, epi, col_block_rows(g, std::mem::size_of::<T>()), policy.simd)
 }
 
 /// [`forward`] by im2col + matrix product; a strided convolution gathers its im2col matrix
@@ -298,6 +298,7 @@ fn forward_im2col<T: Float>(
     g: &Geom,
     epi: Option<&Affine<'_, T>>,
     rows: usize,
+    simd: Simd,
 ) -> Vec<T> {
     let (k, p) = (g.k(), g.p());
     let mut out = vec![T::ZERO; g.n * g.out_len()];
@@ -308,17 +309,28 @@ fn forward_im2col<T: Float>(
         T::with_scratch(col_len, 0, |col, _| {
             for (xi, oi) in xs.chunks(g.in_len()).zip(outs.chunks_mut(g.out_len())) {
                 if g.pointwise() {
-                    matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(xi, p), par);
+                    matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(xi, p), par, simd);
                 } else if shifted(g) {
                     im2col(xi, g, col);
-                    matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(col, p), par);
+                    matmul(g.o, p, k, oi, p, false, Mat::rows(w, k), Mat::rows(col, p), par, simd);
                 } else {
                     for oy in (0..g.ho).step_by(rows) {
                         let r = oy..(oy + rows).min(g.ho);
                         let pb = r.len() * g.wo;
                         im2col_rows(xi, g, r, &mut col[..k * pb]);
                         let dst = &mut oi[oy * g.wo..];
-                        matmul(g.o, pb, k, dst, p, false, Mat::rows(w, k), Mat::rows(col, pb), par);
+                        matmul(
+                            g.o,
+                            pb,
+                            k,
+                            dst,
+                            p,
+                            false,
+                            Mat::rows(w, k),
+                            Mat::rows(col, pb),
+                            par,
+                            simd,
+                        );
                     }
                 }
                 if let Some(e) = epi {
@@ -361,6 +373,7 @@ fn backward_by<T: Float>(
 ) -> (Vec<T>, Vec<T>) {
     let (k, p) = (g.k(), g.p());
     let (per, par) = plan(g.n);
+    let simd = policy.simd;
     // A stride-1 convolution with "same" padding: its input gradient is the convolution of
     // dY with the flipped, transposed kernel and the same padding — the forward path, whose
     // matrix product has the long C_out·kH·kW inner dimension, instead of Wᵀ·dY (inner dim
@@ -436,6 +449,7 @@ fn backward_by<T: Float>(
                         Mat::rows(dyi, p),
                         Mat::transposed(cols, p),
                         par,
+                        simd,
                     );
                 } else {
                     matmul(
@@ -448,6 +462,7 @@ fn backward_by<T: Float>(
                         Mat::rows(cols, p),
                         Mat::transposed(dyi, p),
                         par,
+                        simd,
                     );
                 }
                 let w_t = Mat::transposed(w, k);
@@ -455,15 +470,26 @@ fn backward_by<T: Float>(
                     // computed above
                 } else if g.pointwise() {
                     // dX (C×P) = Wᵀ (C×O) · dY (O×P)
-                    matmul(k, p, g.o, dxi, p, false, w_t, dy_m, par);
+                    matmul(k, p, g.o, dxi, p, false, w_t, dy_m, par, simd);
                 } else if same {
                     // dX (C×P) = W_flipped (C×O·kH·kW) · im2col(dY)
                     im2col(dyi, &gt, dcol);
                     let kt = gt.k();
-                    matmul(g.c, p, kt, dxi, p, false, Mat::rows(&wf, kt), Mat::rows(dcol, p), par);
+                    matmul(
+                        g.c,
+                        p,
+                        kt,
+                        dxi,
+                        p,
+                        false,
+                        Mat::rows(&wf, kt),
+                        Mat::rows(dcol, p),
+                        par,
+                        simd,
+                    );
                 } else if shifted(g) {
                     // dcol (K×P) = Wᵀ (K×O) · dY (O×P), scattered back
-                    matmul(k, p, g.o, dcol, p, false, w_t, dy_m, par);
+                    matmul(k, p, g.o, dcol, p, false, w_t, dy_m, par, simd);
                     col2im(dcol, g, dxi);
                 } else {
                     // the same by blocks of output rows, the last first (see `col2im_rows`)
@@ -471,7 +497,7 @@ fn backward_by<T: Float>(
                         let r = oy..(oy + rows).min(g.ho);
                         let pb = r.len() * g.wo;
                         let dy_b = Mat { data: &dyi[oy * g.wo..], rs: p, cs: 1 };
-                        matmul(k, pb, g.o, &mut dcol[..k * pb], pb, false, w_t, dy_b, par);
+                        matmul(k, pb, g.o, &mut dcol[..k * pb], pb, false, w_t, dy_b, par, simd);
                         col2im_rows(&dcol[..k * pb], g, r, dxi);
                     }
                 }
@@ -809,14 +835,25 @@ mod tests {
             let w: Vec<f32> = (0..o * g.k()).map(|i| val(i, 0.71)).collect();
             let dy: Vec<f32> = (0..n * g.out_len()).map(|i| val(i, 1.13)).collect();
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            let whole = bits(&forward_im2col(&x, &w, &g, None, g.ho));
-            let policy = KernelPolicy::default();
-            let (dx_whole, dw_whole) = backward_by(&x, &w, &dy, &g, g.ho, &policy);
-            for rows in 1..g.ho {
-                assert_eq!(bits(&forward_im2col(&x, &w, &g, None, rows)), whole, "{g:?} {rows}");
-                let (dx, dw) = backward_by(&x, &w, &dy, &g, rows, &policy);
-                assert_eq!(bits(&dx), bits(&dx_whole), "{g:?} by {rows} rows: input gradient");
-                assert_eq!(bits(&dw), bits(&dw_whole), "{g:?} by {rows} rows: weight gradient");
+            for simd in Simd::supported() {
+                let policy = KernelPolicy { simd, ..Default::default() };
+                let whole = bits(&forward_im2col(&x, &w, &g, None, g.ho, simd));
+                let (dx_whole, dw_whole) = backward_by(&x, &w, &dy, &g, g.ho, &policy);
+                for rows in 1..g.ho {
+                    let by_rows = bits(&forward_im2col(&x, &w, &g, None, rows, simd));
+                    assert_eq!(by_rows, whole, "{simd} {g:?} {rows}");
+                    let (dx, dw) = backward_by(&x, &w, &dy, &g, rows, &policy);
+                    assert_eq!(
+                        bits(&dx),
+                        bits(&dx_whole),
+                        "{simd} {g:?} by {rows}: input gradient"
+                    );
+                    assert_eq!(
+                        bits(&dw),
+                        bits(&dw_whole),
+                        "{simd} {g:?} by {rows}: weight gradient"
+                    );
+                }
             }
         }
     }

@@ -15,10 +15,15 @@ use candle_core::{DType, Tensor};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Simd {
-    /// No explicit vector code: the portable kernels only (the compiler's baseline vectors).
+    /// No explicit vector code of this crate: its portable kernels only (the compiler's
+    /// baseline vectors), im2col for every convolution. The matrix products still take the
+    /// `gemm` crate's kernels for the widest set the CPU has: this is a path to check the
+    /// portable kernels on, not a CPU without AVX2 (`gemm`'s portable kernel multiplies and adds
+    /// without FMA, some 10× slower, and this project supports no such CPU).
     Scalar,
     /// AVX2 with FMA (8 floats a vector): Intel since Haswell, AMD since Zen 1. The Winograd
-    /// kernels run each 16-lane step as two 8-wide instructions.
+    /// kernels run each 16-lane step as two 8-wide instructions, and the matrix products take
+    /// `gemm`'s AVX2 + FMA kernels, so an AVX-512 CPU capped here runs an AVX2 CPU's code.
     Avx2Fma,
     /// AVX-512F (16 floats a vector).
     Avx512,

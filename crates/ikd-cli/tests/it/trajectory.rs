@@ -40,9 +40,9 @@ fn rel(got: f64, want: f64) -> f64 {
     (got - want).abs() / want.abs().max(1e-30)
 }
 
-/// Runs the fixture's `ikd train` with the kernels capped at `simd` (`IKD_SIMD`): each step's
-/// log line, and what the command logged.
-fn train_on(t: &Trajectory, simd: ikd_kernels::Simd) -> (Vec<Step>, String) {
+/// Runs the fixture's `ikd train` with the kernels capped at `simd` (`IKD_SIMD`) and Winograd on
+/// or off (`IKD_WINOGRAD`): each step's log line, and what the command logged.
+fn train_on(t: &Trajectory, simd: ikd_kernels::Simd, winograd: bool) -> (Vec<Step>, String) {
     let dir = fixture();
     let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
     let join = |v: &[String]| v.join(",");
@@ -88,6 +88,7 @@ fn train_on(t: &Trajectory, simd: ikd_kernels::Simd) -> (Vec<Step>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ikd"))
         .args(&args)
         .env("IKD_SIMD", simd.name())
+        .env("IKD_WINOGRAD", if winograd { "1" } else { "0" })
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
@@ -106,10 +107,12 @@ fn train_on(t: &Trajectory, simd: ikd_kernels::Simd) -> (Vec<Step>, String) {
 /// one at the first step), and this trajectory amplifies a difference about 20-fold over its 30
 /// steps (our float64 run starts 9e-8 from PyTorch's float64 one and ends 1.9e-6 from it: `ikd`'s
 /// `kernel_paths` tests), so two faithful float32 runs stay within ~6e-6 of each other. Measured
-/// 2026-12-07, `Intel(R) Xeon(R) Processor` (AVX-512): 1.7e-6 (im2col, the scalar path), 1.6e-6
-/// (Winograd, on AVX2 and on AVX-512); before the AVX2 Winograd kernels, the same binary under
-/// `qemu-x86_64 -cpu Haswell` (AVX2 + FMA, no AVX-512, so the `gemm` crate's AVX2 kernels too):
-/// 1.8e-6. Before issue 26's batch norm fix, the im2col path
+/// 2026-12-07, `Intel(R) Xeon(R) Processor` (AVX-512): 1.7e-6 (im2col, the scalar path and
+/// AVX-512), 1.8e-6 (im2col on AVX2, its matrix products on `gemm`'s AVX2 kernels), 1.5e-6 and
+/// 1.6e-6 (Winograd, AVX2 and AVX-512); before the AVX2 Winograd kernels, the same binary under
+/// `qemu-x86_64 -cpu Haswell` (AVX2 + FMA, no AVX-512): 1.8e-6. The portable `gemm` kernel
+/// (multiply, then add: no FMA; a path this project does not run) parts at step 11, 1.8e-5 at
+/// step 12: the caveat below. Before issue 26's batch norm fix, the im2col path
 /// failed here at step 2 (1.02e-5; it reached 2.5e-1 by step 18 on an AVX2 CPU), natively and under
 /// qemu alike. One caveat the budget cannot cover: at step 9 a pixel lies 5.1e-6 (relative) from
 /// its level's margin in the float64 run, so a float32 run whose distances there differ from
@@ -122,12 +125,13 @@ fn ikd_train_follows_pytorch_step_by_step_on_image_files() {
             .unwrap();
     assert!(!t.shuffle, "the fixture visits the images in file order");
     let mut seen = Vec::new();
-    for simd in ikd_kernels::Simd::supported() {
-        let path = ikd_kernels::KernelPolicy { simd, ..Default::default() }.path();
+    let paths = ikd_kernels::Simd::supported().into_iter().flat_map(|s| [(s, true), (s, false)]);
+    for (simd, winograd) in paths {
+        let path = ikd_kernels::KernelPolicy { simd, winograd, ..Default::default() }.path();
         if seen.contains(&path) {
             continue;
         }
-        let (got, logged) = train_on(&t, simd);
+        let (got, logged) = train_on(&t, simd, winograd);
         assert!(logged.contains(&format!("kernels: {path}")), "{simd}: the log names the path");
         assert_eq!(got.len(), t.steps.len(), "one log line per PyTorch step");
         let mut worst = (0.0f64, String::new());

@@ -469,7 +469,7 @@ pub(super) fn weight_grad<I: Isa>(s: I, x: &[f32], dy: &[f32], d: &Dims) -> Opti
         du.par_chunks_mut(d.o * d.c).enumerate().for_each(|(xi, out)| {
             let lhs = Mat { data: &m[xi * ld..], rs: XI * ld, cs: 1 };
             let rhs = Mat { data: &v[xi * ld..], rs: 1, cs: XI * ld };
-            matmul(d.o, d.c, tp, out, d.c, false, lhs, rhs, Parallelism::None);
+            matmul(d.o, d.c, tp, out, d.c, false, lhs, rhs, Parallelism::None, I::SIMD);
         });
         filter_grads(s, du, d.o * d.c)
     }))

@@ -34,6 +34,8 @@ pub(crate) trait Isa: Copy + Send + Sync + 'static {
     type V: Copy;
     /// 16 i32 gather offsets.
     type Idx: Copy + Send + Sync;
+    /// The vector set, as a policy names it (the matrix products take the same).
+    const SIMD: crate::Simd;
     /// The token, where this CPU has the instructions.
     fn new() -> Option<Self>;
     /// Runs `f` with the instruction set enabled; pass an `#[inline(always)]` closure, so that
@@ -249,6 +251,7 @@ fn pair512(k: i32) -> __m512i {
 // SAFETY (every `unsafe` block below without its own comment): an `Avx512` exists only where
 // the CPU has AVX-512F (`Avx512::new`), so its intrinsics may run.
 impl Isa for Avx512 {
+    const SIMD: crate::Simd = crate::Simd::Avx512;
     type V = __m512;
     type Idx = __m512i;
     fn new() -> Option<Self> {
@@ -546,6 +549,7 @@ fn transpose4(r: [__m256; 4]) -> [__m256; 4] {
 // SAFETY (every `unsafe` block below without its own comment): an `Avx2` exists only where
 // the CPU has AVX2 and FMA (`Avx2::new`), so its intrinsics may run.
 impl Isa for Avx2 {
+    const SIMD: crate::Simd = crate::Simd::Avx2Fma;
     type V = [__m256; 2];
     type Idx = [__m256i; 2];
     fn new() -> Option<Self> {

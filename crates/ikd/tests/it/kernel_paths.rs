@@ -161,13 +161,17 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// A policy for each kernel path this CPU runs (candle's ops; the kernels capped at each vector
-/// set the CPU has, which on an AVX-512 CPU includes an AVX2 machine's path), with its name.
+/// set the CPU has, which on an AVX-512 CPU includes an AVX2 machine's path, each with Winograd
+/// and with im2col only — `IKD_WINOGRAD=0` on an AVX2 CPU is where issue 26's drift showed),
+/// with its name.
 pub fn paths() -> Vec<(String, KernelPolicy)> {
     let mut v = vec![("candle".to_string(), KernelPolicy::candle())];
     for simd in ikd_kernels::Simd::supported() {
-        let p = KernelPolicy { simd, ..Default::default() };
-        if !v.iter().any(|(name, _)| *name == p.path()) {
-            v.push((p.path(), p));
+        for winograd in [true, false] {
+            let p = KernelPolicy { simd, winograd, ..Default::default() };
+            if !v.iter().any(|(name, _)| *name == p.path()) {
+                v.push((p.path(), p));
+            }
         }
     }
     v
@@ -224,7 +228,8 @@ fn errors(got: &HashMap<String, Tensor>, want: &HashMap<String, Tensor>) -> (f64
 /// The first step's student gradients on every kernel path this CPU has, against PyTorch's
 /// float64 ones. In f32 each path is held to twice PyTorch's own float32 error on the same step
 /// (the fixture's metadata: median 5.2e-6, worst 7.9e-5 per tensor); measured on an AVX-512
-/// Xeon, 2026-12-07: median 3.9e-6 (im2col: the scalar path), 3.6e-6 (Winograd, AVX2 and AVX-512),
+/// Xeon, 2026-12-07: median 3.9e-6 (im2col: the scalar path, AVX2 and AVX-512), 3.6e-6 (Winograd,
+/// AVX2 and AVX-512),
 /// 3.8e-6 (candle), worst 2.4e-5 to 3.5e-5. Before issue 26's fix (train-mode batch norm
 /// folded the mean into a per-channel constant, `a·g + b·x + k`), im2col gave median 2.2e-4,
 /// worst 2.6e-3 (stage 4's branch-0 batch norms): what made `ikd train` drift on AVX2 CPUs. The
