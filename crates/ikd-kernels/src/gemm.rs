@@ -18,14 +18,19 @@ pub(crate) trait GemmScalar: Copy + Send + Sync + 'static {
     /// # Safety
     /// As `gemm::gemm`: every element addressed lies inside its allocation, `dst` aliases
     /// neither operand.
-    unsafe fn gemm_avx2(
-        dims: (usize, usize, usize),
-        dst: (*mut Self, isize, isize),
-        read_dst: bool,
-        lhs: (*const Self, isize, isize),
-        rhs: (*const Self, isize, isize),
-        par: Parallelism,
-    ) -> bool;
+    unsafe fn gemm_avx2(p: Product<Self>) -> bool;
+}
+
+/// One product in `gemm`'s terms: sizes `(m, n, k)`, each matrix as (pointer, column stride, row
+/// stride), whether `dst` is added to, the threads.
+#[derive(Clone, Copy)]
+pub(crate) struct Product<T> {
+    dims: (usize, usize, usize),
+    dst: (*mut T, isize, isize),
+    read_dst: bool,
+    lhs: (*const T, isize, isize),
+    rhs: (*const T, isize, isize),
+    par: Parallelism,
 }
 
 /// `gemm_basic_generic` with the micro-kernels of `gemm`'s module `$krate::microkernel::$isa::$t`
@@ -80,16 +85,10 @@ macro_rules! gemm_scalar {
             const ZERO: Self = 0.;
             const ONE: Self = 1.;
 
-            unsafe fn gemm_avx2(
-                dims: (usize, usize, usize),
-                dst: (*mut Self, isize, isize),
-                read_dst: bool,
-                lhs: (*const Self, isize, isize),
-                rhs: (*const Self, isize, isize),
-                par: Parallelism,
-            ) -> bool {
+            unsafe fn gemm_avx2(p: Product<Self>) -> bool {
                 #[cfg(target_arch = "x86_64")]
                 if let Some(s) = gemm_common::simd::V3::try_new() {
+                    let Product { dims, dst, read_dst, lhs, rhs, par } = p;
                     // `gemm::gemm`'s own first step: the micro-kernels want a column-major
                     // destination, so a row-major product is computed as its transpose
                     let ((m, n, k), (d, d_cs, d_rs)) = (dims, dst);
@@ -103,7 +102,7 @@ macro_rules! gemm_scalar {
                     );
                     return true;
                 }
-                let _ = (dims, dst, read_dst, lhs, rhs, par);
+                let _ = p;
                 false
             }
         }
@@ -174,14 +173,14 @@ pub(crate) fn matmul<T: GemmScalar>(
     // above), `dst` is borrowed mutably and cannot alias `lhs` or `rhs`.
     unsafe {
         let capped = simd.min(Simd::detect()) == Simd::Avx2Fma
-            && T::gemm_avx2(
-                (m, n, k),
-                (dst.as_mut_ptr(), 1, dst_rs as isize),
-                accumulate,
-                (lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize),
-                (rhs.data.as_ptr(), rhs.cs as isize, rhs.rs as isize),
+            && T::gemm_avx2(Product {
+                dims: (m, n, k),
+                dst: (dst.as_mut_ptr(), 1, dst_rs as isize),
+                read_dst: accumulate,
+                lhs: (lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize),
+                rhs: (rhs.data.as_ptr(), rhs.cs as isize, rhs.rs as isize),
                 par,
-            );
+            });
         if !capped {
             ::gemm::gemm(
                 m,
