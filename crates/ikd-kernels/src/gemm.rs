@@ -33,54 +33,63 @@ pub(crate) struct Product<T> {
     par: Parallelism,
 }
 
-/// `gemm_basic_generic` with the micro-kernels of `gemm`'s module `$krate::microkernel::$isa::$t`
-/// (`$n` lanes), on the vector token `$s`: what `gemm::gemm` runs once it has chosen that family
-/// (`gemm` keeps that choice private; its kernels and the generic driver are public).
-macro_rules! gemm_family {
-    ($s:expr, $t:ident, $krate:ident, $isa:ident, $n:expr, $dims:expr, $dst:expr, $read:expr, $lhs:expr, $rhs:expr, $par:expr) => {{
-        use $krate::microkernel::$isa::$t as uk;
-        let ((m, n, k), (d, d_cs, d_rs), (l, l_cs, l_rs), (r, r_cs, r_rs)) =
-            ($dims, $dst, $lhs, $rhs);
-        gemm_common::gemm::gemm_basic_generic::<
-            _,
-            $t,
-            $n,
-            { uk::MR_DIV_N * $n },
-            { uk::NR },
-            { uk::MR_DIV_N },
-            { uk::H_M },
-            { uk::H_N },
-        >(
-            $s,
-            m,
-            n,
-            k,
-            d,
-            d_cs,
-            d_rs,
-            $read,
-            l,
-            l_cs,
-            l_rs,
-            r,
-            r_cs,
-            r_rs,
-            1 as $t,
-            1 as $t,
-            false,
-            false,
-            false,
-            |a, b, c| a * b + c,
-            &uk::UKR,
-            &uk::H_UKR,
-            false,
-            $par,
-        )
-    }};
+impl<T: GemmScalar> Product<T> {
+    /// By `gemm::gemm`, the kernels `gemm` chooses (the widest the CPU has).
+    ///
+    /// # Safety
+    /// As [`GemmScalar::gemm_avx2`].
+    unsafe fn run(self) {
+        let Product { dims: (m, n, k), dst: (d, d_cs, d_rs), read_dst, lhs, rhs, par } = self;
+        // SAFETY: the caller's contract
+        unsafe {
+            ::gemm::gemm(
+                m,
+                n,
+                k,
+                d,
+                d_cs,
+                d_rs,
+                read_dst,
+                lhs.0,
+                lhs.1,
+                lhs.2,
+                rhs.0,
+                rhs.1,
+                rhs.2,
+                T::ONE,
+                T::ONE,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    }
+
+    /// The same product with a column-major destination where it is row-major, as its
+    /// transpose (`gemm::gemm`'s own first step: its micro-kernels want a column-major `dst`).
+    fn col_major(self) -> Self {
+        let Product { dims: (m, n, k), dst: (d, d_cs, d_rs), lhs, rhs, .. } = self;
+        if d_cs.abs() < d_rs.abs() {
+            Product {
+                dims: (n, m, k),
+                dst: (d, d_rs, d_cs),
+                lhs: (rhs.0, rhs.2, rhs.1),
+                rhs: (lhs.0, lhs.2, lhs.1),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
 }
 
+/// [`GemmScalar`] for `$t`, whose AVX2 + FMA micro-kernels (`$lanes` a register) are
+/// `$krate::microkernel::fma::$t`: `gemm_basic_generic` with them is what `gemm::gemm` runs
+/// once it has chosen that family (`gemm` keeps the choice private; the kernels and the generic
+/// driver are public).
 macro_rules! gemm_scalar {
-    ($t:ident, $krate:ident, $fma_lanes:expr) => {
+    ($t:ident, $krate:ident, $lanes:expr) => {
         impl GemmScalar for $t {
             const ZERO: Self = 0.;
             const ONE: Self = 1.;
@@ -88,18 +97,53 @@ macro_rules! gemm_scalar {
             unsafe fn gemm_avx2(p: Product<Self>) -> bool {
                 #[cfg(target_arch = "x86_64")]
                 if let Some(s) = gemm_common::simd::V3::try_new() {
-                    let Product { dims, dst, read_dst, lhs, rhs, par } = p;
-                    // `gemm::gemm`'s own first step: the micro-kernels want a column-major
-                    // destination, so a row-major product is computed as its transpose
-                    let ((m, n, k), (d, d_cs, d_rs)) = (dims, dst);
-                    let (dims, dst, lhs, rhs) = if d_cs.abs() < d_rs.abs() {
-                        ((n, m, k), (d, d_rs, d_cs), (rhs.0, rhs.2, rhs.1), (lhs.0, lhs.2, lhs.1))
-                    } else {
-                        (dims, dst, lhs, rhs)
+                    use $krate::microkernel::fma::$t as uk;
+                    let Product {
+                        dims: (m, n, k),
+                        dst: (d, d_cs, d_rs),
+                        read_dst,
+                        lhs: (l, l_cs, l_rs),
+                        rhs: (r, r_cs, r_rs),
+                        par,
+                    } = p.col_major();
+                    // SAFETY: the caller's contract; `s` proves AVX2 + FMA
+                    unsafe {
+                        gemm_common::gemm::gemm_basic_generic::<
+                            _,
+                            $t,
+                            $lanes,
+                            { uk::MR_DIV_N * $lanes },
+                            { uk::NR },
+                            { uk::MR_DIV_N },
+                            { uk::H_M },
+                            { uk::H_N },
+                        >(
+                            s,
+                            m,
+                            n,
+                            k,
+                            d,
+                            d_cs,
+                            d_rs,
+                            read_dst,
+                            l,
+                            l_cs,
+                            l_rs,
+                            r,
+                            r_cs,
+                            r_rs,
+                            1.,
+                            1.,
+                            false,
+                            false,
+                            false,
+                            |a, b, c| a * b + c,
+                            &uk::UKR,
+                            &uk::H_UKR,
+                            false,
+                            par,
+                        )
                     };
-                    gemm_family!(
-                        s, $t, $krate, fma, $fma_lanes, dims, dst, read_dst, lhs, rhs, par
-                    );
                     return true;
                 }
                 let _ = p;
@@ -169,40 +213,19 @@ pub(crate) fn matmul<T: GemmScalar>(
         }
         return;
     }
+    let p = Product {
+        dims: (m, n, k),
+        dst: (dst.as_mut_ptr(), 1, dst_rs as isize),
+        read_dst: accumulate,
+        lhs: (lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize),
+        rhs: (rhs.data.as_ptr(), rhs.cs as isize, rhs.rs as isize),
+        par,
+    };
     // SAFETY: every element the product reads or writes lies inside the slices (checked
     // above), `dst` is borrowed mutably and cannot alias `lhs` or `rhs`.
     unsafe {
-        let capped = simd.min(Simd::detect()) == Simd::Avx2Fma
-            && T::gemm_avx2(Product {
-                dims: (m, n, k),
-                dst: (dst.as_mut_ptr(), 1, dst_rs as isize),
-                read_dst: accumulate,
-                lhs: (lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize),
-                rhs: (rhs.data.as_ptr(), rhs.cs as isize, rhs.rs as isize),
-                par,
-            });
-        if !capped {
-            ::gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                dst_rs as isize,
-                accumulate,
-                lhs.data.as_ptr(),
-                lhs.cs as isize,
-                lhs.rs as isize,
-                rhs.data.as_ptr(),
-                rhs.cs as isize,
-                rhs.rs as isize,
-                T::ONE,
-                T::ONE,
-                false,
-                false,
-                false,
-                par,
-            )
+        if !(simd.min(Simd::detect()) == Simd::Avx2Fma && T::gemm_avx2(p)) {
+            p.run()
         }
     }
 }
