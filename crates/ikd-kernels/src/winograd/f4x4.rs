@@ -23,7 +23,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{aligned, filter_grads_by, zero_padding, Isa, Out, L, MR};
+use super::simd::{aligned, filter_grads_by, filters_by, Isa, Out, L, MR};
 use super::{fill_padded_plane, with_big, Dims};
 use crate::cpu::Affine;
 use crate::gemm::{matmul, Mat, Parallelism};
@@ -168,24 +168,16 @@ pub(super) fn conv3x3<I: Isa>(
 
 /// `U = G·g·Gᵀ` of every filter of `w (o, c, 3, 3)` into `u`, laid out `[ξ][o_pad][c_pad]`
 /// (padding zero), 16 filters of a row at a time.
-fn filters<I: Isa>(
-    s: I,
-    w: &[f32],
-    (o, c): (usize, usize),
-    (o_pad, c_pad): (usize, usize),
-    u: &mut [f32],
-) {
-    let plane = o_pad * c_pad;
-    assert!(w.len() == 9 * o * c && u.len() == XI * plane && o <= o_pad && c <= c_pad);
-    zero_padding(u, plane, (o, c), c_pad);
-    // each task writes row o of every plane
-    let ptr = Out(u.as_mut_ptr());
-    (0..o).into_par_iter().for_each(|row| {
-        s.enter(
-            #[inline(always)]
-            || filters_row(s, &w[row * c * 9..(row + 1) * c * 9], plane, row * c_pad, ptr),
-        )
-    });
+fn filters<I: Isa>(s: I, w: &[f32], oc: (usize, usize), pads: (usize, usize), u: &mut [f32]) {
+    filters_by::<I, XI>(
+        s,
+        w,
+        oc,
+        pads,
+        u,
+        #[inline(always)]
+        |w_row, plane, at, out| filters_row(s, w_row, plane, at, out),
+    )
 }
 
 /// `G·v` for the three values of a filter column or row: six values.

@@ -780,9 +780,34 @@ impl Out {
     }
 }
 
+/// Writes the transformed filters `U[ξ][o_pad][c_pad]` (`P` planes, padding zero) of `w (o, c,
+/// 3, 3)`, one row of filters per task: `row(w_row, plane, at, out)` writes the `c` filters of
+/// `w_row` at `at` of every plane; pass an `#[inline(always)]` closure. Shared by F(2×2, 3×3)
+/// (`P = 16`) and F(4×4, 3×3) (`P = 36`).
+pub(crate) fn filters_by<I: Isa, const P: usize>(
+    s: I,
+    w: &[f32],
+    (o, c): (usize, usize),
+    (o_pad, c_pad): (usize, usize),
+    u: &mut [f32],
+    row: impl Fn(&[f32], usize, usize, Out) + Sync,
+) {
+    let plane = o_pad * c_pad;
+    assert!(w.len() == 9 * o * c && u.len() == P * plane && o <= o_pad && c <= c_pad);
+    zero_padding(u, plane, (o, c), c_pad);
+    // each task writes row o of every plane
+    let ptr = Out(u.as_mut_ptr());
+    (0..o).into_par_iter().for_each(|r| {
+        s.enter(
+            #[inline(always)]
+            || row(&w[r * c * 9..(r + 1) * c * 9], plane, r * c_pad, ptr),
+        )
+    });
+}
+
 /// Zeroes the padding of every plane of transformed filters (`plane` floats, rows of
 /// `c_pad`): the rows from `o` on and, in the first `o` rows, the columns from `c` on.
-pub(crate) fn zero_padding(u: &mut [f32], plane: usize, (o, c): (usize, usize), c_pad: usize) {
+fn zero_padding(u: &mut [f32], plane: usize, (o, c): (usize, usize), c_pad: usize) {
     u.par_chunks_mut(plane).for_each(|pl| {
         pl[o * c_pad..].fill(0.);
         if c < c_pad {
