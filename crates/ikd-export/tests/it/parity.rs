@@ -48,6 +48,7 @@ fn f64_bytes(v: &[f64]) -> Vec<u8> {
 }
 
 /// What the `Predictor` says about a batch, in the graph's layout.
+#[derive(Default)]
 struct Expected {
     maps: Vec<f32>,
     scores: Vec<f32>,
@@ -104,13 +105,7 @@ fn predictor_case(p: &ikd::Predictor, images: &[DynamicImage]) -> (Vec<RgbImage>
     let t = p.config().transform().unwrap();
     let prepared: Vec<RgbImage> = images.iter().map(|i| t.prepare_image(i).unwrap()).collect();
     let preds = p.score_batch(images).unwrap();
-    let mut e = Expected {
-        maps: vec![],
-        scores: vec![],
-        normalized: vec![],
-        labels: vec![],
-        masks: vec![],
-    };
+    let mut e = Expected::default();
     for pr in preds {
         e.maps.extend(&pr.map.data);
         e.scores.push(pr.score as f32);
@@ -132,13 +127,7 @@ fn input_case(p: &ikd::Predictor, images: &[RgbImage]) -> Expected {
     let maps = p.input_maps(&x).unwrap();
     let d = p.decision().expect("a tested run");
     let pt = p.pixel_threshold().expect("a pixel threshold");
-    let mut e = Expected {
-        maps: vec![],
-        scores: vec![],
-        normalized: vec![],
-        labels: vec![],
-        masks: vec![],
-    };
+    let mut e = Expected::default();
     for m in maps {
         let score = m.max() as f64;
         e.maps.extend(&m.data);
