@@ -65,14 +65,6 @@ def cpu_flags():
     return set()
 
 
-def cpu_model():
-    with open('/proc/cpuinfo') as f:
-        for line in f:
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    return 'unknown'
-
-
 def env_with(extra):
     env = dict(os.environ)
     for k in ('IKD_SIMD', 'ATEN_CPU_CAPABILITY', 'DNNL_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS', 'IKD_BENCH_QUICK'):
@@ -91,11 +83,13 @@ def run_ikd(case, path, seconds):
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f'{" ".join(cmd)} failed:\n{out.stderr[-3000:]}')
-    kp = re.search(r'kernel path: ([^(,]+)', out.stdout)
+    # the bench's first line: `kernel path: PATH (...), CPU: MODEL` (ikd_kernels::cpu_model)
+    kp = re.search(r'kernel path: ([^(,]+).*CPU: (.+)', out.stdout)
     with open(os.path.join(ROOT, 'target', 'criterion', cid, 'new', 'sample.json')) as f:
         sample = json.load(f)
     per_iter = [t / n / 1e6 for t, n in zip(sample['times'], sample['iters'])]
-    return (statistics.median(per_iter), min(per_iter)), (kp.group(1).strip() if kp else '?')
+    path_cpu = (kp.group(1).strip(), kp.group(2).strip()) if kp else ('?', '?')
+    return (statistics.median(per_iter), min(per_iter)), path_cpu
 
 
 def run_torch(case, path, python, runs):
@@ -126,24 +120,24 @@ def main():
     paths, cases = a.paths.split(','), a.cases.split(',')
     for p in paths:
         if p not in PATHS or p not in have:
-            sys.exit(f'path {p!r}: this CPU ({cpu_model()}) runs {have}')
+            sys.exit(f'path {p!r}: this CPU runs {have}')
     for c in cases:
         if c not in CASES:
             sys.exit(f'case {c!r}: one of {list(CASES)}')
     subprocess.run(['cargo', 'bench', '-q', '-p', 'ikd-benches', '--bench', 'hrnet', '--bench', 'predictor',
                     '--no-run'], cwd=ROOT, check=True)
-    res = {}
+    res, cpu = {}, '?'
     for r in range(a.rounds):
         for p in paths:
             for c in cases:
-                ikd, kp = run_ikd(c, p, a.seconds)
+                ikd, (kp, cpu) = run_ikd(c, p, a.seconds)
                 pt, cap = run_torch(c, p, a.python, a.runs)
                 res.setdefault((p, c), []).append((ikd, pt))
                 print(f'round {r + 1} {p:<6} {c:<9} ikd {ikd[0]:8.1f} ms (min {ikd[1]:8.1f}, {kp})  '
                       f'PyTorch {pt[0]:8.1f} ms (min {pt[1]:8.1f}, {cap})  ratio {ikd[0] / pt[0]:.2f} '
                       f'(min/min {ikd[1] / pt[1]:.2f})', flush=True)
     med = statistics.median
-    print(f'\nCPU: {cpu_model()}; {a.rounds} rounds; each side\'s median and fastest run per round '
+    print(f'\nCPU: {cpu}; {a.rounds} rounds; each side\'s median and fastest run per round '
           f'(ikd: 10 criterion samples, PyTorch: {a.runs} runs); the table gives the medians over the '
           f'rounds, of the times and of the per-round ratios ikd / PyTorch (medians; fastest runs)\n')
     print('| path | case | ikd (median; fastest) | PyTorch (median; fastest) | ikd / PyTorch (medians; fastest) |')
