@@ -5,6 +5,7 @@
 //! larger batches split the images). Each test builds the policies it compares; none changes
 //! anything process-wide, so they run in parallel.
 
+mod backprop;
 mod common;
 mod conv;
 mod elementwise;
