@@ -5,7 +5,7 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::ops::{context_similarity, normalized_distance, pixel_rows};
+use crate::ops::{context_similarity, normalized_distance};
 use crate::{DistillError, IkdLossConfig, Result};
 
 /// The training state of [`IkdLoss`]: one AHSM margin per configured level (f64, starting at 0)
@@ -488,8 +488,8 @@ fn level_loss(
     let pixel_loss = d_kept.to_dtype(DType::F64)?.mean_all()?;
     let pixel = pixel_loss.to_scalar::<f64>()?;
     let (loss, context) = if cfg.uses_context() {
-        let qt = select(pixel_rows(&t_hat)?)?;
-        let qs = select(pixel_rows(&s_hat)?)?;
+        let qt = select(t_hat)?;
+        let qs = select(s_hat)?;
         let ctx = context_similarity(&qt, &qs)?;
         let ctx_value = ctx.to_scalar::<f64>()?;
         ((pixel_loss + ctx.affine(cfg.gamma, 0.0)?)?, Some(ctx_value))
