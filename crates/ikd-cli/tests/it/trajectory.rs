@@ -109,7 +109,8 @@ fn train_on(t: &Trajectory, simd: ikd_kernels::Simd, winograd: bool) -> (Vec<Ste
 /// `kernel_paths` tests), so two faithful float32 runs stay within ~6e-6 of each other. Measured
 /// 2026-12-07, `Intel(R) Xeon(R) Processor` (AVX-512): 1.7e-6 (im2col, the scalar path and
 /// AVX-512), 1.8e-6 (im2col on AVX2, its matrix products on `gemm`'s AVX2 kernels), 1.5e-6 and
-/// 1.6e-6 (Winograd, AVX2 and AVX-512); before the AVX2 Winograd kernels, the same binary under
+/// 1.6e-6 (Winograd, AVX2 and AVX-512), the same to two digits on an `AMD EPYC` (AVX-512) at
+/// eb99707; before the AVX2 Winograd kernels, the same binary under
 /// `qemu-x86_64 -cpu Haswell` (AVX2 + FMA, no AVX-512): 1.8e-6. The portable `gemm` kernel
 /// (multiply, then add: no FMA; a path this project does not run) parts at step 11, 1.8e-5 at
 /// step 12: the caveat below. Before issue 26's batch norm fix, the im2col path
