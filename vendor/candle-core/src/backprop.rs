@@ -721,11 +721,11 @@ impl GradStore {
         self.0.insert(id, grad)
     }
 
-    /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
-    /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to the gradient of `tensor`. The first contribution is stored as it is
     /// (made contiguous) instead of being added to a tensor of zeros (ikd's patch, as in
-    /// huggingface/candle PR #3822; see PATCHES.md at the crate's root).
+    /// huggingface/candle PR #3822; see PATCHES.md at the crate's root). A first contribution
+    /// whose shape, device or dtype differs from `tensor`'s is refused with the error that the
+    /// addition to zeros gave.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
@@ -733,12 +733,38 @@ impl GradStore {
                 entry.insert(sum);
             }
             Entry::Vacant(entry) => {
+                if grad.shape() != tensor.shape() {
+                    Err(Error::ShapeMismatchBinaryOp {
+                        lhs: tensor.shape().clone(),
+                        rhs: grad.shape().clone(),
+                        op: "add",
+                    }
+                    .bt())?
+                }
+                if grad.device().location() != tensor.device().location() {
+                    Err(Error::DeviceMismatchBinaryOp {
+                        lhs: tensor.device().location(),
+                        rhs: grad.device().location(),
+                        op: "add",
+                    }
+                    .bt())?
+                }
+                if grad.dtype() != tensor.dtype() {
+                    Err(Error::DTypeMismatchBinaryOp {
+                        lhs: tensor.dtype(),
+                        rhs: grad.dtype(),
+                        op: "add",
+                    }
+                    .bt())?
+                }
                 entry.insert(grad.contiguous()?);
             }
         }
         Ok(())
     }
 
+    /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
+    /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     fn or_insert(&mut self, tensor: &Tensor) -> Result<&mut Tensor> {
         let grad = match self.0.entry(tensor.id()) {
             Entry::Occupied(entry) => entry.into_mut(),

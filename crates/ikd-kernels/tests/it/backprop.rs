@@ -83,3 +83,41 @@ fn a_custom_op_used_twice_gets_both_gradients() {
     let want: Vec<f64> = g1.iter().zip(&g2).map(|(a, b)| a + b).collect();
     assert_eq!(values(g.get(&x).unwrap()), want);
 }
+
+/// The identity (of a contiguous f64 tensor), whose backward hands back a gradient one row
+/// short.
+struct ShortGradient;
+
+impl candle_core::CustomOp1 for ShortGradient {
+    fn name(&self) -> &'static str {
+        "short-gradient"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let v = s.as_slice::<f64>()?;
+        let v = v[l.start_offset()..l.start_offset() + l.shape().elem_count()].to_vec();
+        Ok((candle_core::CpuStorage::F64(v), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.narrow(0, 1, grad.dim(0)? - 1)?))
+    }
+}
+
+#[test]
+fn a_first_gradient_of_the_wrong_shape_is_an_error() {
+    // added to zeros, the wrong shape failed; stored directly, it must fail the same way
+    let x = var(&[3, 2], 9);
+    let loss = x.apply_op1(ShortGradient).unwrap().sum_all().unwrap();
+    let err = loss.backward().expect_err("a (2, 2) gradient for a (3, 2) tensor");
+    assert!(err.to_string().contains("shape mismatch in add"), "{err}");
+}
